@@ -1,0 +1,49 @@
+# btcpipe — `make run` runs the main job, `make test` runs every check. Both install what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# Debian packages the tests need: real servers and static checkers.
+APT_PACKAGES := redis-server prometheus docker-compose
+PYTEST_ARGS ?=
+
+.PHONY: run test lint typecheck pytest bench install system-deps clean
+
+$(STAMP): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,dev]'
+	@touch $(STAMP)
+
+install: $(STAMP) system-deps
+
+# Installs the Debian packages that are missing (as root, or with sudo when it is there).
+system-deps:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+run: install
+	$(BIN)/btcpipe run
+
+lint: $(STAMP)
+	$(BIN)/ruff check btcpipe tests bench
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
+
+test: install lint typecheck pytest
+
+bench: install
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -1,0 +1,167 @@
+"""Recordings of Binance's combined JSON streams: ``<receive time ns|µs> <JSON>`` per line, gzip or plain.
+
+The format of ``shared/data/recordings``: combined-stream wrappers for ``@trade``, ``@bookTicker`` and
+``@depth@100ms``, plus bare REST ``/depth`` snapshot bodies. Loaded into a ``MarketTape``.
+
+JSON ``bookTicker`` has no event time, so its time is the receive time moved onto the exchange clock.
+The recorder's clock need not agree with Binance's (the shared recordings run ~1.27 s behind), so the
+offset is estimated from trades, whose exchange time ``E`` is known: the 99th percentile of
+``E − receive`` is the offset at (near) minimal network latency. Without that, best bid/ask would lag
+the trades by the whole offset and mid-based labels would be shifted.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+from btcpipe.binance.json_messages import (
+    parse_book_ticker,
+    parse_depth_snapshot,
+    parse_depth_update,
+    parse_trade,
+    stream_kind,
+)
+from btcpipe.domain.errors import MalformedRecordError
+from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Trade
+from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape, TradeTape
+from btcpipe.domain.time import to_us
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedLine:
+    ts_recv: int  # µs on the recorder's clock
+    message: dict[str, object]
+
+
+def _recv_us(token: bytes) -> int:
+    value = int(token)
+    # ns values have 19 digits for today's epochs; µs have 16.
+    return value // 1000 if value >= 10**18 else to_us(value)
+
+
+def iter_lines(paths: Iterable[str | Path]) -> Iterator[RecordedLine]:
+    """Yield each line of one or more recording files in order; malformed lines raise with their place."""
+    for path in paths:
+        p = Path(path)
+        opener = gzip.open if p.suffix == ".gz" else open
+        with opener(p, "rb") as fh:
+            for lineno, line in enumerate(fh, 1):
+                raw = line.strip()
+                if not raw:
+                    continue
+                head, _, body = raw.partition(b" ")
+                try:
+                    yield RecordedLine(_recv_us(head), orjson.loads(body))
+                except (ValueError, orjson.JSONDecodeError) as exc:
+                    raise MalformedRecordError(f"{p}:{lineno}: not '<time> <JSON>': {exc}") from exc
+
+
+@dataclass(slots=True)
+class Recording:
+    """The parsed records of a recording, in file order, with the estimated clock offset."""
+
+    symbol: str
+    trades: list[Trade]
+    book_tickers: list[BestBidAsk]
+    depth_diffs: list[DepthDiff]
+    snapshots: list[DepthSnapshot]
+    clock_offset_us: int  # exchange time − recorder time
+
+    def to_tape(self) -> MarketTape:
+        return MarketTape(
+            symbol=self.symbol,
+            trades=trades_to_tape(self.trades),
+            book_tickers=book_tickers_to_tape(self.book_tickers),
+            depth=depth_to_tape(self.depth_diffs),
+            initial_book=self.snapshots[0] if self.snapshots else None,
+        )
+
+
+def load_recording(paths: Iterable[str | Path]) -> Recording:
+    lines = list(iter_lines(paths))
+    offsets = [
+        int(d["E"]) * 1000 - ln.ts_recv
+        for ln in lines
+        if isinstance(d := ln.message.get("data"), dict) and d.get("e") == "trade"
+    ]
+    clock_offset = int(np.percentile(np.asarray(offsets, dtype=np.int64), 99)) if offsets else 0
+    trades: list[Trade] = []
+    tickers: list[BestBidAsk] = []
+    diffs: list[DepthDiff] = []
+    snapshots: list[DepthSnapshot] = []
+    symbol = ""
+    for ln in lines:
+        msg = ln.message
+        if "lastUpdateId" in msg:
+            snapshots.append(parse_depth_snapshot(msg, symbol or "BTCUSDT", ts_recv=ln.ts_recv))
+            continue
+        data = msg.get("data")
+        if not isinstance(data, dict):
+            raise MalformedRecordError(f"recording line is neither a stream message nor a snapshot: {msg!r:.200}")
+        kind = stream_kind(str(msg.get("stream", "")))
+        if kind == "trade":
+            trades.append(parse_trade(data, ts_recv=ln.ts_recv))
+        elif kind == "bookTicker":
+            tickers.append(
+                parse_book_ticker(data, ts_event=ln.ts_recv + clock_offset, ts_recv=ln.ts_recv)
+            )
+        elif kind == "depth":
+            diffs.append(parse_depth_update(data, ts_recv=ln.ts_recv))
+        else:
+            continue
+        symbol = symbol or str(data.get("s", ""))
+    snapshots = [
+        DepthSnapshot(symbol or s.symbol, s.last_update_id, s.bids, s.asks, s.ts_event, ts_recv=s.ts_recv)
+        for s in snapshots
+    ]
+    return Recording(symbol or "BTCUSDT", trades, tickers, diffs, snapshots, clock_offset)
+
+
+def trades_to_tape(trades: list[Trade]) -> TradeTape:
+    return TradeTape(
+        id=np.fromiter((t.id for t in trades), np.int64, len(trades)),
+        ts_event=np.fromiter((t.ts_event for t in trades), np.int64, len(trades)),
+        price=np.fromiter((t.price_mantissa for t in trades), np.int64, len(trades)),
+        qty=np.fromiter((t.qty_mantissa for t in trades), np.int64, len(trades)),
+        is_buyer_maker=np.fromiter((t.is_buyer_maker for t in trades), np.bool_, len(trades)),
+        ts_recv=np.fromiter((t.ts_recv for t in trades), np.int64, len(trades)),
+    )
+
+
+def book_tickers_to_tape(tickers: list[BestBidAsk]) -> BookTickerTape:
+    n = len(tickers)
+    return BookTickerTape(
+        ts_event=np.fromiter((b.ts_event for b in tickers), np.int64, n),
+        update_id=np.fromiter((b.update_id for b in tickers), np.int64, n),
+        bid_price=np.fromiter((b.bid_price_mantissa for b in tickers), np.int64, n),
+        bid_qty=np.fromiter((b.bid_qty_mantissa for b in tickers), np.int64, n),
+        ask_price=np.fromiter((b.ask_price_mantissa for b in tickers), np.int64, n),
+        ask_qty=np.fromiter((b.ask_qty_mantissa for b in tickers), np.int64, n),
+        ts_recv=np.fromiter((b.ts_recv for b in tickers), np.int64, n),
+    )
+
+
+def depth_to_tape(diffs: list[DepthDiff]) -> DepthTape:
+    sizes = [len(d.bids) + len(d.asks) for d in diffs]
+    offsets = np.zeros(len(diffs) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=offsets[1:])
+    is_ask = np.fromiter((a for d in diffs for a in [False] * len(d.bids) + [True] * len(d.asks)), np.bool_)
+    price = np.fromiter((lv[0] for d in diffs for lv in (*d.bids, *d.asks)), np.int64)
+    qty = np.fromiter((lv[1] for d in diffs for lv in (*d.bids, *d.asks)), np.int64)
+    n = len(diffs)
+    return DepthTape(
+        ts_event=np.fromiter((d.ts_event for d in diffs), np.int64, n),
+        first_update_id=np.fromiter((d.first_update_id for d in diffs), np.int64, n),
+        last_update_id=np.fromiter((d.last_update_id for d in diffs), np.int64, n),
+        offsets=offsets,
+        level_is_ask=is_ask,
+        level_price=price,
+        level_qty=qty,
+        ts_recv=np.fromiter((d.ts_recv for d in diffs), np.int64, n),
+    )

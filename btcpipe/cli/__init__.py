@@ -1,0 +1,1 @@
+"""The ``btcpipe`` command line: the only place that wires concrete adapters."""

@@ -1,0 +1,66 @@
+"""Entry point. Sub-commands load lazily so ``btcpipe --help`` does not import torch or onnxruntime."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from typing import Any
+
+import click
+
+from btcpipe import __version__
+
+# name → "module:attribute" of a click command or group.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("btcpipe.cli.run", "the whole pipeline on one machine: exchange, backfill, train, live"),
+    "exchange": ("btcpipe.cli.exchange", "serve the local Binance-compatible exchange"),
+    "sim": ("btcpipe.cli.sim", "market simulator: generate a tape, print the oracle"),
+    "backfill": ("btcpipe.cli.backfill", "download history (REST or dumps) into the lake's bronze"),
+    "lake": ("btcpipe.cli.lake", "inspect and check the lake"),
+    "features": ("btcpipe.cli.features", "build 1-second features and labels (silver/gold)"),
+    "train": ("btcpipe.cli.train", "train the MLP and register it"),
+    "evaluate": ("btcpipe.cli.evaluate", "evaluate a model against baselines and the oracle"),
+    "model": ("btcpipe.cli.model", "model registry: list, promote, rollback"),
+    "ingest": ("btcpipe.cli.ingest", "live ingestor: exchange streams to the bus and bronze"),
+    "process": ("btcpipe.cli.process", "live processor: bus events to 1-second features"),
+    "infer": ("btcpipe.cli.infer", "live inference: features to predictions"),
+    "replay": ("btcpipe.cli.replay", "replay a recording or bronze span onto the bus"),
+    "parity": ("btcpipe.cli.parity", "prove online features equal offline features"),
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(n for n, (mod, _) in COMMANDS.items() if importlib.util.find_spec(mod) is not None)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None or importlib.util.find_spec(entry[0]) is None:
+            return None
+        command = importlib.import_module(entry[0]).cli
+        assert isinstance(command, click.Command)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, COMMANDS[name][1]) for name in self.list_commands(ctx)]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="btcpipe")
+def cli() -> None:
+    """btcpipe: 10-second-ahead BTCUSDT return prediction, trained offline, served live."""
+
+
+def main(argv: list[str] | None = None) -> Any:
+    from btcpipe.logs import configure_logging
+
+    configure_logging()
+    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="btcpipe")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Exact decimals as (mantissa, exponent), the way Binance's SBE streams carry them.
+
+Bronze keeps prices and quantities exact; silver converts to float64 with ``to_float``. Every path
+(REST strings, dump CSV, SBE mantissas, JSON streams) converts through the same function so the float
+that a feature sees is bit-identical whatever the source. Dividing an exact integer by an exact power
+of ten is correctly rounded in IEEE-754, which multiplying by 1e-8 is not.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+from btcpipe.domain.errors import MalformedRecordError
+
+# The exponent btcpipe normalises Binance prices and quantities to (8 decimals, as REST prints them).
+STD_EXPONENT = -8
+_POW10: list[int] = [int(10**k) for k in range(19)]
+
+def parse_decimal(text: str | bytes, exponent: int = STD_EXPONENT) -> int:
+    """Parse a decimal string such as ``"61837.63000000"`` to its mantissa at ``exponent``.
+
+    Raises ``MalformedRecordError`` for anything that is not a plain decimal, or that has more
+    fractional digits than ``exponent`` can hold without rounding.
+    """
+    if isinstance(text, bytes):
+        text = text.decode("ascii", "replace")
+    s = text.strip()
+    neg = s.startswith("-")
+    if neg or s.startswith("+"):
+        s = s[1:]
+    whole, dot, frac = s.partition(".")
+    scale = -exponent
+    if not (whole.isdigit() or (whole == "" and frac.isdigit())) or (dot and frac and not frac.isdigit()):
+        raise MalformedRecordError(f"not a decimal number: {text!r}")
+    frac = frac.rstrip("0")
+    if len(frac) > scale:
+        raise MalformedRecordError(f"{text!r} has more than {scale} decimals")
+    mantissa = int(whole or "0") * _POW10[scale] + (int(frac) * _POW10[scale - len(frac)] if frac else 0)
+    return -mantissa if neg else mantissa
+
+
+def format_decimal(mantissa: int, exponent: int = STD_EXPONENT) -> str:
+    """Format like Binance REST: fixed ``-exponent`` decimals (``"61837.63000000"``)."""
+    if exponent >= 0:
+        return str(mantissa * _POW10[exponent])
+    scale = -exponent
+    sign = "-" if mantissa < 0 else ""
+    whole, frac = divmod(abs(mantissa), _POW10[scale])
+    return f"{sign}{whole}.{frac:0{scale}d}"
+
+
+def rescale(mantissa: int, exponent: int, to_exponent: int = STD_EXPONENT) -> int:
+    """Express ``mantissa × 10^exponent`` at ``to_exponent``; refuses to drop digits."""
+    if exponent == to_exponent:
+        return mantissa
+    if exponent > to_exponent:
+        return mantissa * _POW10[exponent - to_exponent]
+    q, r = divmod(mantissa, _POW10[to_exponent - exponent])
+    if r:
+        raise MalformedRecordError(f"{mantissa}e{exponent} cannot be expressed at exponent {to_exponent}")
+    return q
+
+
+def to_float(mantissa: int, exponent: int = STD_EXPONENT) -> float:
+    if exponent >= 0:
+        return float(mantissa * _POW10[exponent])
+    return mantissa / float(_POW10[-exponent])
+
+
+def to_float_array(mantissas: npt.NDArray[np.int64], exponent: int = STD_EXPONENT) -> npt.NDArray[np.float64]:
+    """Vector twin of ``to_float``: the same IEEE division, element by element."""
+    if exponent >= 0:
+        return (mantissas * _POW10[exponent]).astype(np.float64)
+    return mantissas.astype(np.float64) / float(_POW10[-exponent])

@@ -1,0 +1,144 @@
+"""Arrow schemas of the lake's tables, and exact conversions between decimals and mantissas.
+
+Bronze keeps prices and quantities exact as ``decimal128(·, 8)`` (Binance prints 8 decimals); silver
+holds float64 converted by ``btcpipe.domain.decimal.to_float_array`` so batch and live floats agree
+to the bit. Times are int64 µs UTC everywhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pyarrow as pa
+
+from btcpipe.domain.decimal import STD_EXPONENT, to_float_array
+
+SCALE = -STD_EXPONENT
+PRICE = pa.decimal128(20, SCALE)
+QTY = pa.decimal128(20, SCALE)
+QUOTE = pa.decimal128(28, SCALE)
+
+BRONZE_TRADES = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("ts_event", pa.int64()),
+        ("price", PRICE),
+        ("qty", QTY),
+        ("quote_qty", QUOTE),
+        ("is_buyer_maker", pa.bool_()),
+        ("is_best_match", pa.bool_()),
+        ("ts_recv", pa.int64()),
+    ]
+)
+
+BRONZE_AGG_TRADES = pa.schema(
+    [
+        ("agg_id", pa.int64()),
+        ("ts_event", pa.int64()),
+        ("price", PRICE),
+        ("qty", QTY),
+        ("first_trade_id", pa.int64()),
+        ("last_trade_id", pa.int64()),
+        ("is_buyer_maker", pa.bool_()),
+        ("is_best_match", pa.bool_()),
+    ]
+)
+
+BRONZE_KLINES = pa.schema(
+    [
+        ("open_time", pa.int64()),
+        ("close_time", pa.int64()),
+        ("open", PRICE),
+        ("high", PRICE),
+        ("low", PRICE),
+        ("close", PRICE),
+        ("volume", QUOTE),
+        ("quote_volume", QUOTE),
+        ("n_trades", pa.int64()),
+        ("taker_buy_base", QUOTE),
+        ("taker_buy_quote", QUOTE),
+    ]
+)
+
+BRONZE_BOOK_TICKER = pa.schema(
+    [
+        ("update_id", pa.int64()),
+        ("ts_event", pa.int64()),
+        ("bid_price", PRICE),
+        ("bid_qty", QTY),
+        ("ask_price", PRICE),
+        ("ask_qty", QTY),
+        ("ts_recv", pa.int64()),
+    ]
+)
+
+_LEVEL = pa.struct([("price", PRICE), ("qty", QTY)])
+BRONZE_DEPTH = pa.schema(
+    [
+        ("first_update_id", pa.int64()),
+        ("last_update_id", pa.int64()),
+        ("ts_event", pa.int64()),
+        ("bids", pa.list_(_LEVEL)),
+        ("asks", pa.list_(_LEVEL)),
+        ("ts_recv", pa.int64()),
+    ]
+)
+
+SILVER_TRADES = pa.schema(
+    [
+        ("id", pa.int64()),
+        ("ts_event", pa.int64()),
+        ("price", pa.float64()),
+        ("qty", pa.float64()),
+        ("is_buyer_maker", pa.bool_()),
+    ]
+)
+
+# The id column that orders and de-duplicates each bronze kind.
+ID_COLUMN = {
+    "trades": "id",
+    "aggTrades": "agg_id",
+    "klines": "open_time",
+    "bookTicker": "update_id",
+    "depth": "last_update_id",
+}
+BRONZE_SCHEMAS = {
+    "trades": BRONZE_TRADES,
+    "aggTrades": BRONZE_AGG_TRADES,
+    "klines": BRONZE_KLINES,
+    "bookTicker": BRONZE_BOOK_TICKER,
+    "depth": BRONZE_DEPTH,
+}
+
+
+def decimal_mantissas(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """The unscaled int64 values of a ``decimal128(·, 8)`` column (exact; nulls become 0)."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
+    if not pa.types.is_decimal(arr.type) or arr.type.scale != SCALE:
+        raise TypeError(f"expected decimal128 with scale {SCALE}, got {arr.type}")
+    # decimal128 is two little-endian 64-bit words per value; our magnitudes fit the low word, and the
+    # high word is the sign extension. Checked so an out-of-range value cannot pass silently.
+    words = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=2 * (arr.offset + len(arr)))
+    words = words[2 * arr.offset :].reshape(-1, 2)
+    low, high = words[:, 0], words[:, 1]
+    if not np.array_equal(high, low >> 63):
+        raise OverflowError("decimal value does not fit int64 mantissa")
+    out = low.copy()
+    if arr.null_count:
+        out[~np.asarray(arr.is_valid())] = 0
+    return out
+
+
+def mantissas_to_decimal(mantissas: npt.NDArray[np.int64], type_: pa.DataType = PRICE) -> pa.Array:
+    """Build a ``decimal128(·, 8)`` array from int64 mantissas without going through strings."""
+    m = np.ascontiguousarray(mantissas, dtype=np.int64)
+    words = np.empty((m.shape[0], 2), dtype=np.int64)
+    words[:, 0] = m
+    words[:, 1] = m >> 63
+    return pa.Array.from_buffers(type_, m.shape[0], [None, pa.py_buffer(words.tobytes())])
+
+
+def decimal_to_float(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.float64]:
+    """Silver's float64 of a bronze decimal column: the same division the live path uses."""
+    return to_float_array(decimal_mantissas(arr), STD_EXPONENT)
