@@ -1,0 +1,201 @@
+"""Configuration: one TOML file, environment overrides, validated into frozen dataclasses.
+
+Only the CLI reads configuration and picks adapters from it. Secrets (API keys, passwords) are never
+stored in the file: the file names the environment variable that holds them.
+
+Precedence: defaults < TOML file (``--config`` or ``BTCPIPE_CONFIG``) < ``BTCPIPE__SECTION__KEY`` env vars.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar, get_type_hints
+
+from btcpipe.domain.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ExchangeConfig:
+    kind: str = "local"  # local | binance
+    rest_url: str = ""  # empty: the local exchange's own URL (or Binance's public data API for kind=binance)
+    stream_url: str = ""  # JSON streams
+    sbe_url: str = ""  # SBE streams
+    api_key_env: str = "BTCPIPE_BINANCE_API_KEY"
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    uri: str = "var/lake"  # a directory, or s3://bucket/prefix
+    s3_endpoint: str = ""  # e.g. http://127.0.0.1:5000 for moto_server
+
+
+@dataclass(frozen=True)
+class BusConfig:
+    kind: str = "memory"  # memory | redis | kinesis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_env: str = ""
+    kinesis_endpoint: str = ""
+    region: str = "us-east-1"
+    stream_prefix: str = ""
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    kind: str = "memory"  # memory | redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_password_env: str = ""
+    tls: bool = False
+    ttl_s: int = 300
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    name: str = "btcusdt-10s"
+    alias: str = "production"
+
+
+@dataclass(frozen=True)
+class ProcessorConfig:
+    lateness_ms: int = 200
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    interval_s: float = 1.0
+    deadline_ms: float = 100.0
+    stale_after_s: float = 3.0
+    reload_check_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    port: int = 0  # 0: no endpoint
+    host: str = "127.0.0.1"
+
+
+@dataclass(frozen=True)
+class Config:
+    symbols: tuple[str, ...] = ("BTCUSDT",)
+    exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
+    lake: LakeConfig = field(default_factory=LakeConfig)
+    bus: BusConfig = field(default_factory=BusConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    processor: ProcessorConfig = field(default_factory=ProcessorConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+
+_CHOICES = {
+    ("exchange", "kind"): {"local", "binance"},
+    ("bus", "kind"): {"memory", "redis", "kinesis"},
+    ("store", "kind"): {"memory", "redis"},
+}
+
+T = TypeVar("T")
+
+
+def _coerce(where: str, value: Any, target: Any) -> Any:
+    if target is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in {"1", "true", "yes", "0", "false", "no"}:
+            return value.lower() in {"1", "true", "yes"}
+    elif target is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            return int(value)
+    elif target is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif target is str:
+        if isinstance(value, str):
+            return value
+    elif target == tuple[str, ...]:
+        if isinstance(value, str):
+            value = [v for v in value.split(",") if v.strip()]
+        if isinstance(value, list) and all(isinstance(v, str) for v in value) and value:
+            return tuple(v.strip().upper() for v in value)
+    raise ConfigError(f"{where}: expected {getattr(target, '__name__', target)}, got {value!r}")
+
+
+def _build(cls: type[T], section: str, raw: dict[str, Any]) -> T:
+    hints = get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = set(raw) - known
+    if unknown:
+        names = ", ".join(sorted(unknown))
+        raise ConfigError(f"[{section}] has unknown keys: {names} (known: {', '.join(sorted(known))})")
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        where = f"{section}.{name}" if section else name
+        values[name] = _coerce(where, value, hints[name])
+        choices = _CHOICES.get((section, name))
+        if choices and values[name] not in choices:
+            raise ConfigError(f"{where} must be one of {sorted(choices)}, got {values[name]!r}")
+    return cls(**values)
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, str]]:
+    out: dict[str, dict[str, str]] = {}
+    for key, value in environ.items():
+        if key.startswith("BTCPIPE__"):
+            parts = key[len("BTCPIPE__") :].lower().split("__")
+            if len(parts) == 1:
+                out.setdefault("", {})[parts[0]] = value
+            elif len(parts) == 2:
+                out.setdefault(parts[0], {})[parts[1]] = value
+    return out
+
+
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Config:
+    """Load and validate configuration; every problem is a ``ConfigError`` that names the key."""
+    environ = dict(os.environ) if environ is None else environ
+    path = path or environ.get("BTCPIPE_CONFIG") or None
+    raw: dict[str, Any] = {}
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text())
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
+    for section, values in _env_overrides(environ).items():
+        if section:
+            existing = raw.setdefault(section, {})
+            if not isinstance(existing, dict):
+                raise ConfigError(f"[{section}] must be a table")
+            existing.update(values)
+        else:
+            raw.update(values)
+    top: dict[str, Any] = {}
+    sections = {f.name: f for f in dataclasses.fields(Config)}
+    for key, value in raw.items():
+        if key not in sections:
+            raise ConfigError(f"unknown config key or section {key!r} (known: {', '.join(sorted(sections))})")
+        if key == "symbols":
+            top[key] = _coerce("symbols", value, tuple[str, ...])
+            continue
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{key}] must be a table, got {value!r}")
+        section_type = get_type_hints(Config)[key]
+        top[key] = _build(section_type, key, value)
+    return Config(**top)
+
+
+def secret(env_name: str, environ: dict[str, str] | None = None) -> str | None:
+    """Read a secret named by the config; returns None when unset. Never log the value."""
+    if not env_name:
+        return None
+    value = (os.environ if environ is None else environ).get(env_name)
+    return value or None
