@@ -44,8 +44,17 @@ class UnknownTemplateError(DecodeError):
     """The frame's template id is not one of the known messages."""
 
 
-class GroupOverrunError(DecodeError):
-    """A repeating group's count and block length run past the end of the frame."""
+class GroupOverrunError(TruncatedFrameError):
+    """A repeating group's count and block length run past the end of the frame.
+
+    A kind of truncation: from the bytes alone a frame cut inside a group and a group count that is
+    too big cannot be told apart, so ``except TruncatedFrameError`` catches both.
+    """
+
+
+class MalformedFrameError(DecodeError):
+    """A frame field holds what the schema forbids: a blockLength shorter than the schema's fields,
+    a boolean other than 0/1, a symbol that is empty or not UTF-8."""
 
 
 class ChecksumMismatchError(DataError):
