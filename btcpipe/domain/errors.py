@@ -141,3 +141,11 @@ class SchemaHashMismatchError(ModelError):
 
 class RegistryError(ModelError):
     """The model registry has no such model, version or alias."""
+
+
+class PayloadDecodeError(DataError):
+    """A bus or online-store payload is not a valid message (no header, corrupt Avro body)."""
+
+
+class PayloadSchemaError(PayloadDecodeError):
+    """A payload's schema fingerprint is unknown or is not the schema the reader expects."""
