@@ -185,7 +185,12 @@ def klines_table(rows: Sequence[Any], *, time_unit: TimeUnit | None = None) -> p
 
 
 def dump_csv_table(kind: DumpKind, data: bytes, *, time_unit: TimeUnit | None = None) -> pa.Table:
-    """Headerless dump CSV rows (``trades`` or ``aggTrades``) as a bronze table; µs times.
+    """Headerless dump CSV rows (``trades`` or ``aggTrades``) as a bronze table; µs times."""
+    return parse_dump_csv(kind, data, time_unit=time_unit)[0]
+
+
+def parse_dump_csv(kind: DumpKind, data: bytes, *, time_unit: TimeUnit | None = None) -> tuple[pa.Table, TimeUnit]:
+    """Dump CSV rows as a bronze table, and the unit the file's times were in.
 
     Decimals are parsed straight to decimal128 by Arrow's CSV reader (exact; a value needing a 9th
     decimal is refused). ``time_unit`` pins the unit for a chunk of a file whose unit is already known.
@@ -194,7 +199,7 @@ def dump_csv_table(kind: DumpKind, data: bytes, *, time_unit: TimeUnit | None = 
     if columns is None:
         raise MalformedRecordError(f"no dump CSV layout for kind {kind!r}")
     if not data.strip():
-        return DUMP_SCHEMAS[kind].empty_table()
+        return DUMP_SCHEMAS[kind].empty_table(), time_unit or "us"
     # Spot dumps have no header; tolerate one (some archive revisions carried it) rather than misparse.
     skip = 1 if data[:1].isalpha() else 0
     try:
@@ -214,8 +219,9 @@ def dump_csv_table(kind: DumpKind, data: bytes, *, time_unit: TimeUnit | None = 
         raise MalformedRecordError(f"{kind} dump CSV: {exc}") from exc
     if any(raw.column(i).null_count for i in range(raw.num_columns)):
         raise MalformedRecordError(f"{kind} dump CSV has empty fields")
-    ts = times_to_us(raw.column("time").to_numpy(), time_unit)
-    ts_col = pa.array(ts)
+    times = raw.column("time").to_numpy()
+    unit = detect_time_unit(times, time_unit)
+    ts_col = pa.array(times * US_PER_MS if unit == "ms" else times)
     if kind == "trades":
         arrays = [
             raw.column("id"),
@@ -238,7 +244,7 @@ def dump_csv_table(kind: DumpKind, data: bytes, *, time_unit: TimeUnit | None = 
             raw.column("is_buyer_maker"),
             raw.column("is_best_match"),
         ]
-    return pa.Table.from_arrays(arrays, schema=DUMP_SCHEMAS[kind])
+    return pa.Table.from_arrays(arrays, schema=DUMP_SCHEMAS[kind]), unit
 
 
 def in_time_range(table: pa.Table, start_us: int, end_us: int, column: str = "ts_event") -> pa.Table:
