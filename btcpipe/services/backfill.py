@@ -1,0 +1,345 @@
+"""Backfill: history from Binance (REST pages or daily dumps) into the lake's bronze.
+
+REST: locate the first id of the span (aggTrades with ``startTime`` gives the aggTrade id ``a`` and the
+first raw trade id ``f``), then page forward by ``fromId``. Every page is appended to bronze as it
+arrives, so the page *is* the checkpoint: a run that is killed resumes from the highest id that bronze
+holds inside the span, plus one. Bronze appends are idempotent, so a page written twice adds nothing.
+Dumps: one whole UTC day at a time, verified and fully parsed before the first row is written.
+
+Composition only: the client, the lake and the progress sink are ports, chosen by the CLI.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from btcpipe.binance.dumps import DumpDay
+from btcpipe.binance.rest import RestResponse, RestStats
+from btcpipe.binance.rest_parsing import DumpKind, in_time_range
+from btcpipe.domain.errors import ConfigError
+from btcpipe.domain.time import US_PER_DAY, day_of, day_start_us, iso
+from btcpipe.lake.schemas import ID_COLUMN
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["trades", "aggTrades", "klines"]
+Source = Literal["rest", "dumps"]
+KINDS: tuple[Kind, ...] = ("trades", "aggTrades", "klines")
+SOURCES: tuple[Source, ...] = ("rest", "dumps")
+
+
+# --- ports --------------------------------------------------------------------------------------------
+class AppendOutcome(Protocol):
+    @property
+    def rows_added(self) -> int: ...
+
+    @property
+    def rows_duplicate(self) -> int: ...
+
+
+class BronzeSink(Protocol):
+    """The part of ``btcpipe.lake.lake.Lake`` a backfill writes through."""
+
+    def append_bronze(
+        self, kind: str, symbol: str, table: pa.Table, *, raw: bytes, raw_format: str, source: str
+    ) -> AppendOutcome: ...
+
+    def bronze_max_id(self, kind: str, symbol: str) -> int | None: ...
+
+    def read_bronze(
+        self, kind: str, symbol: str, start_us: int | None = None, end_us: int | None = None
+    ) -> pa.Table: ...
+
+    def compact(self, kind: str, symbol: str, day: dt.date) -> object: ...
+
+
+@runtime_checkable
+class RestSource(Protocol):
+    """The part of ``btcpipe.binance.rest.BinanceRestClient`` a backfill pages through."""
+
+    weight_limit: int
+    stats: RestStats
+
+    def agg_trades(
+        self,
+        symbol: str,
+        from_id: int | None = None,
+        start_time_us: int | None = None,
+        end_time_us: int | None = None,
+        limit: int = 1000,
+    ) -> RestResponse: ...
+
+    def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 1000) -> RestResponse: ...
+
+    def klines(
+        self,
+        symbol: str,
+        interval: str = "1m",
+        start_time_us: int | None = None,
+        end_time_us: int | None = None,
+        limit: int = 1000,
+    ) -> RestResponse: ...
+
+
+@runtime_checkable
+class DumpSource(Protocol):
+    def fetch_day(self, kind: DumpKind, symbol: str, day: dt.date) -> DumpDay: ...
+
+
+# --- progress and result ------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class BackfillProgress:
+    kind: str
+    rows: int  # rows added to bronze so far
+    pages: int  # REST pages (or dump CSV chunks) done so far
+    covered_us: int  # how far into the span the data reaches (µs after start)
+    span_us: int
+    elapsed_s: float
+    done: bool = False
+
+    @property
+    def fraction(self) -> float:
+        return min(1.0, self.covered_us / self.span_us) if self.span_us > 0 else 1.0
+
+
+ProgressSink = Callable[[BackfillProgress], None]
+
+
+@dataclass(slots=True)
+class BackfillResult:
+    symbol: str
+    kind: str
+    source: str
+    start_us: int
+    end_us: int
+    rows_added: int = 0
+    rows_duplicate: int = 0
+    pages: int = 0  # REST pages (or dump CSV chunks) written
+    seconds: float = 0.0
+    first_id: int | None = None  # lowest and highest id written or found in the span
+    last_id: int | None = None
+    resumed_from: int | None = None  # the id a resumed run continued from
+    days: list[str] = field(default_factory=list)
+    # REST only: what the client saw of the weight limit.
+    requests: int = 0
+    weight_limit: int | None = None
+    max_used_weight: int = 0
+    rate_limited: int = 0
+    retries: int = 0
+    waited_s: float = 0.0
+
+    @property
+    def rows_per_s(self) -> float:
+        return self.rows_added / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def weight_share(self) -> float | None:
+        """The highest share of the minute's weight limit in use at any response."""
+        return self.max_used_weight / self.weight_limit if self.weight_limit else None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.update(start=iso(self.start_us), end=iso(self.end_us), rows_per_s=round(self.rows_per_s, 1),
+                   weight_share=self.weight_share)
+        return out
+
+
+# --- entry point --------------------------------------------------------------------------------------
+def backfill(
+    client: RestSource | DumpSource,
+    lake: BronzeSink,
+    *,
+    symbol: str,
+    kind: str,
+    start_us: int,
+    end_us: int,
+    source: str,
+    progress: ProgressSink | None = None,
+    interval: str = "1m",
+    page_limit: int = 1000,
+    compact: bool = True,
+    clock: Callable[[], float] = time.monotonic,
+) -> BackfillResult:
+    """Fill bronze ``kind`` for ``symbol`` over ``[start_us, end_us)`` from ``source`` ("rest" or "dumps")."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
+    if source not in SOURCES:
+        raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
+    if end_us <= start_us:
+        raise ConfigError(f"empty span: end {iso(end_us)} is not after start {iso(start_us)}")
+    run = _Run(lake, BackfillResult(symbol, kind, source, start_us, end_us), progress=progress, clock=clock)
+    if source == "dumps":
+        if kind == "klines":
+            raise ConfigError("dumps hold trades and aggTrades here; backfill klines from REST")
+        if not isinstance(client, DumpSource):
+            raise ConfigError("source 'dumps' needs a dumps client")
+        _backfill_dumps(client, run, "trades" if kind == "trades" else "aggTrades")
+    else:
+        if not isinstance(client, RestSource):
+            raise ConfigError("source 'rest' needs a REST client")
+        try:
+            if kind == "klines":
+                _backfill_klines(client, run, interval, page_limit)
+            else:
+                _backfill_trades(client, run, page_limit)
+        finally:
+            run.take_rest_stats(client)
+    if compact:
+        for day in run.days_touched():
+            lake.compact(kind, symbol, day)
+    return run.finish()
+
+
+# --- the run's bookkeeping ----------------------------------------------------------------------------
+class _Run:
+    def __init__(self, lake: BronzeSink, result: BackfillResult, *, progress: ProgressSink | None,
+                 clock: Callable[[], float]) -> None:
+        self.lake = lake
+        self.progress = progress
+        self.clock = clock
+        self.started = clock()
+        self.result = result
+        self.covered_us = 0
+        self._days: set[dt.date] = set()
+
+    def write(self, table: pa.Table, raw: bytes, raw_format: str, source: str, ts_col: str) -> None:
+        r = self.result
+        if table.num_rows:
+            outcome = self.lake.append_bronze(r.kind, r.symbol, table, raw=raw, raw_format=raw_format,
+                                              source=source)
+            r.rows_added += outcome.rows_added
+            r.rows_duplicate += outcome.rows_duplicate
+            ids = table.column(ID_COLUMN[r.kind])
+            lo, hi = pc.min(ids).as_py(), pc.max(ids).as_py()
+            r.first_id = lo if r.first_id is None else min(r.first_id, lo)
+            r.last_id = hi if r.last_id is None else max(r.last_id, hi)
+            ts = table.column(ts_col)
+            first_day, last_day = day_of(pc.min(ts).as_py()), day_of(pc.max(ts).as_py())
+            day = first_day
+            while day <= last_day:
+                self._days.add(day)
+                day += dt.timedelta(days=1)
+            self.covered_us = max(self.covered_us, pc.max(ts).as_py() - r.start_us)
+        r.pages += 1
+        log.debug("page written", extra={"kind": r.kind, "symbol": r.symbol, "page": r.pages,
+                                         "rows": table.num_rows, "last_id": r.last_id})
+        self.report()
+
+    def report(self, done: bool = False) -> None:
+        if self.progress is not None:
+            r = self.result
+            covered = r.end_us - r.start_us if done else self.covered_us
+            self.progress(BackfillProgress(r.kind, r.rows_added, r.pages, covered, r.end_us - r.start_us,
+                                           self.clock() - self.started, done))
+
+    def days_touched(self) -> list[dt.date]:
+        return sorted(self._days)
+
+    def take_rest_stats(self, client: RestSource) -> None:
+        s, r = client.stats, self.result
+        r.requests = s.requests
+        r.weight_limit = client.weight_limit
+        r.max_used_weight = s.max_used_weight
+        r.rate_limited = s.rate_limited
+        r.retries = s.server_errors + s.transport_errors + s.malformed + s.rate_limited
+        r.waited_s = round(s.waited_s, 3)
+
+    def finish(self) -> BackfillResult:
+        r = self.result
+        r.seconds = self.clock() - self.started
+        r.days = [d.isoformat() for d in self.days_touched()]
+        self.report(done=True)
+        log.info("backfill done", extra={k: v for k, v in r.to_dict().items() if k != "days"})
+        return r
+
+
+def _resume_from(run: _Run, first_in_span: int) -> int:
+    """The id to continue from: one past the highest id bronze already holds inside the span."""
+    r = run.result
+    highest = run.lake.bronze_max_id(r.kind, r.symbol)
+    if highest is None or highest < first_in_span:
+        return first_in_span
+    held = run.lake.read_bronze(r.kind, r.symbol, r.start_us, r.end_us)
+    if held.num_rows == 0:
+        return first_in_span
+    last = pc.max(held.column(ID_COLUMN[r.kind])).as_py()
+    r.first_id = pc.min(held.column(ID_COLUMN[r.kind])).as_py()
+    r.last_id = last
+    ts_col = "open_time" if r.kind == "klines" else "ts_event"
+    run.covered_us = pc.max(held.column(ts_col)).as_py() - r.start_us
+    r.resumed_from = max(first_in_span, last + 1)
+    log.info("resuming backfill", extra={"kind": r.kind, "symbol": r.symbol, "from_id": r.resumed_from,
+                                         "rows_held": held.num_rows})
+    return r.resumed_from
+
+
+def _backfill_trades(client: RestSource, run: _Run, page_limit: int) -> None:
+    r = run.result
+    locator = client.agg_trades(r.symbol, start_time_us=r.start_us, end_time_us=r.end_us - 1, limit=1)
+    assert locator.table is not None
+    if locator.table.num_rows == 0:
+        log.info("no trades in the span", extra={"symbol": r.symbol, "start": iso(r.start_us), "end": iso(r.end_us)})
+        return
+    first = locator.table.column("agg_id" if r.kind == "aggTrades" else "first_trade_id")[0].as_py()
+    cursor = _resume_from(run, first)
+    id_col = ID_COLUMN[r.kind]
+    while True:
+        if r.kind == "aggTrades":
+            page = client.agg_trades(r.symbol, from_id=cursor, limit=page_limit)
+        else:
+            page = client.historical_trades(r.symbol, from_id=cursor, limit=page_limit)
+        table = page.table
+        assert table is not None
+        if table.num_rows == 0:
+            break
+        keep = in_time_range(table, r.start_us, r.end_us)
+        run.write(keep, page.raw, "json", "rest", "ts_event")
+        past_end = pc.max(table.column("ts_event")).as_py() >= r.end_us
+        if past_end or table.num_rows < page_limit:
+            break
+        cursor = pc.max(table.column(id_col)).as_py() + 1
+
+
+def _backfill_klines(client: RestSource, run: _Run, interval: str, page_limit: int) -> None:
+    r = run.result
+    cursor = r.start_us
+    highest = run.lake.bronze_max_id("klines", r.symbol)
+    if highest is not None and highest >= r.start_us:
+        held = run.lake.read_bronze("klines", r.symbol, r.start_us, r.end_us)
+        if held.num_rows:
+            last_close = pc.max(held.column("close_time")).as_py()
+            cursor = r.resumed_from = last_close + 1
+    while cursor < r.end_us:
+        page = client.klines(r.symbol, interval, start_time_us=cursor, end_time_us=r.end_us - 1, limit=page_limit)
+        table = page.table
+        assert table is not None
+        if table.num_rows == 0:
+            break
+        keep = in_time_range(table, r.start_us, r.end_us, column="open_time")
+        run.write(keep, page.raw, "json", "rest", "open_time")
+        if table.num_rows < page_limit:
+            break
+        cursor = pc.max(table.column("close_time")).as_py() + 1
+
+
+def _backfill_dumps(client: DumpSource, run: _Run, kind: DumpKind) -> None:
+    r = run.result
+    # Dumps come in whole UTC days: the span widens to the days it touches.
+    first_day, last_day = day_of(r.start_us), day_of(r.end_us - 1)
+    r.start_us, r.end_us = day_start_us(first_day), day_start_us(last_day) + US_PER_DAY
+    day = first_day
+    while day <= last_day:
+        dump = client.fetch_day(kind, r.symbol, day)
+        log.info("dump verified", extra={"file": dump.name, "sha256": dump.sha256, "rows": dump.rows,
+                                         "time_unit": dump.time_unit})
+        for chunk in dump.chunks:
+            run.write(chunk.table, chunk.raw, "csv", "dumps", "ts_event")
+        day += dt.timedelta(days=1)
