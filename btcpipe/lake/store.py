@@ -118,7 +118,14 @@ class S3ObjectStore:
     """
 
     def __init__(
-        self, bucket: str, prefix: str = "", *, endpoint_url: str | None = None, region: str | None = None
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        max_attempts: int = 5,
+        page_size: int = 1000,
     ) -> None:
         import boto3
         from botocore.config import Config
@@ -128,7 +135,8 @@ class S3ObjectStore:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.endpoint_url = endpoint_url
-        config = Config(retries={"max_attempts": 5, "mode": "standard"}, s3={"addressing_style": "path"})
+        self.page_size = page_size  # keys per list request (S3 caps it at 1000)
+        config = Config(retries={"max_attempts": max_attempts, "mode": "standard"}, s3={"addressing_style": "path"})
         try:
             self._client = boto3.client("s3", endpoint_url=endpoint_url, region_name=region, config=config)
         except Exception as exc:  # botocore raises several unrelated types for bad configuration
@@ -187,7 +195,10 @@ class S3ObjectStore:
         if delimiter:
             kwargs["Delimiter"] = delimiter
         try:
-            for page in self._client.get_paginator("list_objects_v2").paginate(**kwargs):
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                **kwargs, PaginationConfig={"PageSize": self.page_size}
+            )
+            for page in pages:
                 keys.extend(item["Key"][strip:] for item in page.get("Contents", []))
                 dirs.extend(item["Prefix"][strip:] for item in page.get("CommonPrefixes", []))
         except (BotoCoreError, ClientError) as exc:
