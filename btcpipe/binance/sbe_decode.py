@@ -120,6 +120,8 @@ def _levels(frame: Buffer, pos: int, message: str, side: str) -> tuple[tuple[Lev
         raise GroupOverrunError(
             f"{message}: {count} {side} of {entry_length} bytes from offset {pos} overrun the {n}-byte frame"
         )
+    if not count:  # an empty group's blockLength may be anything, even 0
+        return (), end
     if entry_length == _LEVEL_SIZE:
         levels = tuple(_LEVEL.iter_unpack(frame[pos:end]))
     else:
@@ -159,7 +161,9 @@ def _decode_trades(frame: Buffer, block_length: int, ts_recv: int) -> TradesEven
         raise GroupOverrunError(
             f"{message}: {count} trades of {entry_length} bytes from offset {pos} overrun the {n}-byte frame"
         )
-    if entry_length == _TRADE_SIZE:
+    if not count:  # an empty group's blockLength may be anything, even 0
+        rows = []
+    elif entry_length == _TRADE_SIZE:
         rows = list(_TRADE.iter_unpack(frame[pos:end]))
     else:
         unpack = _TRADE.unpack_from
