@@ -123,7 +123,7 @@ class Lake:
                 days.append(day)
         return days
 
-    def _read_file(self, entry: FileEntry, columns: list[str] | None = None) -> pa.Table:
+    def read_file(self, entry: FileEntry, columns: list[str] | None = None) -> pa.Table:
         try:
             data = self.store.get(entry.path)
         except LakeError as exc:
@@ -220,7 +220,7 @@ class Lake:
                        and lo is not None and hi is not None and f.first_id <= hi and f.last_id >= lo]
         if not overlapping:
             return rows, 0
-        existing = np.concatenate([_ids(self._read_file(f, [id_col]), id_col) for f in overlapping])
+        existing = np.concatenate([_ids(self.read_file(f, [id_col]), id_col) for f in overlapping])
         fresh = ~np.isin(_ids(rows, id_col), existing)
         return rows.filter(pa.array(fresh)), int(len(fresh) - fresh.sum())
 
@@ -247,7 +247,7 @@ class Lake:
                     continue
                 if end_us is not None and entry.first_ts is not None and entry.first_ts >= end_us:
                     continue
-                parts.append(conform(self._read_file(entry), BRONZE_SCHEMAS[kind], entry.path))
+                parts.append(conform(self.read_file(entry), BRONZE_SCHEMAS[kind], entry.path))
         if not parts:
             return BRONZE_SCHEMAS[kind].empty_table()
         table = pa.concat_tables(parts)
@@ -293,7 +293,7 @@ class Lake:
             if len(entries) == 1:
                 kept.extend(entries)
                 continue
-            merged = pa.concat_tables([conform(self._read_file(e), BRONZE_SCHEMAS[kind], e.path) for e in entries])
+            merged = pa.concat_tables([conform(self.read_file(e), BRONZE_SCHEMAS[kind], e.path) for e in entries])
             merged = sort_dedup(merged, id_col)[0].combine_chunks()
             data = table_to_parquet(merged)
             sha = sha256_hex(data)
@@ -355,7 +355,7 @@ class Lake:
                 continue
             schema = schema or manifest.schema
             if chosen:
-                tables.extend(self._read_file(entry) for entry in manifest.files)
+                tables.extend(self.read_file(entry) for entry in manifest.files)
         if not tables:
             return schema.empty_table() if schema is not None else pa.table({})
         try:
