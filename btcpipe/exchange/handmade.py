@@ -1,0 +1,78 @@
+"""Small tapes written by hand (tests, examples): rows of decimal strings in, a ``MarketTape`` out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from btcpipe.domain.decimal import parse_decimal
+from btcpipe.domain.records import DepthSnapshot
+from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape, TradeTape
+
+# (id, ts_event µs, price, qty, is_buyer_maker)
+TradeRow = tuple[int, int, str, str, bool]
+# (ts_event µs, U, u, [(is_ask, price, qty), ...])
+DiffRow = tuple[int, int, int, Sequence[tuple[bool, str, str]]]
+
+
+def trade_tape(rows: Sequence[TradeRow], *, taker_orders: Sequence[int] | None = None) -> TradeTape:
+    n = len(rows)
+    return TradeTape(
+        id=np.fromiter((r[0] for r in rows), np.int64, n),
+        ts_event=np.fromiter((r[1] for r in rows), np.int64, n),
+        price=np.fromiter((parse_decimal(r[2]) for r in rows), np.int64, n),
+        qty=np.fromiter((parse_decimal(r[3]) for r in rows), np.int64, n),
+        is_buyer_maker=np.fromiter((r[4] for r in rows), np.bool_, n),
+        taker_order=None if taker_orders is None else np.asarray(taker_orders, dtype=np.int64),
+    )
+
+
+def depth_tape(diffs: Sequence[DiffRow]) -> DepthTape:
+    levels = [lv for d in diffs for lv in d[3]]
+    offsets = np.zeros(len(diffs) + 1, dtype=np.int64)
+    np.cumsum([len(d[3]) for d in diffs], out=offsets[1:])
+    n = len(diffs)
+    return DepthTape(
+        ts_event=np.fromiter((d[0] for d in diffs), np.int64, n),
+        first_update_id=np.fromiter((d[1] for d in diffs), np.int64, n),
+        last_update_id=np.fromiter((d[2] for d in diffs), np.int64, n),
+        offsets=offsets,
+        level_is_ask=np.fromiter((lv[0] for lv in levels), np.bool_, len(levels)),
+        level_price=np.fromiter((parse_decimal(lv[1]) for lv in levels), np.int64, len(levels)),
+        level_qty=np.fromiter((parse_decimal(lv[2]) for lv in levels), np.int64, len(levels)),
+    )
+
+
+def snapshot(
+    symbol: str,
+    last_update_id: int,
+    bids: Sequence[tuple[str, str]],
+    asks: Sequence[tuple[str, str]],
+    ts_event: int = 0,
+) -> DepthSnapshot:
+    return DepthSnapshot(
+        symbol,
+        last_update_id,
+        tuple((parse_decimal(p), parse_decimal(q)) for p, q in bids),
+        tuple((parse_decimal(p), parse_decimal(q)) for p, q in asks),
+        ts_event=ts_event,
+    )
+
+
+def market_tape(
+    symbol: str,
+    trades: Sequence[TradeRow],
+    *,
+    taker_orders: Sequence[int] | None = None,
+    diffs: Sequence[DiffRow] = (),
+    initial_book: DepthSnapshot | None = None,
+    book_tickers: BookTickerTape | None = None,
+) -> MarketTape:
+    return MarketTape(
+        symbol=symbol,
+        trades=trade_tape(trades, taker_orders=taker_orders),
+        book_tickers=book_tickers,
+        depth=depth_tape(diffs) if diffs else None,
+        initial_book=initial_book,
+    )
