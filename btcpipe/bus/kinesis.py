@@ -43,11 +43,22 @@ class KinesisClient(Protocol):
     def describe_stream_summary(self, **kwargs: Any) -> dict[str, Any]: ...
 
 
-def kinesis_client(endpoint_url: str | None = None, region: str = "us-east-1") -> Any:
-    """A boto3 Kinesis client (``endpoint_url`` for moto_server or a local emulator)."""
-    import boto3
+def kinesis_client(
+    endpoint_url: str | None = None, region: str = "us-east-1", *, max_attempts: int = 3, timeout_s: float = 5.0
+) -> Any:
+    """A boto3 Kinesis client (``endpoint_url`` for moto_server or a local emulator).
 
-    return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region)
+    botocore's own retries cover transport errors; partial PutRecords failures are the adapter's job.
+    """
+    import boto3
+    from botocore.config import Config
+
+    config = Config(
+        retries={"max_attempts": max_attempts, "mode": "standard"},
+        connect_timeout=timeout_s,
+        read_timeout=timeout_s,
+    )
+    return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
 def _is_aws_error(exc: BaseException) -> bool:
