@@ -98,11 +98,17 @@ def check_command(*, lake_uri: str, endpoint_url: str | None, symbol: str, kind:
         sys.exit(EXIT_PROBLEM)
 
 
-def _print_report(report: Any) -> None:
+def _console() -> Any:
     from rich.console import Console
+
+    # Piped output (logs, CI) gets a wide page so tables are not cut to 80 columns.
+    return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+
+def _print_report(report: Any) -> None:
     from rich.table import Table
 
-    console = Console(highlight=False)
+    console = _console()
     table = Table(title=f"lake check · {report.kind} · {report.symbol} · {report.lake}")
     for name in ("day", "rows", "first id", "last id", "gaps (known)", "missing ids", "dups", "seconds",
                  "disorder", "files", "integrity", "ok"):
@@ -158,7 +164,6 @@ def ls_command(*, lake_uri: str, endpoint_url: str | None, layer: str | None, as
         for row in rows:
             click.echo(orjson.dumps(row).decode())
         return
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"lake {lake.uri()}")
@@ -169,7 +174,7 @@ def ls_command(*, lake_uri: str, endpoint_url: str | None, layer: str | None, as
                       f"{r['rows']:,}", str(r["first_id"] or "-"), str(r["last_id"] or "-"),
                       iso(r["first_ts"]) if r["first_ts"] is not None else "-",
                       iso(r["last_ts"]) if r["last_ts"] is not None else "-")
-    Console(highlight=False).print(table)
+    _console().print(table)
 
 
 @cli.command("compact")

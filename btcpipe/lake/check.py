@@ -121,12 +121,10 @@ class CheckReport:
 
 # --- known gaps -------------------------------------------------------------------------------------
 def parse_known_gaps(data: bytes, where: str) -> list[KnownGap]:
-    """``{"gaps": [{"first_id", "last_id", "symbol"?, "kind"?, "note"?}, ...]}`` as JSON or TOML
-    (``[[gaps]]`` tables); a bare JSON list is accepted too."""
+    """``{"gaps": [{"first_id", "last_id", "symbol"?, "kind"?, "note"?}, ...]}`` as JSON, or as TOML
+    (``[[gaps]]`` tables) when ``where`` ends with ``.toml``; a bare JSON list is accepted too."""
     try:
-        doc: Any = orjson.loads(data) if where.endswith(".json") or data.lstrip()[:1] in (b"{", b"[") else (
-            tomllib.loads(data.decode())
-        )
+        doc: Any = tomllib.loads(data.decode()) if where.endswith(".toml") else orjson.loads(data)
         items = doc if isinstance(doc, list) else doc.get("gaps", [])
         gaps = []
         for item in items:
@@ -136,7 +134,7 @@ def parse_known_gaps(data: bytes, where: str) -> list[KnownGap]:
                 raise ValueError(f"last_id {gap.last_id} < first_id {gap.first_id}")
             gaps.append(gap)
         return gaps
-    except (ValueError, KeyError, TypeError, AttributeError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"malformed known-gaps file {where}: {exc}") from exc
 
 
