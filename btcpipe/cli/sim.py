@@ -1,0 +1,181 @@
+"""``btcpipe sim``: generate a simulated market, print the oracle's score."""
+
+from __future__ import annotations
+
+import csv
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from btcpipe.domain.decimal import format_decimal
+from btcpipe.domain.errors import BtcpipeError
+from btcpipe.domain.tape import MarketTape
+from btcpipe.domain.time import iso, parse_time
+
+_DEFAULT_START = "2024-01-01T00:00:00Z"
+
+
+def _span_options(func: Any) -> Any:
+    func = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same tape).")(
+        func
+    )
+    func = click.option(
+        "--start", default=_DEFAULT_START, show_default=True, help="Start: ISO date/time (UTC) or epoch ms/µs."
+    )(func)
+    func = click.option("--hours", type=float, default=None, help="Span length in hours (default 1).")(func)
+    func = click.option("--duration", "duration_s", type=int, default=None, help="Span length in seconds.")(func)
+    return func
+
+
+def _config(seed: int, start: str, hours: float | None, duration_s: int | None) -> Any:
+    from btcpipe.exchange.simulator import SimConfig
+
+    if hours is not None and duration_s is not None:
+        raise click.UsageError("give --hours or --duration, not both")
+    seconds = duration_s if duration_s is not None else round((1.0 if hours is None else hours) * 3600)
+    try:
+        return SimConfig(seed=seed, start_us=parse_time(start), duration_s=seconds)
+    except (BtcpipeError, ValueError) as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group("sim")
+def cli() -> None:
+    """Market simulator: a deterministic BTCUSDT-like market with a known predictive component.
+
+    See docs/SIMULATOR.md for the model and the oracle.
+    """
+
+
+def _summary(tape: MarketTape, seconds: float, duration_s: int) -> dict[str, Any]:
+    trades = tape.trades
+    prices = trades.price
+    return {
+        "symbol": tape.symbol,
+        "start": iso(tape.start_us) if len(trades) else None,
+        "duration_s": duration_s,
+        "trades": len(trades),
+        "trades_per_sec": len(trades) / duration_s,
+        "first_id": int(trades.id[0]) if len(trades) else None,
+        "last_id": int(trades.id[-1]) if len(trades) else None,
+        "price_min": format_decimal(int(prices.min())) if len(trades) else None,
+        "price_max": format_decimal(int(prices.max())) if len(trades) else None,
+        "book_tickers": len(tape.book_tickers) if tape.book_tickers is not None else 0,
+        "depth_diffs": len(tape.depth) if tape.depth is not None else 0,
+        "generate_seconds": round(seconds, 3),
+    }
+
+
+def _write_trades(tape: MarketTape, out: Path) -> None:
+    trades = tape.trades
+    if out.suffix == ".parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from btcpipe.lake.schemas import PRICE, QTY, mantissas_to_decimal
+
+        table = pa.table(
+            {
+                "id": trades.id,
+                "ts_event": trades.ts_event,
+                "price": mantissas_to_decimal(trades.price, PRICE),
+                "qty": mantissas_to_decimal(trades.qty, QTY),
+                "is_buyer_maker": trades.is_buyer_maker,
+                "taker_order": trades.taker_order,
+            }
+        )
+        tmp = out.with_name(out.name + ".tmp")
+        pq.write_table(table, tmp)
+        tmp.replace(out)
+    elif out.suffix == ".csv":
+        tmp = out.with_name(out.name + ".tmp")
+        taker = trades.taker_order.tolist() if trades.taker_order is not None else [""] * len(trades)
+        with tmp.open("w", newline="") as fh:
+            writer = csv.writer(fh)
+            writer.writerow(["id", "ts_event", "price", "qty", "is_buyer_maker", "taker_order"])
+            for row in zip(
+                trades.id.tolist(),
+                trades.ts_event.tolist(),
+                trades.price.tolist(),
+                trades.qty.tolist(),
+                trades.is_buyer_maker.tolist(),
+                taker,
+                strict=True,
+            ):
+                writer.writerow(
+                    (
+                        row[0],
+                        row[1],
+                        format_decimal(row[2]),
+                        format_decimal(row[3]),
+                        "true" if row[4] else "false",
+                        row[5],
+                    )
+                )
+        tmp.replace(out)
+    else:
+        raise click.BadParameter(f"{out}: the output must end in .parquet or .csv", param_hint="--out")
+
+
+@cli.command("generate")
+@_span_options
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Write the raw trades to this .parquet (exact decimals) or .csv file.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def generate(
+    *, seed: int, start: str, hours: float | None, duration_s: int | None, out: Path | None, as_json: bool
+) -> None:
+    """Simulate a span and print a summary (trades, trades/s, price range); optionally write the trades."""
+    from btcpipe.exchange.simulator import simulate
+
+    config = _config(seed, start, hours, duration_s)
+    began = time.perf_counter()
+    tape = simulate(config)
+    summary = _summary(tape, time.perf_counter() - began, config.duration_s)
+    if out is not None:
+        _write_trades(tape, out)
+        summary["out"] = str(out)
+    if as_json:
+        click.echo(orjson.dumps(summary).decode())
+        return
+    for key, value in summary.items():
+        click.echo(f"{key:>16}: {value}")
+
+
+@cli.command("oracle")
+@_span_options
+@click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
+def oracle(*, seed: int, start: str, hours: float | None, duration_s: int | None, as_json: bool) -> None:
+    """R² and directional hit rate of the best possible predictor of the 10-second label over the span.
+
+    This is the ceiling a model trained on the simulated market can reach.
+    """
+    from btcpipe.exchange.simulator import oracle_score, simulate
+
+    config = _config(seed, start, hours, duration_s)
+    try:
+        score = oracle_score(simulate(config), config)
+    except BtcpipeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    result = {
+        "seed": seed,
+        "start": iso(config.start_us),
+        "duration_s": config.duration_s,
+        "r2": score.r2,
+        "hit_rate": score.hit_rate,
+        "n": score.n,
+    }
+    if as_json:
+        click.echo(orjson.dumps(result).decode())
+    else:
+        click.echo(
+            f"oracle over {config.duration_s} s from {result['start']} (seed {seed}): "
+            f"R² {score.r2:.4f}, hit rate {score.hit_rate:.2%} on {score.n} seconds"
+        )
