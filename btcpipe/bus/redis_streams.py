@@ -2,8 +2,8 @@
 
 Publishing pipelines ``XADD … MAXLEN ~ retention`` (one round trip per chunk); reading is ``XREAD`` from
 the entry id after which the reader stands, so a stored id resumes exactly. Each read also asks
-``XINFO STREAM`` (same round trip) for the highest id trimmed away: if that is past the reader's
-position, entries it never saw were trimmed — counted in ``stats.lost`` and logged.
+``XINFO STREAM`` (same round trip): if entries were trimmed and the oldest one left is past the reader's
+position, entries it never saw are gone — counted in ``stats.lost`` (gap events) and logged.
 """
 
 from __future__ import annotations
@@ -122,19 +122,24 @@ class RedisStreamsBus:
         return records, Position(position.stream, position.shard, records[-1].id)
 
     def _check_trimmed(self, position: Position, info: dict[Any, Any], after_id: tuple[int, int]) -> None:
-        deleted = info.get("max-deleted-entry-id", info.get(b"max-deleted-entry-id"))
-        if deleted is None or _stream_id(_text(deleted)) <= after_id:
-            return
-        first = info.get("first-entry", info.get(b"first-entry"))
-        first_id = _stream_id(_text(first[0])) if first else None
-        if first_id is None or first_id > after_id:
-            # Entries after our position were trimmed before we read them. Redis does not say how
-            # many, so this counts the gap event; the log names the ids.
+        def get(name: str) -> Any:
+            return info.get(name, info.get(name.encode()))
+
+        first = get("first-entry")
+        added, length = get("entries-added"), get("length")
+        if not first or added is None or length is None or int(added) <= int(length):
+            return  # nothing was ever trimmed or deleted
+        first_id = _stream_id(_text(first[0]))
+        if first_id > after_id:
+            # Trimming removed entries up to first_id and the reader stood before them. Redis does not
+            # say how many of those the reader had not seen yet, so this counts the gap event (it also
+            # fires when only the reader's own last entry went: a reader that close to the edge is
+            # about to lose data anyway); the log names the ids.
             self.stats.lost += 1
             log.warning(
                 "bus reader fell behind Redis stream retention; entries were lost",
                 extra={"stream": position.stream, "shard": position.shard, "after": position.after,
-                       "max_deleted": _text(deleted)},
+                       "oldest_retained": _text(first[0])},
             )
 
     def end_position(self, stream: str, shard: str) -> Position:
