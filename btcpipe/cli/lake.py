@@ -110,14 +110,14 @@ def _print_report(report: Any) -> None:
 
     console = _console()
     table = Table(title=f"lake check · {report.kind} · {report.symbol} · {report.lake}")
-    for name in ("day", "rows", "first id", "last id", "gaps (known)", "missing ids", "dups", "seconds",
+    for name in ("day", "rows", "first id", "last id", "gaps (known)", "missing ids", "dups", "seconds (span)",
                  "disorder", "files", "integrity", "ok"):
         table.add_column(name, justify="left" if name == "day" else "right")
     for day in report.days:
         table.add_row(
             day.day.isoformat(), f"{day.rows:,}", str(day.first_id or "-"), str(day.last_id or "-"),
             f"{len(day.gaps)} ({len(day.gaps) - len(day.unknown_gaps)})", f"{sum(g.missing for g in day.gaps):,}",
-            str(day.duplicates), f"{day.coverage:.1%}", str(day.out_of_order), str(day.files),
+            str(day.duplicates), f"{day.coverage:.1%} ({day.span_coverage:.1%})", str(day.out_of_order), str(day.files),
             "ok" if not day.integrity_errors else f"{len(day.integrity_errors)} errors",
             "[green]yes[/]" if day.ok else "[red]NO[/]",
         )

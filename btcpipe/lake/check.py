@@ -78,6 +78,13 @@ class DayReport:
         return self.seconds_with_data / self.seconds_in_window if self.seconds_in_window else 0.0
 
     @property
+    def span_coverage(self) -> float:
+        """Share of seconds with data between the day's first and last record (ignores a late start)."""
+        if self.first_ts is None or self.last_ts is None:
+            return 0.0
+        return self.seconds_with_data / (self.last_ts // US_PER_SEC - self.first_ts // US_PER_SEC + 1)
+
+    @property
     def unknown_gaps(self) -> list[IdGap]:
         return [g for g in self.gaps if not g.known]
 
@@ -88,7 +95,7 @@ class DayReport:
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["day"] = self.day.isoformat()
-        out.update(coverage=round(self.coverage, 6), ok=self.ok,
+        out.update(coverage=round(self.coverage, 6), span_coverage=round(self.span_coverage, 6), ok=self.ok,
                    missing_ids=sum(g.missing for g in self.gaps),
                    unknown_missing_ids=sum(g.missing for g in self.unknown_gaps))
         return out

@@ -83,3 +83,24 @@ def test_unreachable_endpoint_is_a_lake_error() -> None:
     store = S3ObjectStore("b", endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
     with pytest.raises(LakeError, match="S3 get"):
         store.get("k")
+
+
+def test_lake_check_command_reads_an_s3_lake(moto_server: MotoServer, bucket: str) -> None:
+    import orjson
+    from click.testing import CliRunner
+
+    from btcpipe.cli.main import cli
+
+    uri = f"s3://{bucket}/lake"
+    lake = Lake.open(uri, endpoint_url=moto_server.endpoint)
+    table = suite.trades([1, 2, 3, 7, 8], [suite.MIDNIGHT + k for k in range(5)])
+    lake.append_bronze("trades", suite.SYMBOL, table, raw=b"[]", raw_format="json", source="test")
+    args = ["lake", "check", "--lake", uri, "--endpoint-url", moto_server.endpoint, "--json"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 1
+    gaps = orjson.loads(result.output)["days"][0]["gaps"]
+    assert [(g["first_missing"], g["last_missing"]) for g in gaps] == [(4, 6)]
+    lake.store.put("lake/known_gaps.json", b'{"gaps": [{"first_id": 4, "last_id": 6}]}')
+    assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
+    listing = CliRunner().invoke(cli, ["lake", "ls", "--lake", uri, "--endpoint-url", moto_server.endpoint, "--json"])
+    assert orjson.loads(listing.output.splitlines()[0])["rows"] == 5

@@ -85,6 +85,7 @@ def test_real_recording_across_midnight_checks_clean_and_converts_exactly(
     # 5 min 47 s of day 8 and 5 min 5 s of day 9 have trades: a small share of each whole day.
     assert 0.003 < report.days[0].coverage < 0.005
     assert report.days[0].seconds_in_window == 86_400
+    assert 0.95 < report.days[0].span_coverage <= 1.0  # BTCUSDT trades nearly every second
     # bronze → silver keeps every price and quantity exactly the float the live path computes
     silver = lake.silver_trades(SYMBOL)
     everything = [t for _, records in recorded for t in records]
