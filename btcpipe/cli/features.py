@@ -1,0 +1,123 @@
+"""``btcpipe features``: build 1-second features (silver) and labeled rows (gold) from bronze, show the schema."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from btcpipe.domain.errors import BtcpipeError
+from btcpipe.domain.time import day_of, parse_time
+
+EXIT_FAILED = 1
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return day_of(parse_time(text))
+    except ValueError as exc:
+        raise click.BadParameter(f"not a date or time: {text!r}") from exc
+
+
+def _load_params(path: Path) -> Any:
+    from btcpipe.features.spec import FeatureParams
+
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"cannot read feature params from {path}: {exc}") from exc
+    try:
+        return FeatureParams.from_json(doc)
+    except BtcpipeError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+@click.group("features")
+def cli() -> None:
+    """Build the schema-v1 feature rows (docs/FEATURES.md) and inspect the schema."""
+
+
+@cli.command("build")
+@click.option("--lake", "lake_uri", envvar="BTCPIPE_LAKE", default="lake", show_default=True, show_envvar=True,
+              help="Lake root: a directory or s3://bucket/prefix.")
+@click.option("--endpoint-url", envvar="BTCPIPE_S3_ENDPOINT_URL", default=None, show_envvar=True,
+              help="S3 endpoint (e.g. a local moto_server); default: AWS.")
+@click.option("--symbol", default="BTCUSDT", show_default=True, help="Instrument symbol.")
+@click.option("--start", required=True, help="First day (ISO date/time or epoch ms/µs; its UTC day is used).")
+@click.option("--end", required=True, help="Last day, inclusive (ISO date/time or epoch ms/µs).")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Feature params JSON (or a model's schema_v1.json) instead of fitting them.")
+@click.option("--train-fraction", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.7, show_default=True,
+              help="Fit params on this earliest share of the span (the training split).")
+@click.option("--write-params", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the schema document (params and hash) to this JSON file.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def build(  # noqa: PLR0917 - click passes every option positionally
+    lake_uri: str, endpoint_url: str | None, symbol: str, start: str, end: str, params_file: Path | None,
+    train_fraction: float, write_params: Path | None, as_json: bool,
+) -> None:
+    """Read bronze trades (and bookTicker when every day has it) and write, per UTC day,
+    silver/features_1s and gold/features_labeled.
+
+    Each day warms up on the previous day's tail and labels its last rows from the next day's head, so
+    days built one at a time equal days built together. Params (the trade-size 95th percentile) are fitted
+    on the earliest --train-fraction of the span unless --params gives them.
+    """
+    from btcpipe.features.pipeline import build_span
+    from btcpipe.features.spec import schema_document
+    from btcpipe.lake.lake import Lake
+
+    start_day, end_day = _day(start), _day(end)
+    params = _load_params(params_file) if params_file else None
+    try:
+        lake = Lake.open(lake_uri, endpoint_url=endpoint_url)
+
+        def report(day: Any) -> None:
+            if not as_json:
+                click.echo(
+                    f"{day.day}  trades {day.trades:>10,}  silver rows {day.silver_rows:>6,}  "
+                    f"gold rows {day.gold_rows:>6,}  label mid {day.label_mid}"
+                    + ("" if day.warmed_up else "  (no previous day: cold start)"),
+                    err=True,
+                )
+
+        fitted, days = build_span(lake, symbol, start_day, end_day, params, train_fraction=train_fraction,
+                                  on_day=report)
+    except BtcpipeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+    doc = schema_document(fitted)
+    if write_params is not None:
+        write_params.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n")
+    summary = {
+        "symbol": symbol,
+        "lake": lake.uri(),
+        "schema_hash": doc["hash"],
+        "params": doc["params"],
+        "days": [
+            {"day": d.day.isoformat(), "trades": d.trades, "silver_rows": d.silver_rows, "gold_rows": d.gold_rows,
+             "label_mid": d.label_mid, "warmed_up": d.warmed_up}
+            for d in days
+        ],
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"built {len(days)} day(s); schema {doc['hash'][:16]}…; "
+                   f"trade_size_p95 {fitted.trade_size_p95:g}; spread {'yes' if fitted.with_spread else 'no'}")
+
+
+@cli.command("schema")
+@click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              default=None, help="Feature params JSON; without it, the definition with trade_size_p95 = 0.")
+@click.option("--with-spread", is_flag=True, help="The schema variant with the optional 'spread' column.")
+def schema(params_file: Path | None, with_spread: bool) -> None:
+    """Print the schema_v1 document (names, dtypes, units, windows, params, hash) as JSON."""
+    from btcpipe.features.spec import FeatureParams, schema_document
+
+    params = _load_params(params_file) if params_file else FeatureParams(0.0, with_spread)
+    click.echo(json.dumps(schema_document(params), indent=2, sort_keys=True))
