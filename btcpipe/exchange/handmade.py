@@ -76,3 +76,38 @@ def market_tape(
         depth=depth_tape(diffs) if diffs else None,
         initial_book=initial_book,
     )
+
+
+def synthetic_tape(
+    symbol: str = "BTCUSDT",
+    *,
+    n_orders: int = 1000,
+    start_us: int = 1_735_689_600_000_000,
+    first_trade_id: int = 1_000,
+    mean_gap_us: int = 300_000,
+    seed: int = 0,
+) -> MarketTape:
+    """A quick deterministic tape with the structure aggTrades care about: taker orders of 1–4 fills at one
+    time, some crossing two price levels (so one order gives two aggTrades), prices on a 0.01 grid and
+    quantities on a 0.00001 grid. Not a market model (that is the simulator): a fixture for exact tests."""
+    rng = np.random.default_rng(seed)
+    fills = rng.integers(1, 5, n_orders)
+    order_ts = start_us + np.cumsum(rng.exponential(mean_gap_us, n_orders).astype(np.int64) + 1)
+    order_px = 6_000_000 + np.cumsum(rng.integers(-3, 4, n_orders))  # in ticks (0.01)
+    is_bm = rng.random(n_orders) < 0.5
+    order = np.repeat(np.arange(n_orders, dtype=np.int64), fills)
+    n = int(fills.sum())
+    pos = np.arange(n) - np.repeat(np.cumsum(fills) - fills, fills)  # fill index within its order
+    second_level = (pos >= 2).astype(np.int64)  # the 3rd and 4th fills walk one tick into the book
+    step = np.where(is_bm[order], -1, 1)
+    return MarketTape(
+        symbol=symbol,
+        trades=TradeTape(
+            id=first_trade_id + np.arange(n, dtype=np.int64),
+            ts_event=order_ts[order],
+            price=(order_px[order] + step * second_level) * 1_000_000,
+            qty=rng.integers(1, 50_000, n).astype(np.int64) * 1_000,
+            is_buyer_maker=is_bm[order],
+            taker_order=order,
+        ),
+    )

@@ -1,0 +1,84 @@
+"""``btcpipe exchange``: serve the local Binance-compatible exchange on loopback."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import click
+
+from btcpipe.domain.errors import BtcpipeError
+from btcpipe.domain.tape import MarketTape
+from btcpipe.domain.time import US_PER_SEC, iso, parse_time
+
+
+def _load_tape(
+    sim_seed: int | None, sim_hours: float, sim_start: str | None, recordings: tuple[Path, ...]
+) -> MarketTape:
+    if recordings:
+        if sim_seed is not None:
+            raise click.UsageError("give either --recording or --sim-seed, not both")
+        from btcpipe.binance.recording import load_recording
+
+        return load_recording(recordings).to_tape()
+    from btcpipe.exchange.sim_config import DEFAULT_START_US
+    from btcpipe.exchange.simulator import SimConfig, simulate
+
+    if sim_hours <= 0:
+        raise click.BadParameter("must be positive", param_hint="--sim-hours")
+    start_us = DEFAULT_START_US if sim_start is None else parse_time(sim_start)
+    return simulate(
+        SimConfig(seed=sim_seed or 0, start_us=start_us - start_us % US_PER_SEC, duration_s=round(sim_hours * 3600))
+    )
+
+
+@click.group()
+def cli() -> None:
+    """The local Binance-compatible exchange (REST, weights, faults, bulk dumps) on 127.0.0.1."""
+
+
+@cli.command(short_help="serve a simulated market or a recording until Ctrl-C")
+@click.option("--sim-seed", type=int, default=None, help="Serve a simulated market with this seed (default 0).")
+@click.option("--sim-hours", type=float, default=1.0, show_default=True, help="Length of the simulated market.")
+@click.option("--sim-start", default=None, help="Start of the simulated market (ISO time or epoch ms/µs); "
+              "default: the simulator's.")
+@click.option("--recording", "recordings", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Serve a recording of Binance's combined JSON streams instead (repeat for several files, in order).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
+@click.option("--port", type=int, default=0, show_default=True, help="Port (0 picks a free one).")
+@click.option("--weight-limit", type=int, default=6000, show_default=True, help="REQUEST_WEIGHT per minute per IP.")
+@click.option("--replay-speed", type=float, default=None,
+              help="Replay the tape 'live' from its start at this speed (1 = real time) instead of serving it all "
+              "as history.")
+def serve(  # noqa: PLR0917 - one parameter per click option
+    sim_seed: int | None,
+    sim_hours: float,
+    sim_start: str | None,
+    recordings: tuple[Path, ...],
+    host: str,
+    port: int,
+    weight_limit: int,
+    replay_speed: float | None,
+) -> None:
+    """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,depth} and daily dumps
+    under /data/spot/daily/ until Ctrl-C. Prints the base URL first."""
+    from btcpipe.exchange.clock import ReplayClock
+    from btcpipe.exchange.server import LocalExchange
+
+    try:
+        tape = _load_tape(sim_seed, sim_hours, sim_start, recordings)
+        clock = None if replay_speed is None else ReplayClock(tape.start_us, speed=replay_speed)
+        exchange = LocalExchange(tape, host=host, port=port, clock=clock, weight_limit=weight_limit).start()
+    except BtcpipeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(exchange.base_url, nl=True)
+    click.echo(
+        f"serving {tape.symbol}: {len(tape.trades)} trades {iso(tape.start_us)} → {iso(tape.end_us)}; Ctrl-C stops",
+        err=True,
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        exchange.stop()
