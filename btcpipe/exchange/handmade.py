@@ -105,7 +105,7 @@ def synthetic_tape(
         trades=TradeTape(
             id=first_trade_id + np.arange(n, dtype=np.int64),
             ts_event=order_ts[order],
-            price=(order_px[order] + step * second_level) * 1_000_000,
+            price=((order_px[order] + step * second_level) * 1_000_000).astype(np.int64),
             qty=rng.integers(1, 50_000, n).astype(np.int64) * 1_000,
             is_buyer_maker=is_bm[order],
             taker_order=order,
