@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 from click.testing import CliRunner
-from test_features_support import SEC, bronze_book_table, bronze_trades_table, make_tape, same_tables
+from test_features_support import SEC, assert_same_rows, bronze_book_table, bronze_trades_table, make_tape, same_tables
 
 from btcpipe.cli.features import cli
 from btcpipe.domain.errors import ConfigError, DataError
@@ -73,15 +73,15 @@ def test_days_built_separately_equal_days_built_together(tmp_path: Path, tape: M
     continuous = build_features(trades, params, start_us=day_start_us(D1), end_us=int(silver2.ts_sec[-1]) + SEC,
                                 history_start_us=day_start_us(D1), bbo=bbo)
     k = int(np.searchsorted(continuous.ts_sec, MIDNIGHT))
-    both = (continuous.columns[:, k:] == silver2.columns) | (np.isnan(continuous.columns[:, k:]) & np.isnan(silver2.columns))
-    assert both.all()
+    assert_same_rows(continuous.columns[:, k:], silver2.columns, params.names)
     assert np.isfinite(silver2.columns).all()  # warmed up from D1's tail: no NaN at midnight
 
 
 def test_gold_labels_use_bbo_mid_and_drop_rows_past_the_data(tmp_path: Path, tape: MarketTape) -> None:
     lake = _lake(tmp_path, tape, book=True)
     params, days = build_span(lake, "BTCUSDT", D1, D2)
-    assert params.with_spread and [d.label_mid for d in days] == [LABEL_MID_BBO, LABEL_MID_BBO]
+    assert params.with_spread
+    assert [d.label_mid for d in days] == [LABEL_MID_BBO, LABEL_MID_BBO]
     gold = lake.read_table("gold", GOLD_DATASET, "BTCUSDT", D1, D2)
     assert gold.schema.metadata[b"btcpipe.label_mid"] == LABEL_MID_BBO.encode()
     assert set(gold["label_mid"].to_pylist()) == {LABEL_MID_BBO}
@@ -107,7 +107,8 @@ def test_gold_without_book_history_uses_last_trade_proxy(tmp_path: Path, tape: M
     gold = lake.read_table("gold", GOLD_DATASET, "BTCUSDT", D1, D2)
     assert "spread" not in gold.column_names
     tts, price = labels.mid_from_trades(tape.trades)
-    np.testing.assert_array_equal(gold["y"].to_numpy(), labels.forward_log_return(gold["ts_sec"].to_numpy(), tts, price))
+    expected = labels.forward_log_return(gold["ts_sec"].to_numpy(), tts, price)
+    np.testing.assert_array_equal(gold["y"].to_numpy(), expected)
 
 
 def test_params_are_fitted_on_the_earliest_share_of_the_span(tmp_path: Path, tape: MarketTape) -> None:
@@ -135,9 +136,11 @@ def test_cli_build_writes_both_layers_and_reports_json(tmp_path: Path, tape: Mar
     assert out.exit_code == 0, out.output
     summary = json.loads(out.stdout)
     assert [d["day"] for d in summary["days"]] == ["2024-03-01", "2024-03-02"]
-    assert summary["days"][1]["warmed_up"] and not summary["days"][0]["warmed_up"]
+    assert summary["days"][1]["warmed_up"]
+    assert not summary["days"][0]["warmed_up"]
     doc = json.loads((tmp_path / "schema_v1.json").read_text())
-    assert doc["hash"] == summary["schema_hash"] and doc["names"][-1] == "spread"
+    assert doc["hash"] == summary["schema_hash"]
+    assert doc["names"][-1] == "spread"
     # The written schema document is accepted back as --params and gives the same tables.
     again = CliRunner().invoke(cli, ["build", "--lake", str(tmp_path / "lake"), "--start", "2024-03-02",
                                      "--end", "2024-03-02", "--params", str(tmp_path / "schema_v1.json"), "--json"])
@@ -150,11 +153,14 @@ def test_cli_refuses_garbage_params_and_missing_data_clearly(tmp_path: Path, tap
     bad.write_text('{"trade_size_p95": "big"')
     out = CliRunner().invoke(cli, ["build", "--lake", str(tmp_path / "lake"), "--start", "2024-03-01",
                                    "--end", "2024-03-01", "--params", str(bad)])
-    assert out.exit_code == 2 and "cannot read feature params" in out.output
+    assert out.exit_code == 2
+    assert "cannot read feature params" in out.output
     bad.write_text('{"trade_size_p95": "big"}')
     out = CliRunner().invoke(cli, ["build", "--lake", str(tmp_path / "lake"), "--start", "2024-03-01",
                                    "--end", "2024-03-01", "--params", str(bad)])
-    assert out.exit_code == 2 and "trade_size_p95 must be a number" in out.output
+    assert out.exit_code == 2
+    assert "trade_size_p95 must be a number" in out.output
     out = CliRunner().invoke(cli, ["build", "--lake", str(tmp_path / "lake"), "--start", "2024-05-01",
                                    "--end", "2024-05-01"])
-    assert out.exit_code == 1 and "no bronze trades" in out.output
+    assert out.exit_code == 1
+    assert "no bronze trades" in out.output
