@@ -13,7 +13,11 @@ from btcpipe.domain.errors import ConfigError, SchemaHashMismatchError
 from btcpipe.features import spec
 from btcpipe.features.spec import FeatureParams, check_schema_document, schema_document, schema_hash
 
-DESIGN_ORDER = ["ret_1s", "ret_2s", "ret_5s", "vwap_5s_dev", "n_trades_1s", "n_trades_5s", "buy_vol_1s", "sell_vol_1s", "tvi_1s", "buy_vol_5s", "sell_vol_5s", "tvi_5s", "avg_trade_size_1s", "vol_ret_10s", "burst_1s", "large_trade_flag_5s", "time_since_last_trade_ms", "last_price_minus_1s", "last_price_minus_5s"]
+DESIGN_ORDER = [
+    "ret_1s", "ret_2s", "ret_5s", "vwap_5s_dev", "n_trades_1s", "n_trades_5s", "buy_vol_1s", "sell_vol_1s",
+    "tvi_1s", "buy_vol_5s", "sell_vol_5s", "tvi_5s", "avg_trade_size_1s", "vol_ret_10s", "burst_1s",
+    "large_trade_flag_5s", "time_since_last_trade_ms", "last_price_minus_1s", "last_price_minus_5s",
+]
 
 # Pinned on purpose: if this changes, the feature definition changed — bump DEFINITION_VERSION, rebuild
 # features and retrain (models carrying the old hash will be refused, as they must be).
