@@ -8,7 +8,7 @@ without a label) cannot be learned from; they are dropped and counted, never sil
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -163,3 +163,22 @@ def split_by_time(
 def _first_after(ts: I64, start: int, floor_us: int) -> int:
     """Index of the first row at or after ``start`` whose timestamp is ≥ ``floor_us``."""
     return start + int(np.searchsorted(ts[start:], floor_us, side="left"))
+
+
+def split_from_description(rows: LabeledRows, description: Mapping[str, Any]) -> TimeSplit:
+    """Rebuild a split recorded by ``TimeSplit.describe`` (e.g. in a model's manifest) on the same rows."""
+    parts: dict[str, LabeledRows] = {}
+    try:
+        for part in ("train", "val", "test"):
+            first, last = int(description[part]["first_ts"]), int(description[part]["last_ts"])
+            parts[part] = rows.take((rows.ts_sec >= first) & (rows.ts_sec <= last))
+            expected = int(description[part]["rows"])
+            if len(parts[part]) != expected:
+                raise DataError(
+                    f"the {part} span now holds {len(parts[part])} complete rows, the model saw {expected}: "
+                    "the gold data changed since training"
+                )
+        purge_us = int(description["purge_us"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise DataError(f"malformed split description: {exc}") from exc
+    return TimeSplit(parts["train"], parts["val"], parts["test"], purge_us, int(description.get("purged_rows", 0)))
