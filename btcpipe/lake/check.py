@@ -156,12 +156,14 @@ def _column(table: pa.Table, name: str) -> I64:
     return np.asarray(table[name].to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
-def _verify_day(lake: Lake, manifest: Manifest, report: DayReport, id_col: str, ts_col: str) -> list[pa.Table]:
-    """Read every listed file, recording (not raising) what contradicts the manifest."""
+def _verify_day(lake: Lake, manifest: Manifest, report: DayReport, columns: list[str]) -> list[pa.Table]:
+    """Read ``columns`` of every listed file (the whole file is hashed), recording, not raising, what
+    contradicts the manifest."""
+    id_col, ts_col = columns[0], columns[1]
     tables = []
     for entry in manifest.files:
         try:
-            table = lake.read_file(entry)
+            table = lake.read_file(entry, columns)
         except LakeIntegrityError as exc:
             report.integrity_errors.append(str(exc))
             continue
@@ -230,7 +232,7 @@ def check_lake(lake: Lake, kind: str, symbol: str, start_us: int | None = None, 
         if manifest is None:
             continue
         report.files = len(manifest.files)
-        tables = _verify_day(lake, manifest, report, id_col, ts_col)
+        tables = _verify_day(lake, manifest, report, list(dict.fromkeys([id_col, ts_col, extra_col])))
         lo = max(day_start_us(day), start_us if start_us is not None else -(2**62))
         hi = min(day_start_us(day) + US_PER_DAY, end_us if end_us is not None else 2**62)
         report.seconds_in_window = int(-(-(hi - lo) // US_PER_SEC))
@@ -243,10 +245,11 @@ def check_lake(lake: Lake, kind: str, symbol: str, start_us: int | None = None, 
         ids, ts, extra = (_column(table, c)[order] for c in (id_col, ts_col, extra_col))
         if len(ids) == 0:
             continue
-        report.rows, report.duplicates = len(ids), int(len(ids) - len(np.unique(ids)))
+        report.rows, report.duplicates = len(ids), int(np.count_nonzero(ids[1:] == ids[:-1]))
         report.first_id, report.last_id = int(ids[0]), int(ids[-1])
         report.first_ts, report.last_ts = int(ts.min()), int(ts.max())
-        report.seconds_with_data = len(np.unique(ts // US_PER_SEC))
+        seconds = np.sort(ts // US_PER_SEC)  # nearly sorted already: cheaper than a hash-based unique
+        report.seconds_with_data = int(np.count_nonzero(seconds[1:] != seconds[:-1])) + 1
         backwards = np.flatnonzero(ts[1:] < ts[:-1])
         report.out_of_order = len(backwards)
         report.first_out_of_order_id = int(ids[backwards[0] + 1]) if len(backwards) else None

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -120,10 +120,11 @@ class Manifest:
             "id_column": self.id_column,
             "time_column": self.time_column,
             "schema": base64.b64encode(self.schema.serialize().to_pybytes()).decode() if self.schema else None,
-            "totals": asdict(self.totals),
-            "files": [asdict(f) for f in self.files],
-            "raw": [asdict(r) for r in self.raw],
+            "totals": self.totals,
+            "files": self.files,
+            "raw": self.raw,
         }
+        # orjson serialises the (slotted) dataclasses itself, far faster than dataclasses.asdict.
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2)
 
     @classmethod
