@@ -68,6 +68,10 @@ def initial_snapshot(book: BookPath, symbol: str) -> DepthSnapshot:
     )
 
 
+# Windows handled at once: bounds the (windows × 4·levels) temporaries to a few tens of MB.
+_WINDOWS_PER_CHUNK = 65_536
+
+
 def depth_diffs(book: BookPath, start_us: int, interval_us: int) -> DepthTape:
     """Depth diffs over windows of ``interval_us`` (each update its own diff when ``interval_us <= 0``)."""
     n_updates = book.ts.shape[0] - 1
@@ -76,41 +80,50 @@ def depth_diffs(book: BookPath, start_us: int, interval_us: int) -> DepthTape:
     boundary = np.flatnonzero(window[1:] != window[:-1])
     first_k = np.concatenate(([1], boundary + 2)).astype(np.int64)
     last_k = np.concatenate((boundary + 1, [n_updates])).astype(np.int64)
-    prev_k = first_k - 1  # the state at the window's start
-    n_levels = book.depth_levels
-    j = np.arange(n_levels, dtype=np.int64)
-
-    def side(ticks: I64, rows: I64, table: I64, sign: int) -> tuple[I64, I64, I64, I64, Bools, Bools]:
-        changed = rows[last_k] != rows[prev_k]
-        old_p = ticks[prev_k][:, None] + sign * j
-        new_top = ticks[last_k][:, None]
-        new_p = new_top + sign * j
-        # Old level still inside the new ladder (between the new best and n_levels ticks beyond it)?
-        depth_from_new_top = (old_p - new_top) * sign
-        kept = (depth_from_new_top >= 0) & (depth_from_new_top < n_levels)
-        removed = changed[:, None] & ~kept
-        new_q = table[rows[last_k]]
-        listed = np.broadcast_to(changed[:, None], new_p.shape)
-        return old_p, np.zeros_like(old_p), new_p, new_q, removed, listed
-
-    bo_p, bo_q, bn_p, bn_q, b_rm, b_new = side(book.bid_ticks, book.bid_row, book.bid_qty, -1)
-    ao_p, ao_q, an_p, an_q, a_rm, a_new = side(book.ask_ticks, book.ask_row, book.ask_qty, +1)
-    price = np.concatenate((bo_p, bn_p, ao_p, an_p), axis=1)
-    qty = np.concatenate((bo_q, bn_q, ao_q, an_q), axis=1)
-    valid = np.concatenate((b_rm, b_new, a_rm, a_new), axis=1)
-    is_ask = np.zeros(price.shape, dtype=np.bool_)
-    is_ask[:, 2 * n_levels :] = True
-    mask = valid.ravel()
-    counts = valid.sum(axis=1, dtype=np.int64)
+    parts = [
+        _window_levels(book, first_k[i : i + _WINDOWS_PER_CHUNK] - 1, last_k[i : i + _WINDOWS_PER_CHUNK])
+        for i in range(0, last_k.shape[0], _WINDOWS_PER_CHUNK)
+    ]
+    counts = np.concatenate([p[0] for p in parts])
     return DepthTape(
         ts_event=book.ts[last_k].copy(),
         first_update_id=book.first_update_id - 1 + first_k,
         last_update_id=book.first_update_id - 1 + last_k,
         offsets=np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
-        level_is_ask=is_ask.ravel()[mask],
-        level_price=price.ravel()[mask] * book.tick_mantissa,
-        level_qty=qty.ravel()[mask] * book.qty_step_mantissa,
+        level_is_ask=np.concatenate([p[1] for p in parts]),
+        level_price=np.concatenate([p[2] for p in parts]) * book.tick_mantissa,
+        level_qty=np.concatenate([p[3] for p in parts]) * book.qty_step_mantissa,
     )
+
+
+def _window_levels(book: BookPath, prev_k: I64, last_k: I64) -> tuple[I64, Bools, I64, I64]:
+    """(levels per window, is_ask, price ticks, qty steps) from the state before each window to its end.
+
+    Per window: removed bids, the bid ladder, removed asks, the ask ladder — a side only if it changed.
+    """
+    n_levels = book.depth_levels
+    j = np.arange(n_levels, dtype=np.int64)
+
+    def side(ticks: I64, rows: I64, table: I64, sign: int) -> tuple[I64, I64, I64, Bools, Bools]:
+        changed = rows[last_k] != rows[prev_k]
+        old_p = ticks[prev_k][:, None] + sign * j
+        new_top = ticks[last_k][:, None]
+        # An old level still inside the new ladder (from the new best to n_levels ticks beyond) stays.
+        depth_from_new_top = (old_p - new_top) * sign
+        removed = changed[:, None] & ((depth_from_new_top < 0) | (depth_from_new_top >= n_levels))
+        listed = np.broadcast_to(changed[:, None], old_p.shape)
+        return old_p, new_top + sign * j, table[rows[last_k]], removed, listed
+
+    bo_p, bn_p, bn_q, b_rm, b_new = side(book.bid_ticks, book.bid_row, book.bid_qty, -1)
+    ao_p, an_p, an_q, a_rm, a_new = side(book.ask_ticks, book.ask_row, book.ask_qty, +1)
+    valid = np.concatenate((b_rm, b_new, a_rm, a_new), axis=1)
+    mask = valid.ravel()
+    zeros = np.zeros_like(bo_p)
+    price = np.concatenate((bo_p, bn_p, ao_p, an_p), axis=1).ravel()[mask]
+    qty = np.concatenate((zeros, bn_q, zeros, an_q), axis=1).ravel()[mask]
+    is_ask = np.zeros(valid.shape, dtype=np.bool_)
+    is_ask[:, 2 * n_levels :] = True
+    return valid.sum(axis=1, dtype=np.int64), is_ask.ravel()[mask], price, qty
 
 
 def book_at(tape: MarketTape, update_id: int, limit: int | None = None) -> DepthSnapshot:
