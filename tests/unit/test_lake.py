@@ -355,3 +355,25 @@ def test_write_table_is_idempotent_and_refuses_bronze(store: ObjectStore) -> Non
         lake.write_table("bronze", "trades", SYMBOL, D8, features(D8, 1, 1.0))  # type: ignore[arg-type]
     with pytest.raises(LakeError, match="invalid dataset"):
         lake.write_table("silver", "../x", SYMBOL, D8, features(D8, 1, 1.0))
+
+
+def test_real_dump_rows_keep_their_csv_and_exact_values(store: ObjectStore, shared_data: Path) -> None:
+    from btcpipe.binance.rest_parsing import dump_csv_table
+
+    lake = Lake(store)
+    for name in ("BTCUSDT-trades-2025-01-01.head210.csv", "BTCUSDT-trades-2021-01-01.rows56023.head218.csv"):
+        raw = (shared_data / "excerpts" / name).read_bytes()
+        table = dump_csv_table("trades", raw)
+        assert lake.append_bronze("trades", SYMBOL, table, raw=raw, raw_format="csv", source="dumps").rows_added
+        rows = [line.split(",") for line in raw.decode().splitlines()]
+        first, last = int(rows[0][0]), int(rows[-1][0])
+        day = dt.date(int(name[15:19]), 1, 1)
+        manifest = lake.manifest("trades", SYMBOL, day)
+        assert manifest is not None
+        assert [store.get(r.path) for r in manifest.raw] == [raw]  # the CSV exactly as it came
+        back = lake.read_bronze("trades", SYMBOL, day_start_us(day), day_start_us(day + dt.timedelta(days=1)))
+        assert back["id"].to_pylist() == list(range(first, last + 1))
+        assert [str(p) for p in back["price"].to_pylist()] == [r[1] for r in rows]
+        assert [str(q) for q in back["qty"].to_pylist()] == [r[2] for r in rows]
+        silver = lake.silver_trades(SYMBOL, day_start_us(day), day_start_us(day + dt.timedelta(days=1)))
+        assert silver["price"].to_pylist() == [to_float(parse_decimal(r[1])) for r in rows]
