@@ -1,0 +1,69 @@
+"""Training wall time on a simulated week of 1-s rows (604,800 × 19), printed as JSON.
+
+The rows are synthetic (``btcpipe.model.synthetic``: noise features on wildly different scales and a
+label with a known linear signal), not simulator trades run through the feature builder: a week of
+simulated trades alone takes minutes to generate, and this measures the training step itself.
+Usage: ``python bench/bench_training.py [--rows N] [--epochs N]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rows", type=int, default=7 * 86_400)
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--batch-size", type=int, default=1024)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    t0 = time.perf_counter()
+    import torch
+
+    from btcpipe.model.dataset import split_by_time
+    from btcpipe.model.export import export_onnx
+    from btcpipe.model.metrics import score
+    from btcpipe.model.synthetic import synthetic_rows
+    from btcpipe.model.train import TrainConfig, train_mlp
+
+    import_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    data = synthetic_rows(args.rows, seed=args.seed)
+    split = split_by_time(data.rows)
+    prepare_s = time.perf_counter() - t0
+
+    config = TrainConfig(seed=args.seed, max_epochs=args.epochs, batch_size=args.batch_size)
+    t0 = time.perf_counter()
+    trained = train_mlp(split, config)
+    train_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    onnx_bytes = export_onnx(trained)
+    export_s = time.perf_counter() - t0
+
+    test = score(split.test.y, trained.predict(split.test.features))
+    epochs = len(trained.history)
+    print(json.dumps({
+        "benchmark": "training",
+        "data": "synthetic 1-s rows with a known linear signal (btcpipe.model.synthetic)",
+        "rows": args.rows,
+        "features": len(data.rows.feature_names),
+        "train_rows": len(split.train), "val_rows": len(split.val), "test_rows": len(split.test),
+        "batch_size": args.batch_size, "max_epochs": args.epochs, "epochs_run": epochs,
+        "best_epoch": trained.best_epoch, "stopped_early": trained.stopped_early,
+        "train_seconds": round(train_s, 3),
+        "seconds_per_epoch": round(train_s / epochs, 3),
+        "train_rows_per_second": round(len(split.train) * epochs / train_s),
+        "export_seconds": round(export_s, 3), "onnx_bytes": len(onnx_bytes),
+        "prepare_seconds": round(prepare_s, 3), "import_seconds": round(import_s, 3),
+        "test_r2": round(test.r2, 4), "optimal_r2": round(data.optimal_r2, 4), "test_hit_rate": round(test.hit_rate, 4),
+        "torch": torch.__version__, "torch_threads": 1,
+    }))
+
+
+if __name__ == "__main__":
+    main()
