@@ -151,8 +151,18 @@ def generate(
 
 @cli.command("oracle")
 @_span_options
+@click.option(
+    "--mid",
+    "mid_source",
+    type=click.Choice(["book", "trades"]),
+    default="book",
+    show_default=True,
+    help="Label mid: best bid/ask, or the last trade price (the proxy of a trades-only history).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
-def oracle(*, seed: int, start: str, hours: float | None, duration_s: int | None, as_json: bool) -> None:
+def oracle(
+    *, seed: int, start: str, hours: float | None, duration_s: int | None, mid_source: str, as_json: bool
+) -> None:
     """R² and directional hit rate of the best possible predictor of the 10-second label over the span.
 
     This is the ceiling a model trained on the simulated market can reach.
@@ -161,7 +171,7 @@ def oracle(*, seed: int, start: str, hours: float | None, duration_s: int | None
 
     config = _config(seed, start, hours, duration_s)
     try:
-        score = oracle_score(simulate(config), config)
+        score = oracle_score(simulate(config), config, mid_source="trades" if mid_source == "trades" else "book")
     except BtcpipeError as exc:
         raise click.ClickException(str(exc)) from exc
     result = {
@@ -171,6 +181,7 @@ def oracle(*, seed: int, start: str, hours: float | None, duration_s: int | None
         "r2": score.r2,
         "hit_rate": score.hit_rate,
         "n": score.n,
+        "mid": mid_source,
     }
     if as_json:
         click.echo(orjson.dumps(result).decode())

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -216,15 +217,21 @@ def directional_hit_rate(y: F64, yhat: F64) -> float:
 
 
 def oracle_score(
-    tape: MarketTape, config: SimConfig, start_us: int | None = None, end_us: int | None = None
+    tape: MarketTape,
+    config: SimConfig,
+    start_us: int | None = None,
+    end_us: int | None = None,
+    *,
+    mid_source: Literal["book", "trades"] = "book",
 ) -> OracleScore:
     """R² and directional hit rate of the oracle against the realised labels of ``[start_us, end_us)``.
 
-    Labels come from ``labels.forward_log_return`` on the best bid/ask mid (the last trade price when
-    the tape has none), the one label implementation btcpipe has.
+    Labels come from ``labels.forward_log_return`` on the best bid/ask mid, or on the last trade price
+    (``mid_source="trades"``, the proxy of a history without best bid/ask; also used when the tape has
+    no book tickers) — the one label implementation btcpipe has.
     """
     ts_sec, yhat = oracle_predictions(tape, config)
-    if tape.book_tickers is not None and len(tape.book_tickers):
+    if mid_source == "book" and tape.book_tickers is not None and len(tape.book_tickers):
         mid_ts, mid = mid_from_book_tickers(tape.book_tickers, tape.exponent)
     else:
         mid_ts, mid = mid_from_trades(tape.trades, tape.exponent)

@@ -117,3 +117,13 @@ def test_a_market_without_the_flow_component_has_an_oracle_of_zero() -> None:
     score = oracle_score(simulate(cfg), cfg)
     assert score.r2 <= 0.0
     assert score.hit_rate == 0.0  # a zero prediction never calls a direction
+
+
+def test_oracle_against_last_trade_price_labels_stays_close_to_the_mid_score(
+    tape: MarketTape, config: SimConfig
+) -> None:
+    on_mid = oracle_score(tape, config)
+    on_trades = oracle_score(tape, config, mid_source="trades")
+    assert on_trades != on_mid
+    assert abs(on_trades.r2 - on_mid.r2) < 0.03
+    assert on_trades.hit_rate > 0.57
