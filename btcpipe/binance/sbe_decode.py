@@ -8,6 +8,7 @@ UnicodeDecodeError — so a stream reader can count and skip a bad frame and car
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Callable
 from typing import cast
 
@@ -54,6 +55,9 @@ _TRADE = TRADE_ENTRY.struct
 _TRADE_SIZE = TRADE_ENTRY.block_length
 _LEVEL = LEVEL_ENTRY.struct
 _LEVEL_SIZE = LEVEL_ENTRY.block_length
+# The canonical trades root and its group header read in one unpack (the root Struct has no padding).
+_unpack_trades_fixed = struct.Struct(TRADES_ROOT.struct.format + GROUP_SIZE.format.lstrip("<")).unpack_from
+_TRADES_FIXED_END = _HEADER_SIZE + TRADES_ROOT.block_length + GROUP_SIZE.size
 
 
 def decode_header(frame: Buffer) -> MessageHeader:
@@ -147,13 +151,17 @@ def _symbol(frame: Buffer, pos: int, message: str) -> str:
 
 def _decode_trades(frame: Buffer, block_length: int, ts_recv: int) -> TradesEvent:
     message = "TradesStreamEvent"
-    pos = _root_end(frame, block_length, TRADES_ROOT.block_length, message)
-    event_time, transact_time, price_exp, qty_exp = TRADES_ROOT.struct.unpack_from(frame, _HEADER_SIZE)
     n = len(frame)
-    if pos + 6 > n:
-        raise TruncatedFrameError(f"{message}: frame of {n} bytes ends inside the trades group header at {pos}")
-    entry_length, count = _unpack_group(frame, pos)
-    pos += 6
+    if block_length == TRADES_ROOT.block_length and n >= _TRADES_FIXED_END:
+        event_time, transact_time, price_exp, qty_exp, entry_length, count = _unpack_trades_fixed(frame, _HEADER_SIZE)
+        pos = _TRADES_FIXED_END
+    else:
+        pos = _root_end(frame, block_length, TRADES_ROOT.block_length, message)
+        event_time, transact_time, price_exp, qty_exp = TRADES_ROOT.struct.unpack_from(frame, _HEADER_SIZE)
+        if pos + 6 > n:
+            raise TruncatedFrameError(f"{message}: frame of {n} bytes ends inside the trades group header at {pos}")
+        entry_length, count = _unpack_group(frame, pos)
+        pos += 6
     end = pos + entry_length * count
     if count and entry_length < _TRADE_SIZE:
         raise MalformedFrameError(f"{message}: trades entry blockLength {entry_length} < the schema's {_TRADE_SIZE}")

@@ -126,12 +126,12 @@ DEPTH_SNAPSHOT_ROOT = MESSAGES[DEPTH_SNAPSHOT_TEMPLATE].root
 DEPTH_DIFF_ROOT = MESSAGES[DEPTH_DIFF_TEMPLATE].root
 
 
-@dataclass(frozen=True, slots=True)
-class TradesEvent:
+class TradesEvent(NamedTuple):
     """One ``TradesStreamEvent``: the fills of one match, sharing transact time, exponents and symbol.
 
     Each ``Trade`` has ``ts_event`` = ``transact_time``; ``event_time`` (when the stream emitted it)
-    is kept here because a single trade record has no place for it.
+    is kept here because a single trade record has no place for it. A NamedTuple rather than a frozen
+    dataclass: as immutable, and built ~3x faster on the hottest decode path.
     """
 
     symbol: str
