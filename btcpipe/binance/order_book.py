@@ -7,9 +7,11 @@ The procedure (``shared/binance/SBE.md`` §Local order book, same for SBE and JS
 buffer diffs; a snapshot older than the first buffered diff is refused (fetch again); drop diffs with
 ``u <= lastUpdateId``; apply the rest in order, ignoring ``u`` <= the book's id; a diff with
 ``U > book id + 1`` means one was missed: discard the book, count a resync and start buffering again.
-Binance words the first-diff check as "``lastUpdateId`` in ``[U; u]``"; here every diff, the first
-included, passes the one contiguity rule ``U <= id + 1 <= u + 1``, which also accepts the case of a
-snapshot taken exactly between two diffs (``U = lastUpdateId + 1``) — contiguous, so no refetch.
+Binance words the first-diff check as "``lastUpdateId`` in ``[U; u]``" and the stale-snapshot check as
+"``lastUpdateId`` < first ``U``"; here every diff, the first included, passes the one contiguity rule
+(``u > id``, else dropped; ``U <= id + 1``, else missed), and a snapshot is stale when
+``lastUpdateId + 1 < U``. The only difference is the boundary of a snapshot taken exactly between two
+diffs (``U = lastUpdateId + 1``): contiguous, so it is accepted instead of refetched.
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def decode_prefix(data: Buffer, *, header: MessageHeader | None = None) -> Prefi
             )
         pos = walk.block(pos, spec.root, header.block_length, "")
         for group in spec.groups:
-            count_code = "I" if group.dimension.size == 6 else "H"
+            count_code = group.dimension.format[-1]  # numInGroup's type: u32 ("I") or u16 ("H")
             entry_length = walk.read(f"{group.name}.blockLength", pos, "H")
             count = walk.read(f"{group.name}.numInGroup", pos + 2, count_code)
             pos += group.dimension.size
