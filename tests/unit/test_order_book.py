@@ -229,8 +229,8 @@ def test_synchronized_book_equals_the_true_book_or_asks_for_a_newer_snapshot(
     start = data.draw(st.integers(0, len(diffs) - 1))  # the stream opened late
     fetched_after = data.draw(st.integers(1, len(diffs) - start))  # diffs buffered before the snapshot arrives
     snap_id = data.draw(st.integers(0, diffs[start + fetched_after - 1].last_update_id))
-    bids, asks = _true_book(updates, snap_id)
-    snapshot = DepthSnapshot(SYM, snap_id, tuple(bids.items()), tuple(asks.items()))
+    snap_bids, snap_asks = _true_book(updates, snap_id)
+    snapshot = DepthSnapshot(SYM, snap_id, tuple(snap_bids.items()), tuple(snap_asks.items()))
 
     sync = BookSynchronizer(SYM)
     for d in diffs[start : start + fetched_after]:
