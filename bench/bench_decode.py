@@ -38,7 +38,7 @@ def _real_messages(shared: Path) -> dict[str, dict[str, Any]]:
         raise SystemExit(f"no recordings under {shared / 'recordings'} (set --shared-data)")
     found: dict[str, dict[str, Any]] = {}
     depth: list[dict[str, Any]] = []
-    for line in iter_lines(files[:1]):
+    for line in iter_lines(files):
         data = line.message.get("data")
         if not isinstance(data, dict):
             continue
