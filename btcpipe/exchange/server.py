@@ -203,6 +203,8 @@ class LocalExchange:
         except BaseException as exc:  # reported to start(); the thread must not die silently
             self._error = exc
             self._ready.set()
+            loop.run_until_complete(self._shutdown())
+            loop.close()
             return
         self._ready.set()
         loop.run_forever()

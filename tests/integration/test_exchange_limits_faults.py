@@ -10,7 +10,7 @@ import httpx
 import orjson
 import pytest
 
-from btcpipe.domain.errors import ConfigError
+from btcpipe.domain.errors import ConfigError, ExchangeError
 from btcpipe.exchange.handmade import synthetic_tape
 from btcpipe.exchange.ratelimit import WeightLimiter
 from btcpipe.exchange.server import LocalExchange
@@ -184,3 +184,8 @@ def test_faults_switch_on_and_off_while_requests_run(client: httpx.Client, excha
 def test_the_exchange_refuses_to_listen_beyond_loopback() -> None:
     with pytest.raises(ConfigError, match="loopback"):
         LocalExchange(synthetic_tape(n_orders=5), host="0.0.0.0")
+
+
+def test_a_port_already_taken_is_a_clear_start_error(exchange: LocalExchange) -> None:
+    with pytest.raises(ExchangeError, match="failed to start"):
+        LocalExchange(synthetic_tape(n_orders=5), port=exchange.port).start()
