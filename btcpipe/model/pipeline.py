@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -20,6 +19,8 @@ from btcpipe.model.dataset import LabeledRows, TimeSplit, drop_incomplete, split
 from btcpipe.model.evaluate import Evaluation, beside_oracle, evaluate
 from btcpipe.model.progress import TrainingReporter
 from btcpipe.model.runtime import OnnxPredictor
+from btcpipe.model.schema import schema_json
+from btcpipe.model.train import TrainConfig, TrainedModel, train_mlp
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ class TrainingRun:
     evaluation: Evaluation
     split: TimeSplit
     dropped_rows: int
-    trained: Any  # train.TrainedModel (torch lives behind it)
+    trained: TrainedModel
 
 
 def train_from_rows(
@@ -38,14 +39,12 @@ def train_from_rows(
     params: FeatureParams,
     *,
     symbol: str,
-    config: Any = None,
+    config: TrainConfig | None = None,
     reporter: TrainingReporter | None = None,
     purge_us: int | None = None,
 ) -> TrainingRun:
     """Drop incomplete rows, split by time, train, export and score the exported graph."""
-    from btcpipe.model.export import package_model
-    from btcpipe.model.schema import schema_json
-    from btcpipe.model.train import TrainConfig, train_mlp
+    from btcpipe.model.export import package_model  # imports torch: only when training
 
     if rows.feature_names != params.names:
         raise DataError("gold columns do not follow the schema's feature order")

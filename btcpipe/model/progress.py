@@ -42,11 +42,13 @@ class LogReporter:
 
 class RichReporter:
     def __init__(self) -> None:
+        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+        # stderr: stdout carries the command's result (JSON)
         self._progress = Progress(
             TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[losses]}"),
-            TimeElapsedColumn(), transient=False,
+            TimeElapsedColumn(), console=Console(stderr=True), transient=False,
         )
         self._task: Any = None
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from dataclasses import dataclass, replace
@@ -27,6 +28,7 @@ from btcpipe.model.artifacts import (
 from btcpipe.model.dataset import TimeSplit, split_by_time
 from btcpipe.model.evaluate import Evaluation
 from btcpipe.model.export import package_model
+from btcpipe.model.progress import LogReporter
 from btcpipe.model.runtime import OnnxPredictor
 from btcpipe.model.scaler import StandardScaler
 from btcpipe.model.schema import schema_json
@@ -204,3 +206,14 @@ def test_serving_a_model_never_imports_torch(trained: Trained, tmp_path: Path) -
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_training_off_a_terminal_logs_one_line_per_epoch_with_both_losses(
+    trained: Trained, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.INFO, logger="btcpipe.model.train"):
+        model = train_mlp(trained.split, replace(CONFIG, max_epochs=2), reporter=LogReporter())
+    epochs = [r for r in caplog.records if getattr(r, "epoch", None) is not None]
+    assert [r.epoch for r in epochs] == [1, 2]  # type: ignore[attr-defined]
+    assert [r.val_loss for r in epochs] == [h.val_loss for h in model.history]  # type: ignore[attr-defined]
+    assert all("train loss" in r.getMessage() and "val loss" in r.getMessage() for r in epochs)
