@@ -155,13 +155,18 @@ def test_klines_backfill_matches_the_exchange_minute_bars(tape: MarketTape, tmp_
     with LocalExchange(tape) as ex, _client(ex.base_url) as client:
         result = backfill(client, lake, symbol=SYMBOL, kind="klines", start_us=US_ERA_START,
                           end_us=US_ERA_START + 20 * 60_000_000, source="rest", page_limit=7)
+        again = backfill(client, lake, symbol=SYMBOL, kind="klines", start_us=US_ERA_START,
+                         end_us=US_ERA_START + 20 * 60_000_000, source="rest", page_limit=7)
     table = lake.read_bronze("klines", SYMBOL)
     opens = table.column("open_time").to_numpy()
     assert table.num_rows == 20
     np.testing.assert_array_equal(np.diff(opens), 60_000_000)
     assert result.pages == 3
+    assert again.rows_added == 0
+    assert again.pages == 0, "a finished span resumes past its last kline and asks for nothing"
     assert opens[0] == US_ERA_START
     minute = tape.trades.ts_event < US_ERA_START + 60_000_000
+    assert table.column("n_trades")[0].as_py() == int(minute.sum())
     assert decimal_mantissas(table.column("high"))[0] == int(tape.trades.price[minute].max())
     assert decimal_mantissas(table.column("low"))[0] == int(tape.trades.price[minute].min())
     assert decimal_mantissas(table.column("volume"))[0] == int(tape.trades.qty[minute].sum())
