@@ -107,8 +107,21 @@ class Metrics:
         # inference
         self.inference_ticks = Counter(
             "btcpipe_inference_ticks_total",
-            "Inference ticks by outcome (predicted, fallback, skipped_deadline, no_features, error)",
+            "Inference ticks by outcome (predicted, fallback, stale, skipped_deadline, no_features, error)",
             ["symbol", "outcome"],
+            registry=r,
+        )
+        self.inference_feature_misses = Counter(
+            "btcpipe_inference_feature_misses_total",
+            "Ticks whose features were unusable from a source, by reason (store_missing, store_stale, store_error, "
+            "schema_mismatch, store_incomplete, fallback_no_data, fallback_warming_up, fallback_stale, ...)",
+            ["symbol", "reason"],
+            registry=r,
+        )
+        self.inference_store_age = Gauge(
+            "btcpipe_inference_store_age_seconds",
+            "Wall time minus ts_sec of the newest row inference found in the online store (processor/bus lag)",
+            ["symbol"],
             registry=r,
         )
         self.inference_latency = Histogram(
