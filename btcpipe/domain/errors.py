@@ -149,3 +149,12 @@ class PayloadDecodeError(DataError):
 
 class PayloadSchemaError(PayloadDecodeError):
     """A payload's schema fingerprint is unknown or is not the schema the reader expects."""
+
+
+# --- orchestration ----------------------------------------------------------------------------------
+class StageError(BtcpipeError):
+    """A stage of ``btcpipe run`` failed; ``stage`` names it (exchange, backfill, check, features, ...)."""
+
+    def __init__(self, stage: str, message: str) -> None:
+        super().__init__(f"stage '{stage}' failed: {message}")
+        self.stage = stage
