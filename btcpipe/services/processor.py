@@ -1,0 +1,358 @@
+"""The live processor: market events from the bus → one feature row per symbol per second.
+
+Composition only (ports in, ports out):
+
+- reads ``market-sbe-trade`` (and ``market-sbe-bestbidask`` when the schema has ``spread``) with a
+  ``BusConsumer`` per stream over the shards of the symbols it owns;
+- keeps a ``SymbolFeatureState`` per symbol (buffering, lateness, duplicates, the streaming engine);
+- writes every closed row to the ``OnlineStore`` (``features:{symbol}:{ts_sec}`` with a TTL, and
+  ``latest``), publishes it to ``features-1s`` (``FeatureVector1s`` Avro) and hands it to the live silver
+  sink (batched Parquet in the lake).
+
+**When a second closes.** Per symbol, second ``t`` closes once a trade at or after ``t + lateness`` has
+been read — and, when the schema reads best bid/ask, once the bid/ask stream has also got that far or
+has nothing more to give. When every input is caught up (a poll came back short) the clock closes
+seconds too (``t + lateness <= now``), so a silent market still gets its rows; never further than
+``max_idle_s`` past the newest event, so a clock far ahead of replayed data cannot flood the grid.
+
+**Restart.** After each cycle that emitted rows the processor stores, in the bus's ``PositionStore``
+under its consumer name, the last row emitted per symbol (pseudo-stream ``features-1s:emitted``) and,
+per input stream, a *rewound* position: the position before the first record whose events are at most
+``rewind_s`` older than the oldest symbol's last row. A restarted processor resumes from there, re-reads
+that trailing window (≥ the 60-s lookback, plus seed data for the carried price), rebuilds each
+symbol's engine from ``last row + 1 s − 60 s`` and emits from ``last row + 1 s`` on: no hole and no
+recomputed row. Delivery is at-least-once, so re-read events are simply de-duplicated.
+
+**Scale-out.** ``partition_symbols(symbols, i, n)`` gives process ``i`` of ``n`` the symbols whose
+crc32 hash lands on ``i``; each process reads only the shards holding its symbols and keeps its own
+consumer name (``processor-i-of-n``) and positions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from btcpipe.bus.codec import decode_best_bid_ask, decode_trades, encode_feature_vector
+from btcpipe.bus.consumer import BusConsumer, Delivery, shards_for_keys
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_FEATURES, STREAM_TRADES, Bus, PositionStore, hash_shard
+from btcpipe.domain.errors import BusError, ConfigError, LakeError, StoreError
+from btcpipe.domain.messages import FeatureVector1s
+from btcpipe.domain.records import BestBidAsk, Trade
+from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
+from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
+from btcpipe.metrics import Metrics
+from btcpipe.services.processor_silver import LiveSilverSink
+from btcpipe.services.processor_symbol import SymbolFeatureState
+from btcpipe.store.port import DEFAULT_TTL_S, OnlineStore
+
+log = logging.getLogger(__name__)
+
+EMITTED_STREAM = f"{STREAM_FEATURES}:emitted"  # pseudo-stream in the PositionStore: {symbol: last ts_sec}
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessorSettings:
+    lateness_ms: int = 200
+    ttl_s: int = DEFAULT_TTL_S
+    rewind_s: int = 2 * WINDOW_BARS  # trailing window re-read after a restart (≥ the 60-s lookback)
+    max_idle_s: int = 120  # the clock closes seconds at most this far past the newest event
+    close_on_clock: bool = True  # False: event time only (replaying past data with no live clock)
+    poll_max: int = 1000
+    block_ms: int = 100
+    start: str = "earliest"  # where a consumer without stored positions starts: earliest | latest
+    publish_features: bool = True
+
+    def __post_init__(self) -> None:
+        if self.lateness_ms < 0 or self.ttl_s <= 0 or self.poll_max < 1 or self.block_ms < 0:
+            raise ConfigError(f"invalid processor settings: {self}")
+        if self.rewind_s < WINDOW_BARS:
+            raise ConfigError(f"rewind_s must cover the {WINDOW_BARS}-s lookback, got {self.rewind_s}")
+        if self.start not in ("earliest", "latest"):
+            raise ConfigError(f"start must be 'earliest' or 'latest', got {self.start!r}")
+
+
+@dataclass(slots=True)
+class ProcessorStats:
+    cycles: int = 0
+    trade_records: int = 0
+    bbo_records: int = 0
+    trades: int = 0
+    foreign_records: int = 0  # records of symbols another partition owns (shared shard)
+    rows: int = 0
+    store_errors: int = 0
+    publish_errors: int = 0
+    lake_errors: int = 0
+    commit_errors: int = 0
+    max_row_delay_us: int = 0  # ts_computed − (ts_sec + lateness), worst seen
+    resumed_from: dict[str, int] = field(default_factory=dict)  # symbol → last row of the previous run
+
+
+def parse_partition(text: str) -> tuple[int, int]:
+    """``"i/n"`` → (i, n) with 0 <= i < n."""
+    head, sep, tail = text.partition("/")
+    try:
+        index, count = int(head), int(tail)
+    except ValueError as exc:
+        raise ConfigError(f"partition must look like 'i/n' (e.g. 0/2), got {text!r}") from exc
+    if not sep or count < 1 or not 0 <= index < count:
+        raise ConfigError(f"partition must be i/n with 0 <= i < n, got {text!r}")
+    return index, count
+
+
+def partition_symbols(symbols: Sequence[str], index: int, count: int) -> list[str]:
+    """The symbols process ``index`` of ``count`` owns (stable crc32 hash, same in every process)."""
+    return [s for s in symbols if hash_shard(s, count) == index]
+
+
+class _Rewind:
+    """Per shard, (first event time, position before the record) of the records read, oldest first."""
+
+    def __init__(self, start: dict[str, str | None]) -> None:
+        self._marks: dict[str, deque[tuple[int, str | None]]] = {s: deque([(-1, a)]) for s, a in start.items()}
+        self._last: dict[str, str | None] = dict(start)
+
+    def see(self, shard: str, record_id: str, first_ts: int) -> None:
+        self._marks.setdefault(shard, deque()).append((first_ts, self._last.get(shard)))
+        self._last[shard] = record_id
+
+    def positions(self, cutoff_us: int) -> dict[str, str]:
+        """Per shard, the position before the newest record starting at or before ``cutoff_us``."""
+        out: dict[str, str] = {}
+        for shard, marks in self._marks.items():
+            while len(marks) > 1 and marks[1][0] <= cutoff_us:
+                marks.popleft()
+            after = marks[0][1]
+            if after is not None:
+                out[shard] = after
+        return out
+
+
+class Processor:
+    def __init__(
+        self,
+        bus: Bus,
+        store: OnlineStore,
+        positions: PositionStore,
+        params: FeatureParams,
+        *,
+        symbols: Sequence[str],
+        clock: Clock,
+        settings: ProcessorSettings | None = None,
+        metrics: Metrics | None = None,
+        silver: LiveSilverSink | None = None,
+        name: str = "processor",
+        on_rows: Callable[[list[FeatureVector1s]], None] | None = None,
+    ) -> None:
+        if not symbols:
+            raise ConfigError("the processor needs at least one symbol")
+        self.bus = bus
+        self.store = store
+        self.positions = positions
+        self.params = params
+        self.symbols = list(symbols)
+        self.clock = clock
+        self.settings = settings or ProcessorSettings()
+        self.metrics = metrics
+        self.silver = silver
+        self.name = name
+        self.on_rows = on_rows
+        self.schema_hash = schema_hash(params)
+        self.stats = ProcessorStats()
+        self.lateness_us = self.settings.lateness_ms * US_PER_MS
+        self.use_bbo = params.with_spread
+        emitted = positions.load(name, EMITTED_STREAM)
+        self.states: dict[str, SymbolFeatureState] = {}
+        for symbol in self.symbols:
+            resume = int(emitted[symbol]) if symbol in emitted else None
+            if resume is not None:
+                self.stats.resumed_from[symbol] = resume
+            self.states[symbol] = SymbolFeatureState(symbol, params, lateness_us=self.lateness_us, resume_after=resume)
+        start: Literal["earliest", "latest"] = "latest" if self.settings.start == "latest" else "earliest"
+        self._trades = BusConsumer(
+            bus, STREAM_TRADES, decode_trades, name=name, positions=positions,
+            shards=shards_for_keys(bus, STREAM_TRADES, self.symbols), start=start,
+        )
+        self._trade_rewind = _Rewind({s: p.after for s, p in self._trades.positions.items()})
+        self._bbo: BusConsumer[BestBidAsk] | None = None
+        self._bbo_rewind: _Rewind | None = None
+        if self.use_bbo:
+            self._bbo = BusConsumer(
+                bus, STREAM_BEST_BID_ASK, decode_best_bid_ask, name=name, positions=positions,
+                shards=shards_for_keys(bus, STREAM_BEST_BID_ASK, self.symbols), start=start,
+            )
+            self._bbo_rewind = _Rewind({s: p.after for s, p in self._bbo.positions.items()})
+        self._reported = {s: (0, 0) for s in self.symbols}  # (late, duplicates) already in the metrics
+        if self.stats.resumed_from:
+            log.info("processor resuming", extra={"processor": name, "last_rows": self.stats.resumed_from,
+                                                  "positions": {k: v.after for k, v in self._trades.positions.items()}})
+
+    # --- one cycle -----------------------------------------------------------------------------------
+    def step(self, block_ms: int | None = None) -> int:
+        """Poll the inputs once, close what is due, emit and commit. Returns the records read."""
+        block = self.settings.block_ms if block_ms is None else block_ms
+        n_max = self.settings.poll_max
+        trade_deliveries = self._trades.poll(n_max, block)
+        trades_caught_up = self._caught_up(trade_deliveries, n_max)
+        self._apply_trades(trade_deliveries)
+        bbo_caught_up = True
+        n_bbo = 0
+        if self._bbo is not None:
+            bbo_deliveries = self._bbo.poll(n_max, 0)
+            bbo_caught_up = self._caught_up(bbo_deliveries, n_max)
+            self._apply_bbo(bbo_deliveries)
+            n_bbo = len(bbo_deliveries)
+        now = self.clock.now_us()
+        vectors: list[FeatureVector1s] = []
+        for state in self.states.values():
+            until = state.watermark
+            if self.use_bbo and not bbo_caught_up:
+                until = min(until, state.bbo_watermark)
+            if self.settings.close_on_clock and trades_caught_up and bbo_caught_up and state.next_close is not None:
+                base = max(state.watermark, state.next_close - US_PER_SEC)
+                until = max(until, min(now, base + self.settings.max_idle_s * US_PER_SEC))
+            rows = state.close_until(until)
+            if rows:
+                ts_computed = self.clock.now_us()
+                vectors.extend(r.to_message(self.schema_hash, ts_computed) for r in rows)
+                delay = ts_computed - rows[-1].ts_sec - self.lateness_us
+                self.stats.max_row_delay_us = max(self.stats.max_row_delay_us, delay)
+        self.stats.cycles += 1
+        if vectors:
+            self._emit(vectors)
+            self._commit()
+        self._update_metrics(now, len(trade_deliveries), n_bbo)
+        return len(trade_deliveries) + n_bbo
+
+    @staticmethod
+    def _caught_up(deliveries: Sequence[Delivery[Any]], n_max: int) -> bool:
+        per_shard: dict[str, int] = {}
+        for d in deliveries:
+            per_shard[d.record.shard] = per_shard.get(d.record.shard, 0) + 1
+        return all(n < n_max for n in per_shard.values())
+
+    def _apply_trades(self, deliveries: list[Delivery[list[Trade]]]) -> None:
+        states = self.states
+        for d in deliveries:
+            trades = d.value
+            self._trade_rewind.see(d.record.shard, d.record.id, trades[0].ts_event if trades else -1)
+            if not trades:
+                continue
+            state = states.get(trades[0].symbol)
+            if state is None:
+                self.stats.foreign_records += 1
+                continue
+            state.add_trades(trades)
+            self.stats.trades += len(trades)
+        self.stats.trade_records += len(deliveries)
+
+    def _apply_bbo(self, deliveries: list[Delivery[BestBidAsk]]) -> None:
+        assert self._bbo_rewind is not None
+        for d in deliveries:
+            self._bbo_rewind.see(d.record.shard, d.record.id, d.value.ts_event)
+            state = self.states.get(d.value.symbol)
+            if state is None:
+                self.stats.foreign_records += 1
+                continue
+            state.add_bbo(d.value)
+        self.stats.bbo_records += len(deliveries)
+
+    # --- outputs -------------------------------------------------------------------------------------
+    def _emit(self, vectors: list[FeatureVector1s]) -> None:
+        self.stats.rows += len(vectors)
+        if self.metrics is not None:
+            for v in vectors:
+                self.metrics.processor_rows.labels(v.symbol).inc()
+        try:
+            self.store.put_many(vectors, self.settings.ttl_s)
+        except StoreError as exc:
+            # The rows still reach the bus and the lake; inference falls back to the bus on a miss.
+            self.stats.store_errors += 1
+            log.warning("online store write failed", extra={"rows": len(vectors), "error": str(exc)})
+        if self.settings.publish_features:
+            by_symbol: dict[str, list[bytes]] = {}
+            for v in vectors:
+                by_symbol.setdefault(v.symbol, []).append(encode_feature_vector(v))
+            for symbol, payloads in by_symbol.items():
+                try:
+                    self.bus.publish(STREAM_FEATURES, symbol, payloads)
+                except BusError as exc:
+                    self.stats.publish_errors += 1
+                    log.warning("publishing feature rows failed", extra={"symbol": symbol, "error": str(exc)})
+        if self.silver is not None:
+            try:
+                self.silver.add(vectors)
+            except LakeError as exc:
+                # Rows stay buffered in the sink and are written with the next successful flush.
+                self.stats.lake_errors += 1
+                log.warning("live silver write failed", extra={"error": str(exc)})
+        if self.on_rows is not None:
+            self.on_rows(vectors)
+
+    def _commit(self) -> None:
+        emitted = {s: str(st.last_row) for s, st in self.states.items() if st.last_row is not None}
+        if not emitted:
+            return
+        cutoff = min(int(v) for v in emitted.values()) - self.settings.rewind_s * US_PER_SEC
+        try:
+            # Emitted rows first: a crash between the two saves only re-reads more, never less.
+            self.positions.save(self.name, EMITTED_STREAM, emitted)
+            self.positions.save(self.name, STREAM_TRADES, self._trade_rewind.positions(cutoff))
+            if self._bbo_rewind is not None:
+                self.positions.save(self.name, STREAM_BEST_BID_ASK, self._bbo_rewind.positions(cutoff))
+        except BusError as exc:
+            self.stats.commit_errors += 1
+            log.warning("saving processor positions failed", extra={"processor": self.name, "error": str(exc)})
+
+    def _update_metrics(self, now: int, n_trades: int, n_bbo: int) -> None:
+        m = self.metrics
+        if m is None:
+            return
+        if n_trades:
+            m.processor_events.labels(STREAM_TRADES).inc(n_trades)
+        if n_bbo:
+            m.processor_events.labels(STREAM_BEST_BID_ASK).inc(n_bbo)
+        for symbol, state in self.states.items():
+            s = state.stats
+            late, dup = s.late_trades + s.late_bbo, s.duplicate_trades + s.duplicate_bbo
+            seen_late, seen_dup = self._reported[symbol]
+            if late > seen_late:
+                m.processor_late_events.labels(symbol).inc(late - seen_late)
+            if dup > seen_dup:
+                m.processor_duplicate_events.labels(symbol).inc(dup - seen_dup)
+            self._reported[symbol] = (late, dup)
+            if state.watermark >= 0:
+                m.processor_lag.labels(symbol).set((now - state.watermark) / US_PER_SEC)
+            if state.last_row is not None:
+                m.feature_last_ts.labels(symbol).set(state.last_row / US_PER_SEC)
+
+    # --- lifecycle -----------------------------------------------------------------------------------
+    def run(self, should_stop: Callable[[], bool]) -> ProcessorStats:
+        """Cycle until ``should_stop()``; then flush the lake sink and commit."""
+        try:
+            while not should_stop():
+                self.step()
+        finally:
+            self.close()
+        return self.stats
+
+    def close(self) -> None:
+        if self.silver is not None:
+            try:
+                self.silver.flush()
+            except LakeError as exc:
+                self.stats.lake_errors += 1
+                log.error("final live silver flush failed", extra={"error": str(exc)})
+        self._commit()
+
+    def last_row(self, symbol: str) -> int | None:
+        return self.states[symbol].last_row
+
+    def late_events(self) -> int:
+        return sum(s.stats.late_trades + s.stats.late_bbo for s in self.states.values())
+
+    def duplicate_events(self) -> int:
+        return sum(s.stats.duplicate_trades + s.stats.duplicate_bbo for s in self.states.values())

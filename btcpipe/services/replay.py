@@ -1,0 +1,207 @@
+"""Replay: recorded or bronze market events onto the bus, as the ingestor publishes them.
+
+Events of every stream are merged in exchange time and published with the ingestor's messages:
+trades as ``MarketTradeBatch`` (one batch per run of trades with the same time, like one SBE trades
+frame, capped at ``max_batch``), best bid/ask as ``BestBidAsk``, depth diffs as ``DepthDelta``, each
+keyed by the symbol. ``speed`` paces the publishing against a clock (``1.0`` real time, ``50`` fifty
+times faster); ``None`` publishes as fast as the bus takes it.
+
+Sources: ``tape_from_recording(paths)`` (a recording of Binance's JSON streams) or
+``tape_from_lake(lake, symbol, start_us, end_us)`` (bronze ``trades`` and, when present, ``bookTicker``).
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from btcpipe.bus.codec import encode_best_bid_ask, encode_depth_delta, encode_trades
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
+from btcpipe.domain.errors import ConfigError, DataError
+from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
+from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape, TradeTape
+from btcpipe.domain.time import US_PER_SEC
+
+if TYPE_CHECKING:
+    from btcpipe.lake.lake import Lake
+
+log = logging.getLogger(__name__)
+
+ALL_KINDS = ("trade", "bestbidask", "depth")
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    trades: int = 0
+    trade_messages: int = 0
+    bbo: int = 0
+    depth: int = 0
+    first_us: int | None = None
+    last_us: int | None = None
+    wall_s: float = 0.0
+
+    @property
+    def messages(self) -> int:
+        return self.trade_messages + self.bbo + self.depth
+
+
+# --- tapes → records ---------------------------------------------------------------------------------
+def trade_batches(symbol: str, tape: TradeTape, exponent: int, max_batch: int = 100) -> Iterator[list[Trade]]:
+    """Trades in tape order, grouped into runs with the same time (at most ``max_batch`` each)."""
+    n = len(tape)
+    ids, ts, price, qty, ibm = (tape.id.tolist(), tape.ts_event.tolist(), tape.price.tolist(), tape.qty.tolist(),
+                                tape.is_buyer_maker.tolist())
+    recv = tape.ts_recv.tolist() if tape.ts_recv is not None else [0] * n
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and j - i < max_batch and ts[j] == ts[i]:
+            j += 1
+        yield [Trade(symbol, ids[k], ts[k], price[k], qty[k], bool(ibm[k]), exponent, exponent, recv[k])
+               for k in range(i, j)]
+        i = j
+
+
+def book_tickers(symbol: str, tape: BookTickerTape, exponent: int) -> Iterator[BestBidAsk]:
+    recv = tape.ts_recv.tolist() if tape.ts_recv is not None else [0] * len(tape)
+    for k, (ts, uid, bp, bq, ap, aq) in enumerate(zip(
+        tape.ts_event.tolist(), tape.update_id.tolist(), tape.bid_price.tolist(), tape.bid_qty.tolist(),
+        tape.ask_price.tolist(), tape.ask_qty.tolist(), strict=True,
+    )):
+        yield BestBidAsk(symbol, ts, uid, bp, bq, ap, aq, exponent, exponent, recv[k])
+
+
+def depth_diffs(symbol: str, tape: DepthTape, exponent: int) -> Iterator[DepthDiff]:
+    off = tape.offsets.tolist()
+    is_ask, lp, lq = tape.level_is_ask.tolist(), tape.level_price.tolist(), tape.level_qty.tolist()
+    recv = tape.ts_recv.tolist() if tape.ts_recv is not None else [0] * len(tape)
+    for k, (ts, first, last) in enumerate(zip(tape.ts_event.tolist(), tape.first_update_id.tolist(),
+                                              tape.last_update_id.tolist(), strict=True)):
+        levels = range(off[k], off[k + 1])
+        bids = tuple((lp[q], lq[q]) for q in levels if not is_ask[q])
+        asks = tuple((lp[q], lq[q]) for q in levels if is_ask[q])
+        yield DepthDiff(symbol, ts, first, last, bids, asks, exponent, exponent, recv[k])
+
+
+Event = tuple[int, int, str, object]  # (ts_event, stream order, stream, record or trade batch)
+
+
+def market_events(tape: MarketTape, kinds: Sequence[str] = ALL_KINDS, max_batch: int = 100) -> Iterator[Event]:
+    """The tape's events of ``kinds`` merged in exchange time (ties: trades, then bid/ask, then depth)."""
+    unknown = set(kinds) - set(ALL_KINDS)
+    if unknown:
+        raise ConfigError(f"unknown event kinds {sorted(unknown)}; expected some of {list(ALL_KINDS)}")
+    sources: list[Iterator[Event]] = []
+    if "trade" in kinds:
+        sources.append((b[0].ts_event, 0, STREAM_TRADES, b) for b in trade_batches(tape.symbol, tape.trades,
+                                                                                     tape.exponent, max_batch))
+    if "bestbidask" in kinds and tape.book_tickers is not None:
+        sources.append((b.ts_event, 1, STREAM_BEST_BID_ASK, b)
+                       for b in book_tickers(tape.symbol, tape.book_tickers, tape.exponent))
+    if "depth" in kinds and tape.depth is not None:
+        sources.append((d.ts_event, 2, STREAM_DEPTH, d) for d in depth_diffs(tape.symbol, tape.depth, tape.exponent))
+    return heapq.merge(*sources, key=lambda e: (e[0], e[1]))
+
+
+# --- publishing --------------------------------------------------------------------------------------
+def _encode(stream: str, item: object) -> bytes:
+    if stream == STREAM_TRADES:
+        assert isinstance(item, list)
+        return encode_trades(item)
+    if stream == STREAM_BEST_BID_ASK:
+        assert isinstance(item, BestBidAsk)
+        return encode_best_bid_ask(item)
+    assert isinstance(item, DepthDiff)
+    return encode_depth_delta(item)
+
+
+def replay(
+    tapes: MarketTape | Iterable[MarketTape],
+    bus: Bus,
+    *,
+    kinds: Sequence[str] = ALL_KINDS,
+    speed: float | None = None,
+    wall: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    chunk_us: int = 50_000,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> ReplayResult:
+    """Publish the tapes' events in exchange time; paced at ``speed`` × real time when given.
+
+    Events are published per ``chunk_us`` of exchange time (one ``publish`` per stream and symbol per
+    chunk, the way a live ingestor batches a poll), so pacing costs one wait per chunk.
+    """
+    if speed is not None and speed <= 0:
+        raise ConfigError(f"replay speed must be positive, got {speed}")
+    tape_list = [tapes] if isinstance(tapes, MarketTape) else list(tapes)
+    merged = heapq.merge(*(market_events(t, kinds) for t in tape_list), key=lambda e: (e[0], e[1]))
+    result = ReplayResult()
+    started = wall()
+    pending: dict[tuple[str, str], list[bytes]] = {}
+    chunk_end: int | None = None
+
+    def flush() -> None:
+        for (stream, symbol), payloads in pending.items():
+            bus.publish(stream, symbol, payloads)
+        pending.clear()
+
+    for ts, _, stream, item in merged:
+        if chunk_end is None:
+            chunk_end = ts - ts % chunk_us + chunk_us
+            result.first_us = ts
+        if ts >= chunk_end:
+            flush()
+            if should_stop():
+                break
+            chunk_end = ts - ts % chunk_us + chunk_us
+            if speed is not None and result.first_us is not None:
+                due = started + (ts - result.first_us) / US_PER_SEC / speed
+                delay = due - wall()
+                if delay > 0:
+                    sleep(delay)
+        symbol = item[0].symbol if isinstance(item, list) else getattr(item, "symbol")  # noqa: B009
+        pending.setdefault((stream, symbol), []).append(_encode(stream, item))
+        result.last_us = ts
+        if stream == STREAM_TRADES:
+            assert isinstance(item, list)
+            result.trades += len(item)
+            result.trade_messages += 1
+        elif stream == STREAM_BEST_BID_ASK:
+            result.bbo += 1
+        else:
+            result.depth += 1
+    flush()
+    result.wall_s = wall() - started
+    log.info("replay finished", extra={"trades": result.trades, "bbo": result.bbo, "depth": result.depth,
+                                       "wall_s": round(result.wall_s, 3)})
+    return result
+
+
+# --- sources -----------------------------------------------------------------------------------------
+def tape_from_recording(paths: Sequence[str | Path]) -> MarketTape:
+    from btcpipe.binance.recording import load_recording
+
+    if not paths:
+        raise ConfigError("no recording files given")
+    return load_recording(paths).to_tape()
+
+
+def tape_from_lake(lake: Lake, symbol: str, start_us: int, end_us: int) -> MarketTape:
+    """Bronze trades (and bookTicker when bronze has it for the span) of ``[start_us, end_us)``."""
+    from btcpipe.features.tables import book_tape_from_bronze, trade_tape_from_bronze
+
+    if end_us <= start_us:
+        raise ConfigError(f"replay span is empty: end {end_us} <= start {start_us}")
+    trades = trade_tape_from_bronze(lake.read_bronze("trades", symbol, start_us, end_us))
+    if not len(trades):
+        raise DataError(f"bronze has no {symbol} trades in the span")
+    book = None
+    if lake.bronze_days("bookTicker", symbol):
+        table = lake.read_bronze("bookTicker", symbol, start_us, end_us)
+        book = book_tape_from_bronze(table) if table.num_rows else None
+    return MarketTape(symbol, trades, book)
