@@ -351,6 +351,10 @@ class Processor:
     def last_row(self, symbol: str) -> int | None:
         return self.states[symbol].last_row
 
+    def skipped_payloads(self) -> int:
+        """Undecodable bus payloads passed over (counted and logged by the consumers)."""
+        return self._trades.skipped + (self._bbo.skipped if self._bbo is not None else 0)
+
     def late_events(self) -> int:
         return sum(s.stats.late_trades + s.stats.late_bbo for s in self.states.values())
 
