@@ -30,6 +30,7 @@ from btcpipe.exchange.faults import Faults, FaultStats
 from btcpipe.exchange.ratelimit import RateDecision, RateStats, WeightLimiter
 from btcpipe.exchange.rest_api import ApiError, add_rest_routes, error_response, request_weight
 from btcpipe.exchange.state import EXCHANGE, ExchangeState, build_state
+from btcpipe.exchange.streams import STREAMS, StreamConfig, StreamControl, add_stream_routes
 
 log = logging.getLogger(__name__)
 
@@ -138,6 +139,7 @@ class LocalExchange:
         faults: Faults | None = None,
         first_agg_id: int = 1,
         configure: Sequence[AppConfigurer] = (),
+        streams: StreamConfig | None = None,
     ) -> None:
         _check_loopback(host)
         tape_list = [tapes] if isinstance(tapes, MarketTape) else list(tapes)
@@ -153,6 +155,8 @@ class LocalExchange:
         self.app = create_app(self.state)
         for configure_app in configure:
             configure_app(self.app)
+        if streams is not None:  # the WebSocket streams (btcpipe.exchange.streams documents URLs and hooks)
+            add_stream_routes(self.app, streams)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._runner: web.AppRunner | None = None
@@ -163,6 +167,17 @@ class LocalExchange:
     @property
     def base_url(self) -> str:
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.host}:{self.port}"
+
+    @property
+    def streams(self) -> StreamControl:
+        """Faults, serverShutdown, API keys and counters of the WebSocket streams (``streams=`` must be given)."""
+        if STREAMS not in self.app:
+            raise ExchangeError("this exchange serves no streams; pass LocalExchange(..., streams=StreamConfig(...))")
+        return StreamControl(self.app[STREAMS])
 
     @property
     def faults(self) -> Faults:

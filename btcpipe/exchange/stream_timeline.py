@@ -1,0 +1,217 @@
+"""A tape as the stream of events Binance's WebSockets would have sent, in ``ts_event`` order.
+
+``SymbolTimeline`` merges four event kinds of one symbol into one sorted index (built once, numpy):
+trade groups (the fills of one match: same transact time and, when known, the same taker order — one SBE
+``TradesStreamEvent`` each), best bid/ask updates, depth diffs, and ``depth20`` snapshots on a fixed grid of
+tape time (50 ms by default) taken from the book the diffs build. The replay asks for the events up to the
+exchange's now and materialises only those (and only the kinds someone subscribed to).
+
+Ties in time keep a fixed order (trade, best bid/ask, depth diff, depth20) and each kind keeps its own
+tape order (trade id, update id), so the sort key is each column's running maximum of ``ts_event``.
+"""
+
+from __future__ import annotations
+
+import heapq
+
+import numpy as np
+
+from btcpipe.binance.sbe_schema import TradesEvent
+from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
+from btcpipe.domain.tape import I64, MarketTape
+
+KIND_TRADE = 0
+KIND_BBA = 1
+KIND_DEPTH = 2
+KIND_DEPTH20 = 3
+DEPTH20_LEVELS = 20
+
+
+def _running_max(ts: I64) -> I64:
+    return np.maximum.accumulate(ts) if ts.shape[0] else ts
+
+
+class StreamBook:
+    """The book at increasing grid times, forward only (the ``depth20`` stream's source).
+
+    Kept apart from the REST ``BookReplayer`` so that REST queries at other times never rewind it.
+    """
+
+    def __init__(self, tape: MarketTape) -> None:
+        self.symbol = tape.symbol.upper()
+        self._tape = tape
+        depth, initial = tape.depth, tape.initial_book
+        self._bids: dict[int, int] = dict(initial.bids) if initial else {}
+        self._asks: dict[int, int] = dict(initial.asks) if initial else {}
+        self._depth_ts = _running_max(depth.ts_event) if depth is not None and len(depth) else None
+        self._cursor = 0
+        self._last_update_id = 0
+        if initial is not None:
+            self._last_update_id = initial.last_update_id
+            if depth is not None:
+                # Diffs the snapshot already contains are not applied again.
+                self._cursor = int(np.searchsorted(depth.last_update_id, initial.last_update_id, side="right"))
+        elif depth is not None and len(depth):
+            self._last_update_id = int(depth.first_update_id[0]) - 1
+        self._tickers_ts = (
+            _running_max(tape.book_tickers.ts_event)
+            if tape.book_tickers is not None and len(tape.book_tickers)
+            else None
+        )
+        self._top: tuple[tuple[Level, ...], tuple[Level, ...]] | None = None
+
+    @property
+    def has_source(self) -> bool:
+        return self._depth_ts is not None or self._tickers_ts is not None or self._tape.initial_book is not None
+
+    def snapshot_at(self, ts_us: int, levels: int = DEPTH20_LEVELS) -> DepthSnapshot | None:
+        """The top ``levels`` of the book as of ``ts_us`` (None while the tape has no book yet)."""
+        if self._depth_ts is None:
+            return self._ticker_snapshot(ts_us)
+        depth = self._tape.depth
+        assert depth is not None
+        stop = int(np.searchsorted(self._depth_ts, ts_us, side="right"))
+        if stop > self._cursor:
+            lo, hi = int(depth.offsets[self._cursor]), int(depth.offsets[stop])
+            for ask, price, qty in zip(
+                depth.level_is_ask[lo:hi].tolist(),
+                depth.level_price[lo:hi].tolist(),
+                depth.level_qty[lo:hi].tolist(),
+                strict=True,
+            ):
+                side = self._asks if ask else self._bids
+                if qty == 0:
+                    side.pop(price, None)
+                else:
+                    side[price] = qty
+            self._last_update_id = max(self._last_update_id, int(depth.last_update_id[stop - 1]))
+            self._cursor = stop
+            self._top = None
+        if not self._bids and not self._asks:
+            return None
+        if self._top is None:  # unchanged since the last grid point: reuse the sorted top
+            bids = tuple(heapq.nlargest(levels, self._bids.items()))
+            asks = tuple(heapq.nsmallest(levels, self._asks.items()))
+            self._top = (bids, asks)
+        bids, asks = self._top
+        return DepthSnapshot(self.symbol, self._last_update_id, bids, asks, ts_event=ts_us)
+
+    def _ticker_snapshot(self, ts_us: int) -> DepthSnapshot | None:
+        tickers = self._tape.book_tickers
+        if tickers is None or self._tickers_ts is None:
+            initial = self._tape.initial_book
+            if initial is None:
+                return None
+            return DepthSnapshot(
+                self.symbol, initial.last_update_id, initial.bids[:DEPTH20_LEVELS], initial.asks[:DEPTH20_LEVELS],
+                ts_event=ts_us,
+            )
+        i = int(np.searchsorted(self._tickers_ts, ts_us, side="right")) - 1
+        if i < 0:
+            return None
+        return DepthSnapshot(
+            self.symbol,
+            int(tickers.update_id[i]),
+            ((int(tickers.bid_price[i]), int(tickers.bid_qty[i])),),
+            ((int(tickers.ask_price[i]), int(tickers.ask_qty[i])),),
+            ts_event=ts_us,
+        )
+
+
+class SymbolTimeline:
+    """One symbol's stream events: ``key`` (µs, sorted), ``kind`` and ``index`` (into the kind's column)."""
+
+    def __init__(self, tape: MarketTape, *, depth20_interval_us: int = 50_000) -> None:
+        if depth20_interval_us <= 0:
+            raise ValueError(f"depth20 interval must be positive, got {depth20_interval_us}")
+        self.symbol = tape.symbol.upper()
+        self.tape = tape
+        self.exponent = tape.exponent
+        trades = tape.trades
+        n = len(trades)
+        new_group = np.ones(n, dtype=np.bool_)
+        if n > 1:
+            new_group[1:] = trades.ts_event[1:] != trades.ts_event[:-1]
+            if trades.taker_order is not None:
+                new_group[1:] |= trades.taker_order[1:] != trades.taker_order[:-1]
+        self.group_start: I64 = np.flatnonzero(new_group).astype(np.int64)
+        self.group_stop: I64 = np.append(self.group_start[1:], n).astype(np.int64)
+        keys = [_running_max(trades.ts_event)[self.group_start]]
+        kinds = [np.full(len(self.group_start), KIND_TRADE, dtype=np.int8)]
+        idx = [np.arange(len(self.group_start), dtype=np.int64)]
+        tickers, depth = tape.book_tickers, tape.depth
+        if tickers is not None and len(tickers):
+            keys.append(_running_max(tickers.ts_event))
+            kinds.append(np.full(len(tickers), KIND_BBA, dtype=np.int8))
+            idx.append(np.arange(len(tickers), dtype=np.int64))
+        if depth is not None and len(depth):
+            keys.append(_running_max(depth.ts_event))
+            kinds.append(np.full(len(depth), KIND_DEPTH, dtype=np.int8))
+            idx.append(np.arange(len(depth), dtype=np.int64))
+        self.book = StreamBook(tape)
+        all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.int64)
+        if self.book.has_source and all_keys.shape[0]:
+            lo, hi = int(all_keys.min()), int(all_keys.max())
+            first = -(-lo // depth20_interval_us) * depth20_interval_us
+            grid = np.arange(first, hi + 1, depth20_interval_us, dtype=np.int64)
+            keys.append(grid)
+            kinds.append(np.full(len(grid), KIND_DEPTH20, dtype=np.int8))
+            idx.append(grid)  # a depth20 event's "index" is its grid time
+        key = np.concatenate(keys)
+        kind = np.concatenate(kinds)
+        index = np.concatenate(idx)
+        order = np.lexsort((index, kind, key))
+        self.key: I64 = key[order]
+        self.kind = kind[order]
+        self.index: I64 = index[order]
+
+    def __len__(self) -> int:
+        return int(self.key.shape[0])
+
+    def position_after(self, now_us: int) -> int:
+        """The index of the first event that happens after ``now_us``."""
+        return int(np.searchsorted(self.key, now_us, side="right"))
+
+    # --- materialising one event ----------------------------------------------------------------------
+    def trades_of_group(self, group: int) -> list[Trade]:
+        t = self.tape.trades
+        lo, hi = int(self.group_start[group]), int(self.group_stop[group])
+        ts = int(t.ts_event[lo])
+        e = self.exponent
+        return [
+            Trade(self.symbol, tid, ts, p, q, bool(m), e, e)
+            for tid, p, q, m in zip(
+                t.id[lo:hi].tolist(), t.price[lo:hi].tolist(), t.qty[lo:hi].tolist(), t.is_buyer_maker[lo:hi].tolist(),
+                strict=True,
+            )
+        ]
+
+    def trades_event(self, trades: list[Trade]) -> TradesEvent:
+        ts = trades[0].ts_event
+        return TradesEvent(self.symbol, ts, ts, tuple(trades), self.exponent, self.exponent)
+
+    def best_bid_ask(self, i: int) -> BestBidAsk:
+        b = self.tape.book_tickers
+        assert b is not None
+        return BestBidAsk(
+            self.symbol, int(b.ts_event[i]), int(b.update_id[i]), int(b.bid_price[i]), int(b.bid_qty[i]),
+            int(b.ask_price[i]), int(b.ask_qty[i]), self.exponent, self.exponent,
+        )
+
+    def depth_diff(self, i: int) -> DepthDiff:
+        d = self.tape.depth
+        assert d is not None
+        lo, hi = int(d.offsets[i]), int(d.offsets[i + 1])
+        bids: list[Level] = []
+        asks: list[Level] = []
+        for ask, price, qty in zip(
+            d.level_is_ask[lo:hi].tolist(), d.level_price[lo:hi].tolist(), d.level_qty[lo:hi].tolist(), strict=True
+        ):
+            (asks if ask else bids).append((price, qty))
+        return DepthDiff(
+            self.symbol, int(d.ts_event[i]), int(d.first_update_id[i]), int(d.last_update_id[i]),
+            tuple(bids), tuple(asks), self.exponent, self.exponent,
+        )
+
+    def depth20(self, grid_us: int) -> DepthSnapshot | None:
+        return self.book.snapshot_at(grid_us)
