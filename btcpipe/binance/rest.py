@@ -26,6 +26,7 @@ import orjson
 import pyarrow as pa
 
 from btcpipe.binance.rest_parsing import TimeUnit, agg_trades_table, klines_table, trades_table
+from btcpipe.binance.weights import WEIGHTS, depth_weight
 from btcpipe.domain.errors import (
     DataError,
     ExchangeError,
@@ -39,28 +40,6 @@ log = logging.getLogger(__name__)
 
 DEFAULT_BASE_URL = "https://data-api.binance.vision"
 WEIGHT_HEADER = "x-mbx-used-weight-1m"
-
-# Request weights (REST.md). depth's weight depends on its limit.
-WEIGHTS = {
-    "/api/v3/ping": 1,
-    "/api/v3/time": 1,
-    "/api/v3/exchangeInfo": 20,
-    "/api/v3/aggTrades": 4,
-    "/api/v3/historicalTrades": 25,
-    "/api/v3/trades": 25,
-    "/api/v3/klines": 2,
-}
-
-
-def depth_weight(limit: int) -> int:
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
-
 
 @dataclass(frozen=True, slots=True)
 class RestResponse:

@@ -25,6 +25,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from btcpipe.binance.weights import API, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT, DEPTH_PATH, WEIGHTS, depth_weight
 from btcpipe.domain.decimal import format_decimal
 from btcpipe.domain.time import US_PER_MS, is_microseconds
 from btcpipe.exchange.amounts import quote_mantissas
@@ -32,19 +33,6 @@ from btcpipe.exchange.klines import INTERVALS, aggregate_klines
 from btcpipe.exchange.source import SymbolMarket
 from btcpipe.exchange.state import EXCHANGE, ExchangeState
 
-API = "/api/v3"
-FIXED_WEIGHTS: dict[str, int] = {
-    f"{API}/ping": 1,
-    f"{API}/time": 1,
-    f"{API}/exchangeInfo": 20,
-    f"{API}/aggTrades": 4,
-    f"{API}/historicalTrades": 25,
-    f"{API}/trades": 25,
-    f"{API}/klines": 2,
-}
-DEPTH_PATH = f"{API}/depth"
-DEPTH_DEFAULT_LIMIT = 100
-DEPTH_MAX_LIMIT = 5000
 _INT_RANGE = "^[0-9]{1,20}$"
 
 
@@ -67,16 +55,6 @@ def error_response(status: int, code: int, msg: str, headers: Mapping[str, str] 
 
 
 # --- weights ----------------------------------------------------------------------------------------
-def depth_weight(limit: int) -> int:
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
-
-
 def request_weight(path: str, query: Mapping[str, str]) -> int | None:
     """The REQUEST_WEIGHT of a call, or None for a path that is not a weighted API endpoint."""
     if path == DEPTH_PATH:
@@ -85,7 +63,7 @@ def request_weight(path: str, query: Mapping[str, str]) -> int | None:
         except ValueError:
             limit = DEPTH_DEFAULT_LIMIT
         return depth_weight(min(max(limit, 1), DEPTH_MAX_LIMIT))
-    return FIXED_WEIGHTS.get(path)
+    return WEIGHTS.get(path)
 
 
 # --- parameters -------------------------------------------------------------------------------------
