@@ -9,7 +9,18 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_processor_support import PARAMS, SEC, T0, batch_frame, collect, last_trade_row, mismatches, same, sim_tape, trade
+from test_processor_support import (
+    PARAMS,
+    SEC,
+    T0,
+    batch_frame,
+    collect,
+    last_trade_row,
+    mismatches,
+    same,
+    sim_tape,
+    trade,
+)
 
 from btcpipe.bus.codec import decode_feature_vector, encode_trades
 from btcpipe.bus.memory import InProcessBus
@@ -62,9 +73,11 @@ def test_late_trade_is_counted_and_not_applied() -> None:
     assert p.late_events() == 1
     assert metrics.registry.get_sample_value("btcpipe_processor_late_events_total", {"symbol": "BTCUSDT"}) == 1
     first, second = row(p, T0 + SEC), row(p, T0 + 2 * SEC)
-    assert first["n_trades_1s"] == 2 and first["buy_vol_1s"] == pytest.approx(0.03)
+    assert first["n_trades_1s"] == 2
+    assert first["buy_vol_1s"] == pytest.approx(0.03)
     # Trade 4 (5 BTC) is in neither second: only trade 3 is in the second one.
-    assert second["n_trades_1s"] == 1 and second["buy_vol_1s"] == pytest.approx(0.01)
+    assert second["n_trades_1s"] == 1
+    assert second["buy_vol_1s"] == pytest.approx(0.01)
 
 
 def test_repeated_trade_ids_are_ignored_and_counted() -> None:
@@ -101,7 +114,8 @@ def test_disorder_within_the_lateness_gives_the_rows_of_the_sorted_tape() -> Non
     rows: dict[int, tuple[float, ...]] = {}
     p = make(bus, clock, on_rows=collect(rows), settings=ProcessorSettings(close_on_clock=False))
     drain(p)
-    assert p.late_events() == 0 and p.duplicate_events() == 0
+    assert p.late_events() == 0
+    assert p.duplicate_events() == 0
     st = p.states["BTCUSDT"]
     assert st.bars_from is not None
     frame = batch_frame(tape, PARAMS, bars_from=st.bars_from, end_us=last_trade_row(tape) - SEC)
@@ -155,12 +169,15 @@ def test_rows_reach_the_store_the_features_stream_and_live_silver(tmp_path: Path
     p.close()
     last = p.last_row("BTCUSDT")
     st = p.states["BTCUSDT"]
-    assert last is not None and st.first_row is not None
+    assert last is not None
+    assert st.first_row is not None
     expected_ts = list(range(st.first_row, last + SEC, SEC))
     published = [decode_feature_vector(r.payload) for r in bus.read(Position(STREAM_FEATURES, "0"), 10_000)[0]]
     assert [v.ts_sec for v in published] == expected_ts
     latest = p.store.get_latest("BTCUSDT")
-    assert latest is not None and latest.ts_sec == last and same(latest.values, published[-1].values)
+    assert latest is not None
+    assert latest.ts_sec == last
+    assert same(latest.values, published[-1].values)
     stored = [p.store.get_features("BTCUSDT", v.ts_sec) for v in published]
     assert all(s is not None and same(s.values, v.values) for s, v in zip(stored, published, strict=True))
     table = lake.read_table("silver", LIVE_SILVER_DATASET, "BTCUSDT")
@@ -190,7 +207,8 @@ def test_live_silver_merges_rows_written_before_a_restart(tmp_path: Path) -> Non
 def test_partitions_split_symbols_between_processes() -> None:
     symbols = ["BTCUSDT", "ETHUSDT", "BNBUSDT", "SOLUSDT"]
     parts = [partition_symbols(symbols, i, 2) for i in range(2)]
-    assert sorted(parts[0] + parts[1]) == sorted(symbols) and not set(parts[0]) & set(parts[1])
+    assert sorted(parts[0] + parts[1]) == sorted(symbols)
+    assert not set(parts[0]) & set(parts[1])
     assert parts == [partition_symbols(symbols, i, 2) for i in range(2)]  # stable
     assert parse_partition("1/3") == (1, 3)
     for bad in ("3/3", "x", "1/0", "-1/2"):
@@ -205,7 +223,8 @@ def test_a_processor_reads_only_its_symbols_on_a_shared_shard() -> None:
     replay([eth, btc], bus, kinds=["trade"])
     p = make(bus, clock)
     drain(p)
-    assert p.stats.trades == len(btc.trades) and p.stats.foreign_records > 0
+    assert p.stats.trades == len(btc.trades)
+    assert p.stats.foreign_records > 0
     assert p.store.get_latest("ETHUSDT") is None
 
 

@@ -48,7 +48,8 @@ def same(a: Iterable[float], b: Iterable[float]) -> bool:
 
 def mismatches(rows: Mapping[int, tuple[float, ...]], frame: FeatureFrame) -> list[int]:
     """Seconds of ``frame`` whose online row is missing or differs in any value."""
-    return [int(t) for i, t in enumerate(frame.ts_sec.tolist()) if t not in rows or not same(rows[t], frame.columns[:, i])]
+    return [int(t) for i, t in enumerate(frame.ts_sec.tolist())
+            if t not in rows or not same(rows[t], frame.columns[:, i])]
 
 
 def collect(into: dict[int, tuple[float, ...]]):  # type: ignore[no-untyped-def]
