@@ -26,6 +26,7 @@ import httpx
 import pyarrow as pa
 
 from btcpipe.binance.rest_parsing import DumpKind, TimeUnit, parse_dump_csv
+from btcpipe.domain.backoff import backoff_delay
 from btcpipe.domain.errors import (
     ChecksumMismatchError,
     CorruptArchiveError,
@@ -220,7 +221,9 @@ class DumpsClient:
             self.retries += 1
             if failures > self.max_retries:
                 raise error
-            delay = min(self.backoff_cap_s, self.backoff_base_s * float(2 ** (failures - 1)))
-            delay *= 0.5 + 0.5 * self._rng.random()
-            log.warning("dump download failed; retrying", extra={"error": str(error), "attempt": failures})
+            delay = backoff_delay(failures, self.backoff_base_s, self.backoff_cap_s, self._rng)
+            log.warning(
+                "dump download failed; retrying",
+                extra={"error": str(error), "attempt": failures, "backoff_s": round(delay, 3)},
+            )
             self._sleep(delay)

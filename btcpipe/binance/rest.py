@@ -4,7 +4,8 @@ Every response carries ``X-MBX-USED-WEIGHT-1M``. The client remembers it and, be
 take the minute's total past ``weight_limit × weight_budget_share``, waits for the window to roll, so a
 normal run never meets a 429. When one comes anyway (another process on the same IP), 429/418 wait the
 ``Retry-After`` the server asks for. 5xx, timeouts, dropped connections and malformed (truncated) bodies are
-retried with capped exponential backoff and jitter; after ``max_retries`` the error names the request.
+retried with capped exponential backoff and equal jitter (``btcpipe.domain.backoff``); after ``max_retries``
+the error names the request.
 
 Each typed method returns a ``RestResponse``: the parsed JSON body, the exact bytes that arrived (bronze
 keeps them) and, for trades/aggTrades/klines, the bronze Arrow table. Parsing into the table happens inside
@@ -27,6 +28,7 @@ import pyarrow as pa
 
 from btcpipe.binance.rest_parsing import TimeUnit, agg_trades_table, klines_table, trades_table
 from btcpipe.binance.weights import WEIGHTS, depth_weight
+from btcpipe.domain.backoff import backoff_delay
 from btcpipe.domain.errors import (
     DataError,
     ExchangeError,
@@ -260,10 +262,6 @@ class BinanceRestClient:
             self._window_start = now
         self._used = reported
 
-    def _backoff(self, attempt: int) -> float:
-        ceiling = min(self.backoff_cap_s, self.backoff_base_s * float(2 ** (attempt - 1)))
-        return ceiling * (0.5 + 0.5 * self._rng.random())
-
     def _get(
         self,
         path: str,
@@ -349,7 +347,7 @@ class BinanceRestClient:
             failures += 1
             if failures > self.max_retries:
                 raise error
-            delay = self._backoff(failures)
+            delay = backoff_delay(failures, self.backoff_base_s, self.backoff_cap_s, self._rng)
             log.warning(
                 "request failed; retrying",
                 extra={"error": str(error), "attempt": failures, "backoff_s": round(delay, 3)},
