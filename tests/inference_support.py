@@ -13,15 +13,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from btcpipe.bus.codec import encode_best_bid_ask, encode_trades
-from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_TRADES, Bus
+from btcpipe.bus.codec import decode_prediction, encode_best_bid_ask, encode_trades
+from btcpipe.bus.memory import InProcessBus
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_PREDICTIONS, STREAM_TRADES, Bus, Position
 from btcpipe.domain.errors import StoreError
-from btcpipe.domain.messages import FeatureVector1s
+from btcpipe.domain.messages import FeatureVector1s, Prediction1s
 from btcpipe.domain.records import BestBidAsk, Trade
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC
@@ -30,8 +32,17 @@ from btcpipe.exchange.sim_config import SimConfig
 from btcpipe.exchange.simulator import simulate
 from btcpipe.features.spec import FeatureParams, schema_document
 from btcpipe.features.streaming import FeatureRow, StreamingFeatureEngine
+from btcpipe.lake.lake import Lake
+from btcpipe.lake.store import LocalObjectStore
+from btcpipe.metrics import Metrics
 from btcpipe.model.artifacts import INPUT_NAME, OUTPUT_NAME, ModelArtifacts, assemble
+from btcpipe.model.registry import ModelRegistry
 from btcpipe.model.scaler import StandardScaler
+from btcpipe.services.inference import InferenceService, InferenceSettings, TickResult
+from btcpipe.services.inference_archive import PredictionArchive
+from btcpipe.services.inference_fallback import MarketTap
+from btcpipe.services.inference_model import ModelWatcher
+from btcpipe.store.memory import InProcessOnlineStore
 from btcpipe.store.port import OnlineStore
 
 SYMBOL = "BTCUSDT"
@@ -214,3 +225,64 @@ class MarketWorld:
 
 def finite(values: object) -> bool:
     return all(math.isfinite(float(v)) for v in np.asarray(values).ravel())
+
+
+T0 = START_US + 5 * US_PER_SEC  # the service starts 5 s into the tape
+WARM = 62  # seconds of market the fallback engine needs before its rows are complete
+
+
+@dataclass
+class Rig:
+    clock: ManualClock
+    bus: InProcessBus
+    store: InProcessOnlineStore
+    world: MarketWorld
+    registry: ModelRegistry
+    metrics: Metrics
+    service: InferenceService
+    lake: Lake
+    results: list[TickResult] = field(default_factory=list)
+
+    def by_outcome(self, outcome: str) -> list[TickResult]:
+        return [r for r in self.results if r.outcome == outcome]
+
+    def ticks(self, outcome: str) -> float:
+        return self.metrics.registry.get_sample_value(
+            "btcpipe_inference_ticks_total", {"symbol": SYMBOL, "outcome": outcome}) or 0.0
+
+    def published(self) -> list[Prediction1s]:
+        out = []
+        for shard in self.bus.shards(STREAM_PREDICTIONS):
+            records, _ = self.bus.read(Position(STREAM_PREDICTIONS, shard), max_count=100_000)
+            out.extend(decode_prediction(r.payload) for r in records)
+        return out
+
+
+def make_rig(
+    tmp_path: Path,
+    *,
+    settings: InferenceSettings | None = None,
+    store_wrapper: Callable[[InProcessOnlineStore], object] | None = None,
+    perf_ns: Callable[[], int] | None = None,
+    clock: ManualClock | None = None,
+) -> Rig:
+    clock = clock or ManualClock(T0)
+    bus = InProcessBus()
+    store = InProcessOnlineStore(clock)
+    lake = Lake(LocalObjectStore(tmp_path / "lake"))
+    registry = ModelRegistry(lake.store)
+    registry.register("btc", linear_model(seed=1))
+    registry.promote("btc", "v1")
+    metrics = Metrics()
+    watcher = ModelWatcher(registry, "btc", metrics=metrics, clock=clock, check_every_s=5)
+    watcher.load()
+    world = MarketWorld(sim_tape(), bus, store, clock)
+    results: list[TickResult] = []
+    extra = {"perf_ns": perf_ns} if perf_ns is not None else {}
+    service = InferenceService(
+        symbols=[SYMBOL], model=watcher, store=store_wrapper(store) if store_wrapper else store,  # type: ignore[arg-type]
+        bus=bus, metrics=metrics, clock=clock, settings=settings, market=MarketTap(bus, [SYMBOL]),
+        archive=PredictionArchive(lake, clock, flush_every_s=30), sleep=world.sleep, on_result=results.append,
+        **extra,  # type: ignore[arg-type]
+    )
+    return Rig(clock, bus, store, world, registry, metrics, service, lake, results)

@@ -6,90 +6,19 @@ streaming feature engine) writing rows to the online store; faults switch parts 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pytest
-from inference_support import PARAMS, START_US, SYMBOL, MarketWorld, linear_model, sim_tape
+from inference_support import PARAMS, SYMBOL, T0, WARM, make_rig
 
-from btcpipe.bus.codec import decode_prediction
-from btcpipe.bus.memory import InProcessBus
-from btcpipe.bus.port import STREAM_PREDICTIONS, Position
 from btcpipe.domain.errors import ConfigError, StoreError
 from btcpipe.domain.messages import FeatureVector1s
 from btcpipe.domain.time import US_PER_SEC
 from btcpipe.exchange.clock import ManualClock
-from btcpipe.lake.lake import Lake
-from btcpipe.lake.store import LocalObjectStore
-from btcpipe.metrics import Metrics
-from btcpipe.model.registry import ModelRegistry
-from btcpipe.services.inference import InferenceService, InferenceSettings, TickResult
-from btcpipe.services.inference_archive import PredictionArchive, read_predictions
-from btcpipe.services.inference_fallback import MarketTap
-from btcpipe.services.inference_model import ModelWatcher
+from btcpipe.services.inference import InferenceSettings
+from btcpipe.services.inference_archive import read_predictions
 from btcpipe.store.memory import InProcessOnlineStore
-
-T0 = START_US + 5 * US_PER_SEC  # the service starts 5 s into the tape
-WARM = 62  # seconds of market the fallback engine needs before its rows are complete
-
-
-@dataclass
-class Rig:
-    clock: ManualClock
-    bus: InProcessBus
-    store: InProcessOnlineStore
-    world: MarketWorld
-    registry: ModelRegistry
-    metrics: Metrics
-    service: InferenceService
-    lake: Lake
-    results: list[TickResult] = field(default_factory=list)
-
-    def by_outcome(self, outcome: str) -> list[TickResult]:
-        return [r for r in self.results if r.outcome == outcome]
-
-    def ticks(self, outcome: str) -> float:
-        return self.metrics.registry.get_sample_value(
-            "btcpipe_inference_ticks_total", {"symbol": SYMBOL, "outcome": outcome}) or 0.0
-
-    def published(self) -> list:  # type: ignore[type-arg]
-        out = []
-        for shard in self.bus.shards(STREAM_PREDICTIONS):
-            records, _ = self.bus.read(Position(STREAM_PREDICTIONS, shard), max_count=100_000)
-            out.extend(decode_prediction(r.payload) for r in records)
-        return out
-
-
-def make_rig(
-    tmp_path: Path,
-    *,
-    settings: InferenceSettings | None = None,
-    store_wrapper: Callable[[InProcessOnlineStore], object] | None = None,
-    perf_ns: Callable[[], int] | None = None,
-    clock: ManualClock | None = None,
-) -> Rig:
-    clock = clock or ManualClock(T0)
-    bus = InProcessBus()
-    store = InProcessOnlineStore(clock)
-    lake = Lake(LocalObjectStore(tmp_path / "lake"))
-    registry = ModelRegistry(lake.store)
-    registry.register("btc", linear_model(seed=1))
-    registry.promote("btc", "v1")
-    metrics = Metrics()
-    watcher = ModelWatcher(registry, "btc", metrics=metrics, clock=clock, check_every_s=5)
-    watcher.load()
-    world = MarketWorld(sim_tape(), bus, store, clock)
-    results: list[TickResult] = []
-    extra = {"perf_ns": perf_ns} if perf_ns is not None else {}
-    service = InferenceService(
-        symbols=[SYMBOL], model=watcher, store=store_wrapper(store) if store_wrapper else store,  # type: ignore[arg-type]
-        bus=bus, metrics=metrics, clock=clock, settings=settings, market=MarketTap(bus, [SYMBOL]),
-        archive=PredictionArchive(lake, clock, flush_every_s=30), sleep=world.sleep, on_result=results.append,
-        **extra,  # type: ignore[arg-type]
-    )
-    return Rig(clock, bus, store, world, registry, metrics, service, lake, results)
 
 
 def test_ticks_run_at_each_second_boundary_plus_the_offset(tmp_path: Path) -> None:
