@@ -24,6 +24,7 @@ from btcpipe.exchange.sim_book import BookPath, book_at, book_tickers, depth_dif
 from btcpipe.exchange.sim_config import DEFAULT_START_US, SimConfig
 from btcpipe.exchange.sim_flow import draw_level_quantities, draw_order_sizes, simulate_arrivals, sweep_book
 from btcpipe.features.labels import forward_log_return, mid_from_book_tickers, mid_from_trades
+from btcpipe.model.metrics import score
 
 __all__ = [
     "DEFAULT_START_US",
@@ -187,7 +188,7 @@ def _price_path(
 @dataclass(frozen=True, slots=True)
 class OracleScore:
     r2: float
-    hit_rate: float  # share of non-zero realised moves whose sign the oracle got right
+    hit_rate: float  # on non-zero realised moves; a zero prediction is half a hit (btcpipe.model.metrics)
     n: int  # seconds scored (those with a known label)
 
 
@@ -201,21 +202,6 @@ def oracle_predictions(tape: MarketTape, config: SimConfig) -> tuple[I64, F64]:
     return ts_sec, _known_component(config, buy, sell)
 
 
-def r2_score(y: F64, yhat: F64) -> float:
-    sst = float(np.sum((y - y.mean()) ** 2))
-    if sst == 0.0:
-        raise DataError("the realised labels are constant; R² is undefined")
-    return 1.0 - float(np.sum((y - yhat) ** 2)) / sst
-
-
-def directional_hit_rate(y: F64, yhat: F64) -> float:
-    """Share of non-zero realised moves whose sign the prediction matches (a zero prediction misses)."""
-    moved = y != 0.0
-    if not bool(moved.any()):
-        return math.nan
-    return float(np.mean(np.sign(yhat[moved]) == np.sign(y[moved])))
-
-
 def oracle_score(
     tape: MarketTape,
     config: SimConfig,
@@ -224,7 +210,8 @@ def oracle_score(
     *,
     mid_source: Literal["book", "trades"] = "book",
 ) -> OracleScore:
-    """R² and directional hit rate of the oracle against the realised labels of ``[start_us, end_us)``.
+    """R² and directional hit rate of the oracle against the realised labels of ``[start_us, end_us)``,
+    scored by ``btcpipe.model.metrics`` exactly as a model is.
 
     Labels come from ``labels.forward_log_return`` on the best bid/ask mid, or on the last trade price
     (``mid_source="trades"``, the proxy of a history without best bid/ask; also used when the tape has
@@ -242,4 +229,7 @@ def oracle_score(
     n = int(keep.sum())
     if n < 2:
         raise DataError(f"fewer than two labelled seconds in [{lo}, {hi}); the span is too short to score")
-    return OracleScore(r2=r2_score(y[keep], yhat[keep]), hit_rate=directional_hit_rate(y[keep], yhat[keep]), n=n)
+    scores = score(y[keep], yhat[keep])
+    if math.isnan(scores.r2):
+        raise DataError("the realised labels are constant; R² is undefined")
+    return OracleScore(r2=scores.r2, hit_rate=scores.hit_rate, n=n)
