@@ -16,7 +16,8 @@ seconds too (``t + lateness <= now``), so a silent market still gets its rows; n
 ``max_idle_s`` past the newest event, so a clock far ahead of replayed data cannot flood the grid.
 
 **Restart.** After each cycle that emitted rows the processor stores, in the bus's ``PositionStore``
-under its consumer name, the last row emitted per symbol (pseudo-stream ``features-1s:emitted``) and,
+under its consumer name, the last row emitted and the start of its grid per symbol (pseudo-stream
+``features-1s:emitted``, value ``"last_row,bars_from"``) and,
 per input stream, a *rewound* position: the position before the first record whose events are at most
 ``rewind_s`` older than the oldest symbol's last row. A restarted processor resumes from there, re-reads
 that trailing window (≥ the 60-s lookback, plus seed data for the carried price), rebuilds each
@@ -108,6 +109,17 @@ def partition_symbols(symbols: Sequence[str], index: int, count: int) -> list[st
     return [s for s in symbols if hash_shard(s, count) == index]
 
 
+def _parse_emitted(value: str | None) -> tuple[int | None, int | None]:
+    """``"last_row,bars_from"`` as stored by ``_commit`` → (last row, first known bar)."""
+    if value is None:
+        return None, None
+    head, _, tail = value.partition(",")
+    try:
+        return int(head), int(tail) if tail else None
+    except ValueError as exc:
+        raise ConfigError(f"stored processor state {value!r} is not 'last_row,bars_from'") from exc
+
+
 class _Rewind:
     """Per shard, (first event time, position before the record) of the records read, oldest first."""
 
@@ -167,10 +179,11 @@ class Processor:
         emitted = positions.load(name, EMITTED_STREAM)
         self.states: dict[str, SymbolFeatureState] = {}
         for symbol in self.symbols:
-            resume = int(emitted[symbol]) if symbol in emitted else None
+            resume, bars_from = _parse_emitted(emitted.get(symbol))
             if resume is not None:
                 self.stats.resumed_from[symbol] = resume
-            self.states[symbol] = SymbolFeatureState(symbol, params, lateness_us=self.lateness_us, resume_after=resume)
+            self.states[symbol] = SymbolFeatureState(symbol, params, lateness_us=self.lateness_us,
+                                                     resume_after=resume, resume_bars_from=bars_from)
         start: Literal["earliest", "latest"] = "latest" if self.settings.start == "latest" else "earliest"
         self._trades = BusConsumer(
             bus, STREAM_TRADES, decode_trades, name=name, positions=positions,
@@ -293,10 +306,11 @@ class Processor:
             self.on_rows(vectors)
 
     def _commit(self) -> None:
-        emitted = {s: str(st.last_row) for s, st in self.states.items() if st.last_row is not None}
-        if not emitted:
+        last = {s: st.last_row for s, st in self.states.items() if st.last_row is not None}
+        if not last:
             return
-        cutoff = min(int(v) for v in emitted.values()) - self.settings.rewind_s * US_PER_SEC
+        emitted = {s: f"{t},{self.states[s].bars_from}" for s, t in last.items()}
+        cutoff = min(last.values()) - self.settings.rewind_s * US_PER_SEC
         try:
             # Emitted rows first: a crash between the two saves only re-reads more, never less.
             self.positions.save(self.name, EMITTED_STREAM, emitted)

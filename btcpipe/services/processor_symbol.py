@@ -13,8 +13,9 @@ needs that a sorted tape does not:
 - **Late and duplicate events.** An event for a second that has already closed is counted and not
   applied; a trade id seen before (within ``dedup_window_s``) is counted as a duplicate and ignored.
 - **Resume.** ``resume_after=L`` (the last row already emitted by a previous run) makes the state start
-  its bars at ``L + 1 s − WINDOW_BARS s`` and emit from ``L + 1 s`` on: the caller re-reads the trailing
-  window of events and the rows continue exactly where they stopped.
+  its bars at ``L + 1 s − WINDOW_BARS s`` (not before ``resume_bars_from``, where the previous run's
+  grid began) and emit from ``L + 1 s`` on: the caller re-reads the trailing window of events and the
+  rows continue exactly where they stopped, warm-up rows included.
 
 Pure: no IO, no wall clock (times come in as arguments).
 """
@@ -53,6 +54,7 @@ class SymbolFeatureState:
         *,
         lateness_us: int,
         resume_after: int | None = None,
+        resume_bars_from: int | None = None,
         dedup_window_s: int = 2 * WINDOW_BARS,
     ) -> None:
         if lateness_us < 0:
@@ -70,7 +72,10 @@ class SymbolFeatureState:
         self.first_row: int | None = None  # first row this state emits (complete lookback from +WINDOW)
         self.bars_from: int | None = None  # first bar whose trades this state sees completely
         if resume_after is not None:
-            self._start(resume_after + US_PER_SEC - WINDOW_BARS * US_PER_SEC, first_row=resume_after + US_PER_SEC)
+            # Bars before the previous run's own start stay unknown, as they were to that run.
+            window_start = resume_after + US_PER_SEC - WINDOW_BARS * US_PER_SEC
+            bars_from = window_start if resume_bars_from is None else max(window_start, resume_bars_from)
+            self._start(bars_from, first_row=resume_after + US_PER_SEC)
         self.watermark = -1  # newest trade time seen
         self.bbo_watermark = -1
         # Buffered trades (not yet in a closed second), column lists in arrival order.
