@@ -42,8 +42,11 @@ BronzeRecord = Trade | BestBidAsk | DepthDiff
 
 
 class AppendOutcome(Protocol):
-    rows_added: int
-    rows_duplicate: int
+    @property
+    def rows_added(self) -> int: ...
+
+    @property
+    def rows_duplicate(self) -> int: ...
 
 
 class BronzeSink(Protocol):

@@ -58,9 +58,14 @@ class MarketSource(Protocol):
 
 
 class RestPage(Protocol):
-    body: Any
-    raw: bytes
-    table: Any
+    @property
+    def body(self) -> Any: ...  # the parsed JSON
+
+    @property
+    def raw(self) -> bytes: ...  # the bytes that arrived
+
+    @property
+    def table(self) -> Any: ...  # the bronze table (pyarrow) when the client builds one, else None
 
 
 class MarketRest(Protocol):
