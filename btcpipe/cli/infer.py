@@ -1,0 +1,149 @@
+"""``btcpipe infer``: the live inference service — features to predictions once a second."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from btcpipe.cli.process_wiring import bus_choice, bus_options, open_bus, open_store
+from btcpipe.domain.errors import BtcpipeError
+
+EXIT_FAILED = 1
+
+
+@click.command("infer")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="BTCPIPE_CONFIG", show_envvar=True, help="TOML config file.")
+@click.option("--symbols", default=None, help="Comma-separated symbols (default: config symbols).")
+@click.option("--lake", "lake_uri", envvar="BTCPIPE_LAKE", default=None, show_envvar=True,
+              help="Lake holding the model registry and the gold predictions archive (default: config [lake] uri).")
+@click.option("--s3-endpoint", default=None, help="S3 endpoint URL for s3:// lakes (default: config [lake]).")
+@click.option("--model", default=None, help="Registered model name (default: config [model] name).")
+@click.option("--alias", default=None, help="Alias (or version) to serve and follow (default: config [model], "
+                                              "production).")
+@bus_options
+@click.option("--store", "store_kind", type=click.Choice(["memory", "redis"]), default=None,
+              help="Online store (default: config [store] kind).")
+@click.option("--store-url", default=None, help="Redis URL of the online store (default: config [store] redis_url).")
+@click.option("--interval", type=click.IntRange(1, 2), default=None,
+              help="Seconds between ticks, 1 or 2 (default: config [inference] interval_s).")
+@click.option("--lateness-ms", type=click.IntRange(0, 5000), default=None,
+              help="The processor's allowed lateness; the fallback engine uses it too (default: config [processor]).")
+@click.option("--offset-ms", type=click.FloatRange(0, 1900), default=None,
+              help="A tick for second t runs at t + this (default: lateness + 50 ms).")
+@click.option("--deadline-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="A tick slower than this is skipped (default: config [inference] deadline_ms, 100).")
+@click.option("--stale-after", "stale_after_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Features older than this many seconds are stale (default: config [inference]).")
+@click.option("--reload-check", "reload_check_s", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Check the registry alias every this many seconds (default: config [inference]).")
+@click.option("--no-fallback", is_flag=True, help="Do not compute features from the bus when the store has none.")
+@click.option("--no-archive", is_flag=True, help="Do not write the gold predictions archive.")
+@click.option("--archive-every", "archive_every_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+              help="Seconds between archive writes.")
+@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
+@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+              help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
+@click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON on stdout.")
+def cli(  # noqa: PLR0917 - click passes every option
+    config_path: Path | None, symbols: str | None, lake_uri: str | None, s3_endpoint: str | None,
+    model: str | None, alias: str | None, bus_kind: str | None, bus_url: str | None, bus_shards: int,
+    bus_prefix: str | None, kinesis_endpoint: str | None, store_kind: str | None, store_url: str | None,
+    interval: int | None, lateness_ms: int | None, offset_ms: float | None, deadline_ms: float | None,
+    stale_after_s: float | None, reload_check_s: float | None, no_fallback: bool, no_archive: bool,
+    archive_every_s: float, duration: float | None, metrics_port: int | None, as_json: bool,
+) -> None:
+    """Predict the 10-second log return of each symbol once a second (or every 2 s), on the second.
+
+    Loads the model from the registry (hashes and the feature schema hash verified; a mismatch is refused)
+    and follows its alias: a promotion is served within --reload-check seconds, without a restart. Each
+    tick reads the row of the second that just closed from the online store; when it is missing or stale,
+    the row is computed from the bus's trades with the processor's own streaming engine. Predictions go to
+    the predictions-1s stream and, with their realized returns once known, to the lake's gold archive
+    (gold/predictions_1s). Outcomes, latency, shadow MAE/hit rate and feature drift are Prometheus metrics.
+    """
+    from btcpipe.config import load_config
+    from btcpipe.exchange.clock import SystemClock
+    from btcpipe.lake.lake import Lake
+    from btcpipe.metrics import Metrics, serve_metrics
+    from btcpipe.model.registry import ModelRegistry
+    from btcpipe.services.inference import InferenceService, InferenceSettings
+    from btcpipe.services.inference_archive import PredictionArchive
+    from btcpipe.services.inference_fallback import MarketTap
+    from btcpipe.services.inference_model import ModelWatcher
+
+    clock = SystemClock()
+    try:
+        config = load_config(config_path)
+        wanted = [s.strip().upper() for s in symbols.split(",") if s.strip()] if symbols else list(config.symbols)
+        choice = bus_choice(config, kind=bus_kind, url=bus_url, shards=bus_shards, prefix=bus_prefix,
+                            kinesis_endpoint=kinesis_endpoint)
+        if choice.kind == "memory":
+            raise click.BadParameter("standalone inference needs a shared bus: --bus redis or kinesis "
+                                     "(the in-process bus is for `btcpipe run`)")
+        lateness = lateness_ms if lateness_ms is not None else config.processor.lateness_ms
+        interval_s = interval if interval is not None else config.inference.interval_s
+        if interval_s not in (1, 2, 1.0, 2.0):
+            raise click.BadParameter(f"[inference] interval_s must be 1 or 2, got {interval_s}")
+        settings = InferenceSettings(
+            interval_s=int(interval_s),
+            offset_ms=offset_ms if offset_ms is not None else lateness + 50.0,
+            deadline_ms=deadline_ms if deadline_ms is not None else config.inference.deadline_ms,
+            stale_after_s=stale_after_s if stale_after_s is not None else config.inference.stale_after_s,
+            lateness_ms=float(lateness),
+        )
+        lake = Lake.open(lake_uri or config.lake.uri, endpoint_url=s3_endpoint or config.lake.s3_endpoint or None)
+        metrics = Metrics()
+        watcher = ModelWatcher(
+            ModelRegistry(lake.store), model or config.model.name, metrics=metrics, clock=clock,
+            alias=alias or config.model.alias,
+            check_every_s=reload_check_s if reload_check_s is not None else config.inference.reload_check_s,
+        )
+        watcher.load()
+        bus = open_bus(choice)
+        store = open_store(config, store_kind, store_url)
+        market = None if no_fallback else MarketTap(bus, wanted, with_bbo=True)
+        archive = None if no_archive else PredictionArchive(lake, clock, flush_every_s=archive_every_s)
+        service = InferenceService(symbols=wanted, model=watcher, store=store, bus=bus, metrics=metrics, clock=clock,
+                                   settings=settings, market=market, archive=archive)
+        port = metrics_port if metrics_port is not None else config.metrics.port
+        if port:
+            serve_metrics(metrics, config.metrics.host, port, health=service.health)
+    except BtcpipeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(EXIT_FAILED)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        service.stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    hello = {"inference": wanted, "model": watcher.current.name, "version": watcher.current.version,
+             "settings": asdict(settings)}
+    click.echo(json.dumps(hello), err=True)
+    until = clock.now_us() + int(duration * 1_000_000) if duration is not None else None
+    try:
+        ticks = service.run(until_us=until)
+    except BtcpipeError as exc:
+        click.echo(f"error: {exc}", err=True)
+        service.close()
+        sys.exit(EXIT_FAILED)
+    service.close()
+    summary: dict[str, Any] = {
+        "ticks": ticks, "outcomes": dict(service.counts), "model_version": watcher.current.version,
+        "model_swaps": watcher.swaps, "realized": service.shadow.realized_count,
+        "archived": service.archive.written if service.archive else 0,
+    }
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+    else:
+        click.echo(f"inference: {ticks} ticks, outcomes {summary['outcomes']}, model {summary['model_version']}",
+                   err=True)
