@@ -1,0 +1,195 @@
+"""The concrete adapters of ``btcpipe run``: the market, the local exchange (or Binance), the REST client,
+the lake, and for the live stage the bus and the online store — embedded by default, real servers with
+``--services``. Only the CLI layer imports this (``btcpipe.services.pipeline_run.RunWiring`` is the port).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import secrets
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from btcpipe.config import Config, secret
+from btcpipe.domain.errors import ConfigError
+from btcpipe.domain.time import Clock
+from btcpipe.exchange.clock import SystemClock
+from btcpipe.lake.lake import Lake
+from btcpipe.services.backfill import RestSource
+from btcpipe.services.live_view import RunView
+from btcpipe.services.pipeline_run import ExchangeEndpoints, LiveStage
+from btcpipe.services.run_market import RunMarket, exchange_market, recorded_market, simulated_market
+
+log = logging.getLogger(__name__)
+
+BINANCE_REST = "https://data-api.binance.vision"
+BINANCE_JSON_STREAMS = "wss://stream.binance.com:9443"
+BINANCE_SBE_STREAMS = "wss://stream-sbe.binance.com:9443"
+S3_BUCKET = "btcpipe-run"
+
+_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+
+
+def parse_duration(text: str) -> int:
+    """``2h``, ``20m``, ``90s``, ``1h30m`` or plain seconds → whole seconds (> 0)."""
+    value = text.strip().lower()
+    if value.isdigit():
+        seconds = int(value)
+    else:
+        match = _DURATION.match(value)
+        if not value or match is None:
+            raise ConfigError(f"not a duration: {text!r} (use e.g. 2h, 20m, 90s, 1h30m or seconds)")
+        h, m, s = (int(g) if g else 0 for g in match.groups())
+        seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ConfigError(f"a duration must be positive, got {text!r}")
+    return seconds
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    history_s: int
+    duration_s: int
+    seed: int
+    symbol: str
+    recordings: tuple[Path, ...]
+    out_dir: Path
+    lake_uri: str | None  # None: <out_dir>/lake (embedded) or s3://btcpipe-run/<run id> (services)
+    services: bool
+    start_servers: bool
+    exchange: str  # local | binance
+    allow_network: bool
+    config: Config
+
+
+class RunAdapters:
+    """Implements ``RunWiring``. Servers it starts live on ``stack`` and stop when the run ends."""
+
+    def __init__(self, options: RunOptions, stack: ExitStack, *, observer: RunView) -> None:
+        self.options = options
+        self.observer = observer
+        self.clock: Clock = SystemClock()
+        self.api_key = secrets.token_hex(16)  # the local exchange's SBE key for this run only
+        self.redis_url: str | None = None
+        self.s3_endpoint: str | None = None
+        self.kinesis_endpoint: str | None = None
+        if options.exchange == "binance" and not options.allow_network:
+            raise ConfigError(
+                "--exchange binance talks to Binance over the internet; add --allow-network to do that on purpose"
+            )
+        if options.exchange == "binance" and options.recordings:
+            raise ConfigError("--recording serves a recording on the local exchange; it cannot go with binance")
+        if options.services:
+            self._services(stack)
+        self.lake = self._lake()
+
+    # --- servers and the lake ------------------------------------------------------------------------------
+    def _services(self, stack: ExitStack) -> None:
+        cfg = self.options.config
+        if self.options.start_servers:
+            import os
+
+            from btcpipe.devservers import MotoServer, RedisServer, aws_test_environment
+
+            for key, value in aws_test_environment().items():
+                os.environ.setdefault(key, value)
+            redis_server, moto = RedisServer(), MotoServer()
+            stack.enter_context(redis_server)
+            stack.enter_context(moto)
+            self.redis_url = redis_server.url
+            self.s3_endpoint = self.kinesis_endpoint = moto.endpoint
+            log.info("started redis-server and moto_server", extra={"redis": redis_server.url,
+                                                                    "moto": moto.endpoint})
+        else:
+            self.redis_url = cfg.store.redis_url
+            self.s3_endpoint = cfg.lake.s3_endpoint or None
+            self.kinesis_endpoint = cfg.bus.kinesis_endpoint or None
+
+    def _lake(self) -> Lake:
+        opts = self.options
+        if opts.lake_uri is not None:
+            uri = opts.lake_uri
+        elif opts.services:
+            uri = f"s3://{S3_BUCKET}/{opts.out_dir.name}"
+        else:
+            uri = str(opts.out_dir / "lake")
+        if uri.startswith("s3://") and self.options.services and self.options.start_servers:
+            _create_bucket(uri, self.s3_endpoint)
+        return Lake.open(uri, endpoint_url=self.s3_endpoint)
+
+    # --- RunWiring -------------------------------------------------------------------------------------------
+    def market(self, now_us: int) -> RunMarket:
+        opts = self.options
+        if opts.exchange == "binance":
+            return exchange_market(opts.symbol, now_us=now_us, history_s=opts.history_s)
+        if opts.recordings:
+            from btcpipe.binance.recording import load_recording
+
+            tape = load_recording(opts.recordings).to_tape()
+            return recorded_market(tape, now_us=now_us, history_s=opts.history_s, live_s=opts.duration_s)
+        if opts.symbol != "BTCUSDT":
+            raise ConfigError("the simulator makes a BTCUSDT market; use --symbol BTCUSDT or --exchange binance")
+        return simulated_market(now_us=now_us, history_s=opts.history_s, live_s=opts.duration_s, seed=opts.seed)
+
+    @contextlib.contextmanager
+    def exchange(self, market: RunMarket) -> Iterator[ExchangeEndpoints]:
+        if market.tape is None:  # Binance itself
+            cfg = self.options.config.exchange
+            yield ExchangeEndpoints(
+                cfg.rest_url or BINANCE_REST, cfg.stream_url or BINANCE_JSON_STREAMS,
+                cfg.sbe_url or BINANCE_SBE_STREAMS, secret(cfg.api_key_env),
+            )
+            return
+        from btcpipe.exchange.clock import ReplayClock
+        from btcpipe.exchange.server import LocalExchange
+        from btcpipe.exchange.streams import StreamConfig
+
+        # Tape time = wall time: the market was placed on the wall clock, so the replay runs at speed 1 from now.
+        now = self.clock.now_us()
+        clock = ReplayClock(now, speed=1.0, wall_start_us=now)
+        streams = StreamConfig(api_keys=frozenset({self.api_key}))
+        with LocalExchange(market.tape, clock=clock, streams=streams) as exchange:
+            ws = exchange.ws_url
+            yield ExchangeEndpoints(exchange.base_url, f"{ws}/json", ws, self.api_key)
+
+    def rest_client(self, endpoints: ExchangeEndpoints) -> contextlib.AbstractContextManager[RestSource]:
+        from btcpipe.binance.rest import BinanceRestClient
+
+        return BinanceRestClient(endpoints.rest_url)
+
+    def live_stage(self) -> LiveStage | None:
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        opts = self.options
+        return {
+            "exchange": opts.exchange if not opts.recordings else "local (recording)",
+            "lake": self.lake.uri(),
+            "bus": "kinesis (moto_server)" if opts.services else "in-process",
+            "store": "redis" if opts.services else "in-process",
+            "servers_started": opts.services and opts.start_servers,
+            "redis": _without_password(self.redis_url),
+            "s3_endpoint": self.s3_endpoint,
+            "kinesis_endpoint": self.kinesis_endpoint,
+        }
+
+
+def _without_password(url: str | None) -> str | None:
+    return None if url is None else re.sub(r"//[^@/]*@", "//***@", url)
+
+
+def _create_bucket(uri: str, endpoint: str | None) -> None:
+    import boto3
+
+    bucket = uri[len("s3://"):].partition("/")[0]
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    try:
+        client.create_bucket(Bucket=bucket)
+    except Exception as exc:  # boto's error classes are generated at runtime
+        if "BucketAlready" not in type(exc).__name__ and "BucketAlready" not in str(exc):
+            raise ConfigError(f"cannot create the run's S3 bucket {bucket} at {endpoint}: {exc}") from exc
