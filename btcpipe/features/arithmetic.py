@@ -2,15 +2,18 @@
 
 Two stages:
 
-1. ``aggregate_seconds``: raw trades → per-second bars (count, taker buy/sell base volume, notional,
-   largest trade, last price and time). The batch builder calls it once for a whole day, the streaming
-   engine once per closed second; sums are ``np.bincount`` with weights, which adds in input order, so a
-   second's sums are the same floats either way.
+1. Per-second bars (count, taker buy/sell base volume, notional, largest trade, last price and time).
+   The batch builder calls ``aggregate_seconds`` for a whole day; the streaming engine keeps the same
+   sums per second as trades arrive (``SecondAccumulator``). Both add a second's trades in arrival
+   order starting from 0.0 — ``np.bincount`` with weights is a plain sequential loop — and IEEE
+   addition and multiplication round the same in numpy and in Python, so a second's sums are the same
+   floats either way.
 2. ``compute_feature_columns``: a run of bars → feature rows, vectorised over rows. The batch builder
    passes a day's bars, the streaming engine the trailing ``WINDOW_BARS`` bars of its ring buffer and
    keeps the single row. Every window statistic is an explicit sequential sum over shifted slices (oldest
    bar first), never a cumsum difference, so each row's floats come out of the same operations in the
-   same order whatever the length of the run: parity is exact, not approximate.
+   same order whatever the length of the run: parity is exact, not approximate. Logs are taken with
+   ``np.log`` on contiguous arrays in both paths (numpy's vector log need not round like libm's).
 
 Bars the caller has no data for (before the history it was given) are all-NaN; a bar that is known but
 had no trade has zero counts and volumes and carries the last price forward. NaN therefore marks
@@ -20,6 +23,7 @@ had no trade has zero counts and volumes and carries the last price forward. NaN
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -31,9 +35,11 @@ from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
+_Arr = TypeVar("_Arr", bound=np.ndarray[Any, Any])
 
 _MEDIAN_LO = WINDOW_BARS // 2 - 1
 _MEDIAN_HI = WINDOW_BARS // 2
+_LAST = WINDOW_BARS - 1  # index, within a row's look-back, of the row's own bar
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,25 +69,56 @@ def aggregate_seconds(
     m = int(sec_idx.shape[0])
     if m and (int(sec_idx[0]) < 0 or int(sec_idx[-1]) >= n_bars or bool(np.any(sec_idx[1:] < sec_idx[:-1]))):
         raise DataError("trades are not in time order within the bars being aggregated")
-    n = np.bincount(sec_idx, minlength=n_bars).astype(np.float64)
-    buy_w = np.where(is_buyer_maker, 0.0, qty)
-    sell_w = np.where(is_buyer_maker, qty, 0.0)
-    buy = np.bincount(sec_idx, weights=buy_w, minlength=n_bars).astype(np.float64, copy=False)
-    sell = np.bincount(sec_idx, weights=sell_w, minlength=n_bars).astype(np.float64, copy=False)
-    notional = np.bincount(sec_idx, weights=price * qty, minlength=n_bars).astype(np.float64, copy=False)
+    counts = np.bincount(sec_idx, minlength=n_bars)
+    # One pass for both sides: bin 2s holds second s's taker buys, 2s + 1 its taker sells, each summed
+    # in arrival order (the same floats as summing each side with zeros in place of the other side).
+    side_vol = np.bincount(2 * sec_idx + is_buyer_maker, weights=qty, minlength=2 * n_bars).reshape(n_bars, 2)
+    notional = np.bincount(sec_idx, weights=price * qty, minlength=n_bars)
     max_qty = np.zeros(n_bars, dtype=np.float64)
     last_price = np.full(n_bars, np.nan)
     last_ts = np.full(n_bars, np.nan)
     if m:
-        bars = np.arange(n_bars, dtype=np.int64)
-        starts = np.searchsorted(sec_idx, bars, side="left")
-        ends = np.searchsorted(sec_idx, bars, side="right")
-        nonempty = ends > starts
-        max_qty[nonempty] = np.maximum.reduceat(qty, starts[nonempty])
+        ends = np.cumsum(counts)
+        nonempty = counts > 0
+        max_qty[nonempty] = np.maximum.reduceat(qty, (ends - counts)[nonempty])
         last = ends[nonempty] - 1
         last_price[nonempty] = price[last]
-        last_ts[nonempty] = ts_event[last].astype(np.float64)
-    return SecondBars(n, buy, sell, notional, max_qty, last_price, last_ts)
+        last_ts[nonempty] = ts_event[last]
+    return SecondBars(
+        counts.astype(np.float64), np.ascontiguousarray(side_vol[:, 0]), np.ascontiguousarray(side_vol[:, 1]),
+        notional.astype(np.float64, copy=False), max_qty, last_price, last_ts,
+    )
+
+
+class SecondAccumulator:
+    """One second's bar built trade by trade: the scalar twin of ``aggregate_seconds`` for one bar.
+
+    The same sums in the same order from the same 0.0 (bit-identical, see the module docstring); the
+    streaming engine keeps one per second so adding a trade is O(1) Python work.
+    """
+
+    __slots__ = ("buy_vol", "last_price", "last_ts", "max_qty", "n", "notional", "sell_vol")
+
+    def __init__(self) -> None:
+        self.n = 0
+        self.buy_vol = 0.0
+        self.sell_vol = 0.0
+        self.notional = 0.0
+        self.max_qty = 0.0
+        self.last_price = float("nan")
+        self.last_ts = float("nan")
+
+    def add(self, ts_event: int, price: float, qty: float, is_buyer_maker: bool) -> None:
+        self.n += 1
+        if is_buyer_maker:
+            self.sell_vol += qty
+        else:
+            self.buy_vol += qty
+        self.notional += price * qty
+        if qty > self.max_qty or self.n == 1:
+            self.max_qty = qty
+        self.last_price = price
+        self.last_ts = float(ts_event)
 
 
 def carry_forward(values: F64, seed: float) -> F64:
@@ -98,7 +135,7 @@ class BarRun:
 
     ``ts_end`` is each bar's end (µs) — the ``ts_sec`` of the row it completes. ``price``/``last_ts``
     are carried forward from the last trade, ``bid``/``ask`` are as of just before ``ts_end``. Unknown
-    bars are NaN in every field but ``ts_end``.
+    bars are NaN in every field but ``ts_end``. ``price`` must be contiguous (it goes through ``np.log``).
     """
 
     ts_end: I64
@@ -116,29 +153,23 @@ class BarRun:
         return int(self.ts_end.shape[0])
 
 
-def _lag(x: F64, k: int, n_rows: int) -> F64:
-    """The value k bars before each row's own bar (row r's bar is ``r + WINDOW_BARS - 1``)."""
-    start = WINDOW_BARS - 1 - k
-    return x[start : start + n_rows]
+def _lag(x: _Arr, k: int, n_rows: int) -> _Arr:
+    """The value k bars before each row's own bar (row r's bar is ``r + WINDOW_BARS - 1``); any leading axes kept."""
+    start = _LAST - k
+    return cast(_Arr, x[..., start : start + n_rows])
 
 
 def _window_sum(x: F64, width: int, n_rows: int) -> F64:
-    acc = _lag(x, width - 1, n_rows).copy()
+    """Sum over the last ``width`` bars, oldest first, for every row (``x`` may stack several series)."""
+    acc: F64 = _lag(x, width - 1, n_rows).copy()
     for k in range(width - 2, -1, -1):
         acc += _lag(x, k, n_rows)
     return acc
 
 
-def _window_max(x: F64, width: int, n_rows: int) -> F64:
-    acc = _lag(x, width - 1, n_rows).copy()
-    for k in range(width - 2, -1, -1):
-        np.maximum(acc, _lag(x, k, n_rows), out=acc)  # NaN propagates: unknown stays unknown
-    return acc
-
-
 def _imbalance(buy: F64, sell: F64) -> F64:
     total = buy + sell
-    out = (buy - sell) / np.where(total == 0.0, 1.0, total)
+    out: F64 = (buy - sell) / np.where(total == 0.0, 1.0, total)
     out[total == 0.0] = 0.0
     return out
 
@@ -146,19 +177,23 @@ def _imbalance(buy: F64, sell: F64) -> F64:
 def _median_of_counts(n: F64, n_rows: int) -> F64:
     """Trailing ``WINDOW_BARS`` median of per-second counts; NaN where the window has an unknown bar.
 
-    Counts are exact small integers, so the median is exact whatever the sort: the cheapest integer
-    type that holds them is sorted (radix for int16).
+    Counts are exact small integers, so the median is exact whatever the sorting algorithm: windows are
+    sorted as the narrowest integer type that holds them (numpy's SIMD sort for 16/32-bit integers).
     """
     unknown = np.isnan(n)
+    # Unknown bars in each window, as an exact integer difference of running counts.
+    seen = np.concatenate(([0], np.cumsum(unknown)))
+    rows_ok = seen[WINDOW_BARS : WINDOW_BARS + n_rows] == seen[:n_rows]
     out = np.full(n_rows, np.nan)
-    rows_ok = ~_window_max(unknown.astype(np.float64), WINDOW_BARS, n_rows).astype(np.bool_)
     if not rows_ok.any():
         return out
-    top = float(np.nanmax(n)) if (~unknown).any() else 0.0
-    dtype = np.int16 if top < np.iinfo(np.int16).max else np.int64
-    counts = np.where(unknown, 0, n).astype(dtype)
-    windows = sliding_window_view(counts, WINDOW_BARS)[:n_rows][rows_ok]
-    ordered = np.sort(windows, axis=-1, kind="stable")
+    top = float(n[~unknown].max()) if (~unknown).any() else 0.0
+    dtype = np.int16 if top <= np.iinfo(np.int16).max else np.int32 if top <= np.iinfo(np.int32).max else np.int64
+    counts = np.where(unknown, 0.0, n).astype(dtype)
+    windows = sliding_window_view(counts, WINDOW_BARS)[:n_rows]
+    if not rows_ok.all():
+        windows = windows[rows_ok]
+    ordered = np.sort(windows, axis=-1)
     out[rows_ok] = (ordered[:, _MEDIAN_LO].astype(np.float64) + ordered[:, _MEDIAN_HI].astype(np.float64)) / 2.0
     return out
 
@@ -169,7 +204,7 @@ def compute_feature_columns(bars: BarRun, params: FeatureParams) -> F64:
     Row r is the bar ``r + WINDOW_BARS − 1``; the ``WINDOW_BARS − 1`` bars before it are its look-back.
     Columns are in ``params.names`` order.
     """
-    n_rows = len(bars) - (WINDOW_BARS - 1)
+    n_rows = len(bars) - _LAST
     if n_rows <= 0:
         raise ValueError(f"need at least {WINDOW_BARS} bars, got {len(bars)}")
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -178,71 +213,66 @@ def compute_feature_columns(bars: BarRun, params: FeatureParams) -> F64:
 
 def _compute(bars: BarRun, params: FeatureParams, n_rows: int) -> F64:
     out = np.empty((len(params.names), n_rows), dtype=np.float64)
-    logp = np.log(bars.price)
-    p0 = _lag(bars.price, 0, n_rows)
+    (ret_1s, ret_2s, ret_5s, vwap_dev, n_1s, n_5s, buy_1s, sell_1s, tvi_1s, buy_5s, sell_5s, tvi_5s, avg_size,
+     vol_ret, burst, flag, since_ms, minus_1s, minus_5s) = out[:19]
+    price = bars.price
+    logp = np.log(price)
+    p0 = _lag(price, 0, n_rows)
     lp0 = _lag(logp, 0, n_rows)
     n0 = _lag(bars.n, 0, n_rows)
     buy0 = _lag(bars.buy_vol, 0, n_rows)
     sell0 = _lag(bars.sell_vol, 0, n_rows)
 
-    vol = bars.buy_vol + bars.sell_vol
-    vol5 = _window_sum(vol, 5, n_rows)
-    notional5 = _window_sum(bars.notional, 5, n_rows)
-    vwap_dev = np.log(p0 / (notional5 / vol5))
+    # The five 5-bar sums in one pass over a stack of their series (each still summed oldest first).
+    stack = np.vstack((bars.buy_vol + bars.sell_vol, bars.notional, bars.buy_vol, bars.sell_vol, bars.n))
+    vol5, notional5, buy5, sell5, n5 = _window_sum(stack, 5, n_rows)
+    vwap_dev[:] = np.log(p0 / (notional5 / vol5))
     vwap_dev[vol5 == 0.0] = 0.0
     vwap_dev[np.isnan(p0)] = np.nan
 
-    buy5 = _window_sum(bars.buy_vol, 5, n_rows)
-    sell5 = _window_sum(bars.sell_vol, 5, n_rows)
     vol0 = buy0 + sell0
-    avg_size = vol0 / np.where(n0 == 0.0, 1.0, n0)
+    avg_size[:] = vol0 / np.where(n0 == 0.0, 1.0, n0)
     avg_size[n0 == 0.0] = 0.0
 
     # Ten 1-s returns ending at the row, oldest first; sample std in two passes.
-    rets = [_lag(logp, k, n_rows) - _lag(logp, k + 1, n_rows) for k in range(9, -1, -1)]
-    mean = rets[0].copy()
-    for r in rets[1:]:
-        mean += r
+    rets = np.diff(logp)  # rets[i] = logp[i + 1] − logp[i]: the return of bar i + 1
+    first = _LAST - 10  # the oldest of a row's ten returns, for row 0
+    ten = sliding_window_view(rets[first : first + n_rows + 9], 10)
+    mean = ten[:, 0].copy()
+    for k in range(1, 10):
+        mean += ten[:, k]
     mean /= 10.0
-    ss = (rets[0] - mean) * (rets[0] - mean)
-    for r in rets[1:]:
-        d = r - mean
-        ss += d * d
-    vol_ret = np.sqrt(ss / 9.0)
+    dev = ten - mean[:, None]
+    dev *= dev
+    ss = dev[:, 0].copy()
+    for k in range(1, 10):
+        ss += dev[:, k]
+    np.sqrt(ss / 9.0, out=vol_ret)
 
     median_n = _median_of_counts(bars.n, n_rows)
-    burst = n0 / np.maximum(median_n, 1.0)
+    np.divide(n0, np.maximum(median_n, 1.0), out=burst)
     burst[np.isnan(median_n)] = np.nan
 
-    max5 = _window_max(bars.max_qty, 5, n_rows)
-    flag = (max5 > params.trade_size_p95).astype(np.float64)
+    # max is exact in any order; maximum.reduce keeps NaN (unknown stays unknown).
+    max5 = np.maximum.reduce(sliding_window_view(bars.max_qty[_LAST - 4 :], 5)[:n_rows], axis=1)
+    np.greater(max5, params.trade_size_p95, out=flag)
     flag[np.isnan(max5)] = np.nan
 
-    ts_end = _lag(bars.ts_end.astype(np.float64), 0, n_rows)
-
-    columns = (
-        lp0 - _lag(logp, 1, n_rows),  # ret_1s
-        lp0 - _lag(logp, 2, n_rows),  # ret_2s
-        lp0 - _lag(logp, 5, n_rows),  # ret_5s
-        vwap_dev,
-        n0,
-        _window_sum(bars.n, 5, n_rows),
-        buy0,
-        sell0,
-        _imbalance(buy0, sell0),
-        buy5,
-        sell5,
-        _imbalance(buy5, sell5),
-        avg_size,
-        vol_ret,
-        burst,
-        flag,
-        (ts_end - _lag(bars.last_ts, 0, n_rows)) / 1000.0,
-        p0 - _lag(bars.price, 1, n_rows),
-        p0 - _lag(bars.price, 5, n_rows),
-    )
-    for j, col in enumerate(columns):
-        out[j] = col
+    np.subtract(lp0, _lag(logp, 1, n_rows), out=ret_1s)
+    np.subtract(lp0, _lag(logp, 2, n_rows), out=ret_2s)
+    np.subtract(lp0, _lag(logp, 5, n_rows), out=ret_5s)
+    n_1s[:] = n0
+    n_5s[:] = n5
+    buy_1s[:] = buy0
+    sell_1s[:] = sell0
+    tvi_1s[:] = _imbalance(buy0, sell0)
+    buy_5s[:] = buy5
+    sell_5s[:] = sell5
+    tvi_5s[:] = _imbalance(buy5, sell5)
+    ts_end = _lag(bars.ts_end, 0, n_rows).astype(np.float64)
+    np.divide(ts_end - _lag(bars.last_ts, 0, n_rows), 1000.0, out=since_ms)
+    np.subtract(p0, _lag(price, 1, n_rows), out=minus_1s)
+    np.subtract(p0, _lag(price, 5, n_rows), out=minus_5s)
     if params.with_spread:
-        out[len(columns)] = _lag(bars.ask, 0, n_rows) - _lag(bars.bid, 0, n_rows)
+        np.subtract(_lag(bars.ask, 0, n_rows), _lag(bars.bid, 0, n_rows), out=out[19])
     return out

@@ -1,11 +1,12 @@
 """Streaming feature engine: trades in as they arrive, one feature row out per closed second.
 
-State is a ring buffer of the last ``WINDOW_BARS`` per-second bars (the same ``BarRun`` fields the
-batch builder prepares for a whole day) plus the carried last price, last trade time and best bid/ask.
-``close_second(t)`` aggregates the pending trades of ``[t − 1 s, t)`` with ``aggregate_seconds`` and
-computes the row with ``compute_feature_columns`` on the ring's trailing window — the batch builder's
-functions, so the row equals the batch row for the same trades to the last bit. Work per second is
-bounded by the window and that second's trades.
+A trade goes straight into its second's ``SecondAccumulator`` (O(1) Python work: the same sums, in the
+same order, as the batch builder's ``aggregate_seconds``). State is a ring buffer of the last
+``WINDOW_BARS`` per-second bars (the same ``BarRun`` fields the batch builder prepares for a whole day)
+plus the carried last price, last trade time and best bid/ask. ``close_second(t)`` pushes the bars of
+the seconds up to ``[t − 1 s, t)`` and computes the one row with ``compute_feature_columns`` on the
+ring's trailing window — the batch builder's function, so the row equals the batch row for the same
+trades to the last bit. Work per second is bounded by the window.
 
 Trades for seconds not yet closed may arrive early (they wait); a trade for a second already closed, or
 one going back in time, cannot be counted any more: it is dropped and counted in ``late_trades`` for
@@ -14,6 +15,7 @@ the caller to log.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
@@ -23,7 +25,7 @@ from btcpipe.domain.errors import DataError
 from btcpipe.domain.messages import FeatureVector1s
 from btcpipe.domain.records import BestBidAsk, Trade
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.features.arithmetic import BarRun, aggregate_seconds, carry_forward, compute_feature_columns
+from btcpipe.features.arithmetic import BarRun, SecondAccumulator, compute_feature_columns
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 
 F64 = npt.NDArray[np.float64]
@@ -32,6 +34,8 @@ Bools = npt.NDArray[np.bool_]
 
 _FIELDS = ("n", "buy_vol", "sell_vol", "notional", "max_qty", "price", "last_ts", "bid", "ask")
 _NAN = float("nan")
+_NO_SECOND = -(2**62)
+_EMPTY_BAR = (0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,24 +72,25 @@ class StreamingFeatureEngine:
         self.schema_hash = schema_hash(params)
         self._bar_start: int | None = start_us  # start of the next bar to close
         self._closed_any = False
+        # Rows are fields, columns two copies of the ring, so the trailing window is one contiguous slice.
         self._ring = np.full((len(_FIELDS), 2 * WINDOW_BARS), np.nan)
         self._ends = np.zeros(2 * WINDOW_BARS, dtype=np.int64)
         self._pos = WINDOW_BARS - 1  # slot of the newest bar
         if start_us is not None:
             self._ends[:] = self._window_ends(start_us)
-        # Pending trades (not yet in a closed bar), in arrival order.
-        self._ts: list[int] = []
-        self._price: list[float] = []
-        self._qty: list[float] = []
-        self._ibm: list[bool] = []
+        # Bars of seconds not yet closed, oldest first (second index = ts // 1 s), and the newest of them.
+        self._pending: deque[tuple[int, SecondAccumulator]] = deque()
+        self._open_sec = _NO_SECOND
+        self._open = SecondAccumulator()
         self._bbo: list[tuple[int, float, float]] = []
+        # A trade is late when older than this: the newest accepted trade or the end of the closed seconds.
+        self._floor_ts = _NO_SECOND
         # Carried state.
         self._last_price = _NAN
         self._last_trade_ts = _NAN
         self._bid = _NAN
         self._ask = _NAN
         self._last_bbo_ts = -1
-        self._max_seen_ts = -1
         self.late_trades = 0
         self.late_bbo = 0
         self.bars_closed = 0
@@ -104,14 +109,17 @@ class StreamingFeatureEngine:
 
     def add_trade(self, ts_event: int, price: float, qty: float, is_buyer_maker: bool) -> bool:
         """Queue one trade; False (and counted in ``late_trades``) if it is too late to count."""
-        if ts_event < self._max_seen_ts or (self._closed_any and ts_event < (self._bar_start or 0)):
+        if ts_event < self._floor_ts:
             self.late_trades += 1
             return False
-        self._max_seen_ts = ts_event
-        self._ts.append(ts_event)
-        self._price.append(price)
-        self._qty.append(qty)
-        self._ibm.append(is_buyer_maker)
+        self._floor_ts = ts_event
+        sec = ts_event // US_PER_SEC
+        acc = self._open
+        if sec != self._open_sec:  # times never go back, so a new second is a new bar
+            acc = self._open = SecondAccumulator()
+            self._open_sec = sec
+            self._pending.append((sec, acc))
+        acc.add(ts_event, price, qty, is_buyer_maker)
         return True
 
     def add_trade_record(self, trade: Trade) -> bool:
@@ -119,22 +127,14 @@ class StreamingFeatureEngine:
 
     def add_trades(self, ts_event: I64, price: F64, qty: F64, is_buyer_maker: Bools) -> int:
         """Queue trades in id order; returns how many were accepted (the rest are counted late)."""
-        ts = np.asarray(ts_event, dtype=np.int64)
-        if ts.shape[0] == 0:
-            return 0
-        floor = max(self._max_seen_ts, self._bar_start if (self._closed_any and self._bar_start) else -1)
-        running = np.maximum.accumulate(np.concatenate(([floor], ts)))[:-1]
-        ok = ts >= running
-        # A trade is accepted iff it is not below every earlier accepted trade and the closed boundary;
-        # with ok computed against the running max of all earlier trades this matches add_trade one by one.
-        accepted = int(ok.sum())
-        self.late_trades += ts.shape[0] - accepted
-        if accepted:
-            self._ts.extend(ts[ok].tolist())
-            self._price.extend(np.asarray(price)[ok].tolist())
-            self._qty.extend(np.asarray(qty)[ok].tolist())
-            self._ibm.extend(np.asarray(is_buyer_maker)[ok].tolist())
-            self._max_seen_ts = max(self._max_seen_ts, int(ts[ok][-1]))
+        add = self.add_trade
+        accepted = 0
+        for t, p, q, b in zip(
+            np.asarray(ts_event, dtype=np.int64).tolist(), np.asarray(price, dtype=np.float64).tolist(),
+            np.asarray(qty, dtype=np.float64).tolist(), np.asarray(is_buyer_maker, dtype=np.bool_).tolist(),
+            strict=True,
+        ):
+            accepted += add(t, p, q, b)
         return accepted
 
     def add_bbo(self, ts_event: int, bid: float, ask: float) -> bool:
@@ -159,51 +159,43 @@ class StreamingFeatureEngine:
             self._ends[:] = self._window_ends(self._bar_start)
         if ts_sec <= self._bar_start:
             raise DataError(f"second ending {ts_sec} is already closed (closed until {self._bar_start})")
-        ts, price, qty, ibm = self._take_pending(ts_sec)
-        # Trades before the first known second only seed the carried price.
-        cut = int(np.searchsorted(ts, self._bar_start, side="left"))
-        self._seed(ts[:cut], price[:cut])
-        ts, price, qty, ibm = ts[cut:], price[cut:], qty[cut:], ibm[cut:]
-        n_bars = (ts_sec - self._bar_start) // US_PER_SEC
-        if n_bars > WINDOW_BARS:
+        first = self._bar_start // US_PER_SEC
+        end = ts_sec // US_PER_SEC
+        if end - first > WINDOW_BARS:
             # A long silence: bars older than the window only matter through the carried state.
-            skip_to = ts_sec - WINDOW_BARS * US_PER_SEC
-            cut = int(np.searchsorted(ts, skip_to, side="left"))
-            self._seed(ts[:cut], price[:cut])
-            self._apply_bbo(skip_to)
-            ts, price, qty, ibm = ts[cut:], price[cut:], qty[cut:], ibm[cut:]
-            self._bar_start, n_bars = skip_to, WINDOW_BARS
-        agg = aggregate_seconds((ts - self._bar_start) // US_PER_SEC, ts, price, qty, ibm, n_bars=n_bars)
-        prices = carry_forward(agg.last_price, self._last_price)
-        last_ts = carry_forward(agg.last_ts, self._last_trade_ts)
-        self._last_price, self._last_trade_ts = float(prices[-1]), float(last_ts[-1])
-        for j in range(n_bars):
-            end = self._bar_start + (j + 1) * US_PER_SEC
-            self._apply_bbo(end)
-            self._push(
-                end,
-                (agg.n[j], agg.buy_vol[j], agg.sell_vol[j], agg.notional[j], agg.max_qty[j],
-                 prices[j], last_ts[j], self._bid, self._ask),
-            )
+            first = end - WINDOW_BARS
+            self._seed_before(first)
+            self._apply_bbo(first * US_PER_SEC)
+        else:
+            self._seed_before(first)  # trades before the first known second only seed the carried price
+        pending = self._pending
+        n = 0.0
+        for sec in range(first, end):
+            if pending and pending[0][0] == sec:
+                acc = pending.popleft()[1]
+                self._last_price, self._last_trade_ts = acc.last_price, acc.last_ts
+                n = float(acc.n)
+                bar = (n, acc.buy_vol, acc.sell_vol, acc.notional, acc.max_qty)
+            else:
+                n = 0.0
+                bar = _EMPTY_BAR
+            bar_end = (sec + 1) * US_PER_SEC
+            self._apply_bbo(bar_end)
+            self._push(bar_end, (*bar, self._last_price, self._last_trade_ts, self._bid, self._ask))
+        self.bars_closed += end - first
         self._bar_start = ts_sec
         self._closed_any = True
-        self.bars_closed += n_bars
+        self._floor_ts = max(self._floor_ts, ts_sec)
+        if self._open_sec < end:
+            self._open_sec = _NO_SECOND  # its bar is closed: a new trade starts a new one
         values = compute_feature_columns(self._window(), self.params)[:, 0]
-        return FeatureRow(self.symbol, ts_sec, values, self.names, int(agg.n[-1]))
+        return FeatureRow(self.symbol, ts_sec, values, self.names, int(n))
 
-    def _take_pending(self, ts_sec: int) -> tuple[I64, F64, F64, Bools]:
-        ts = np.array(self._ts, dtype=np.int64)
-        cut = int(np.searchsorted(ts, ts_sec, side="left"))
-        price = np.array(self._price[:cut], dtype=np.float64)
-        qty = np.array(self._qty[:cut], dtype=np.float64)
-        ibm = np.array(self._ibm[:cut], dtype=np.bool_)
-        del self._ts[:cut], self._price[:cut], self._qty[:cut], self._ibm[:cut]
-        return ts[:cut], price, qty, ibm
-
-    def _seed(self, ts: I64, price: F64) -> None:
-        if ts.shape[0]:
-            self._last_price = float(price[-1])
-            self._last_trade_ts = float(ts[-1])
+    def _seed_before(self, sec: int) -> None:
+        pending = self._pending
+        while pending and pending[0][0] < sec:
+            acc = pending.popleft()[1]
+            self._last_price, self._last_trade_ts = acc.last_price, acc.last_ts
 
     def _apply_bbo(self, before_us: int) -> None:
         k = 0
@@ -214,12 +206,11 @@ class StreamingFeatureEngine:
             del self._bbo[:k]
 
     def _push(self, end: int, values: tuple[float, ...]) -> None:
-        self._pos = (self._pos + 1) % WINDOW_BARS
-        for slot in (self._pos, self._pos + WINDOW_BARS):
-            self._ring[:, slot] = values
-            self._ends[slot] = end
+        self._pos = pos = (self._pos + 1) % WINDOW_BARS
+        self._ring[:, pos] = values
+        self._ring[:, pos + WINDOW_BARS] = values
+        self._ends[pos] = self._ends[pos + WINDOW_BARS] = end
 
     def _window(self) -> BarRun:
         lo = self._pos + 1
-        ring = self._ring[:, lo : lo + WINDOW_BARS]
-        return BarRun(self._ends[lo : lo + WINDOW_BARS], *(np.ascontiguousarray(r) for r in ring))
+        return BarRun(self._ends[lo : lo + WINDOW_BARS], *self._ring[:, lo : lo + WINDOW_BARS])
