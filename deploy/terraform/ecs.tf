@@ -3,7 +3,7 @@ locals {
   emf_namespace = "btcpipe"
   components = {
     ingestor  = { command = "ingest", cpu = 512, memory = 1024, secrets = { BTCPIPE_BINANCE_API_KEY = var.binance_api_key_secret_arn } }
-    processor = { command = "process", cpu = 512, memory = 1024, secrets = { BTCPIPE_REDIS_PASSWORD = aws_secretsmanager_secret.redis_auth.arn } }
+    processor = { command = "process --positions-dir /var/lib/btcpipe/positions", cpu = 512, memory = 1024, secrets = { BTCPIPE_REDIS_PASSWORD = aws_secretsmanager_secret.redis_auth.arn } }
     inference = { command = "infer", cpu = 512, memory = 1024, secrets = { BTCPIPE_REDIS_PASSWORD = aws_secretsmanager_secret.redis_auth.arn } }
   }
   # btcpipe/config.py through its BTCPIPE__SECTION__KEY overrides; EMF output (btcpipe/emf.py) feeds the alarms.
@@ -95,11 +95,17 @@ resource "aws_ecs_task_definition" "service" {
     name = "tmp"
   }
 
+  # The processor's consumer positions (Kinesis bus). Task storage is ephemeral: a replaced task starts from the
+  # earliest retained record (--start earliest), so it re-reads rather than skips.
+  volume {
+    name = "positions"
+  }
+
   container_definitions = jsonencode([
     {
       name                   = each.key
       image                  = var.image
-      command                = [each.value.command]
+      command                = split(" ", each.value.command)
       essential              = true
       user                   = "10001:10001"
       readonlyRootFilesystem = true
@@ -107,7 +113,10 @@ resource "aws_ecs_task_definition" "service" {
       environment            = [for k, v in local.environment : { name = k, value = v }]
       secrets                = [for k, v in each.value.secrets : { name = k, valueFrom = v }]
       portMappings           = [{ containerPort = 9100, protocol = "tcp" }]
-      mountPoints            = [{ sourceVolume = "tmp", containerPath = "/tmp", readOnly = false }]
+      mountPoints = [
+        { sourceVolume = "tmp", containerPath = "/tmp", readOnly = false },
+        { sourceVolume = "positions", containerPath = "/var/lib/btcpipe/positions", readOnly = false },
+      ]
       linuxParameters        = { initProcessEnabled = true, capabilities = { drop = ["ALL"] } }
       healthCheck = {
         command     = ["CMD", "python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:9100/healthz', timeout=2)"]

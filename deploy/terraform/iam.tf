@@ -1,7 +1,9 @@
 # Least privilege: each task role reaches only the streams and lake prefixes its service uses.
 #   ingestor : put market-sbe-*; write bronze/ and lake/ (known gaps)
-#   processor: read market-sbe-*; put features-1s; read models/ (fitted feature parameters travel with the model)
-#   inference: read features-1s; put predictions-1s; read models/; write gold/predictions*
+#   processor: read market-sbe-*; put features-1s; read models/ (fitted feature parameters travel with the model);
+#              write silver/features_1s_live/
+#   inference: read trades and best bid/ask (its fallback computes a missing row itself); put predictions-1s;
+#              read models/; write gold/predictions_1s/
 locals {
   stream_arn = { for name, s in aws_kinesis_stream.bus : name => s.arn }
   task_access = {
@@ -15,13 +17,13 @@ locals {
       put_streams  = ["features-1s"]
       read_streams = local.market_streams
       read_prefix  = ["models/"]
-      write_prefix = []
+      write_prefix = ["silver/features_1s_live/"]
     }
     inference = {
       put_streams  = ["predictions-1s"]
-      read_streams = ["features-1s"]
+      read_streams = ["market-sbe-trade", "market-sbe-bestbidask"]
       read_prefix  = ["models/"]
-      write_prefix = ["gold/predictions"]
+      write_prefix = ["gold/predictions_1s/"]
     }
   }
 }

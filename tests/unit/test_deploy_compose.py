@@ -85,19 +85,36 @@ def test_the_stack_has_every_part_issue_6_lists() -> None:
     ) <= commands.items()
 
 
+def cli_problems(argv: list[str]) -> list[str]:
+    """Problems with a btcpipe command line: unknown (sub)command or options the command does not have."""
+    if not argv or argv[0] not in COMMANDS:
+        return [f"unknown command {argv[:1]}"]
+    command = cli.get_command(click.Context(cli), argv[0])
+    rest = argv[1:]
+    while isinstance(command, click.Group):
+        if not rest:
+            return [f"{argv[0]} needs a sub-command"]
+        command, rest = command.get_command(click.Context(command), rest[0]), rest[1:]
+        if command is None:
+            return [f"unknown sub-command in {argv}"]
+    assert command is not None
+    options = {opt for p in command.params for opt in p.opts}
+    return [f"{argv[0]} has no option {arg}" for arg in rest if arg.startswith("--") and arg not in options]
+
+
 def test_btcpipe_services_run_commands_the_cli_has() -> None:
     for name, service in _btcpipe_services().items():
         if service.get("entrypoint"):
             continue  # a one-shot with its own entrypoint (lake-init)
-        command = service["command"]
-        assert command[0] in COMMANDS, name
-        if command[0] == "exchange":
-            group = cli.get_command(click.Context(cli), "exchange")
-            assert isinstance(group, click.Group)
-            serve = group.get_command(click.Context(group), command[1])
-            assert serve is not None, name
-            options = {opt for p in serve.params for opt in p.opts}
-            assert {arg for arg in command[2:] if arg.startswith("--")} <= options
+        assert cli_problems(service["command"]) == [], name
+
+
+def test_the_command_check_catches_unknown_options_and_commands() -> None:
+    assert cli_problems(["process", "--positions-dir", "/x"]) == []
+    assert cli_problems(["process", "--position-dir", "/x"]) == ["process has no option --position-dir"]
+    assert cli_problems(["exchange", "serve", "--port", "1"]) == []
+    assert cli_problems(["exchange", "srve"]) == ["unknown sub-command in ['exchange', 'srve']"]
+    assert cli_problems(["ingestt"]) == ["unknown command ['ingestt']"]
 
 
 def test_every_service_configuration_loads_with_btcpipes_config_loader() -> None:
@@ -137,6 +154,9 @@ def test_services_start_after_what_they_need_is_healthy() -> None:
     services = _compose()["services"]
     assert services["ingestor"]["network_mode"] == "service:exchange"
     assert services["ingestor"]["depends_on"]["exchange"]["condition"] == "service_healthy"
+    # A Kinesis bus keeps the processor's positions in files: they must be on a volume, not the read-only root.
+    positions = services["processor"]["command"][services["processor"]["command"].index("--positions-dir") + 1]
+    assert any(v.endswith(f":{positions}") for v in services["processor"]["volumes"])
     for name in ("ingestor", "processor"):
         assert services[name]["depends_on"]["lake-init"]["condition"] == "service_completed_successfully"
         assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy"

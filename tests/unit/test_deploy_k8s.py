@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from test_deploy_compose import cli_problems
 
-from btcpipe.cli.main import COMMANDS
 from btcpipe.config import load_config
 
 REPO = Path(__file__).resolve().parents[2]
@@ -62,8 +62,8 @@ def test_each_component_has_a_deployment_service_and_service_account() -> None:
     for component, command in COMPONENTS.items():
         name = f"btcpipe-{component}"
         container = deployments[name]["spec"]["template"]["spec"]["containers"][0]
-        assert container["args"] == [command]
-        assert command in COMMANDS
+        assert container["args"][0] == command
+        assert cli_problems(container["args"]) == [], name
         assert name in services
         assert name in accounts
 
@@ -150,6 +150,15 @@ def test_services_select_their_deployments_pods_and_named_ports() -> None:
         assert deployments[name]["spec"]["selector"]["matchLabels"].items() <= labels.items(), name
         port_names = {p["name"] for p in template["spec"]["containers"][0]["ports"]}
         assert all(p["targetPort"] in port_names for p in service["spec"]["ports"]), name
+
+
+def test_the_processor_keeps_positions_on_a_writable_volume() -> None:
+    pod = _pods()["btcpipe-processor"]
+    container = pod["containers"][0]
+    positions = container["args"][container["args"].index("--positions-dir") + 1]
+    mount = next(m for m in container["volumeMounts"] if m["mountPath"] == positions)
+    assert mount.get("readOnly") is not True
+    assert any(v["name"] == mount["name"] for v in pod["volumes"])
 
 
 def test_single_writer_components_never_run_twice() -> None:
