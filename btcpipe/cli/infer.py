@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import signal
 import sys
@@ -126,6 +127,10 @@ def cli(  # noqa: PLR0917 - click passes every option
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    # Start-up objects (onnxruntime, pyarrow, boto3 ...) live for the whole run: keep them out of GC passes
+    # so a full collection never lands inside a tick.
+    gc.collect()
+    gc.freeze()
     hello = {"inference": wanted, "model": watcher.current.name, "version": watcher.current.version,
              "settings": asdict(settings)}
     click.echo(json.dumps(hello), err=True)

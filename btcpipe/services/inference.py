@@ -104,6 +104,19 @@ class TickResult:
     prediction: Prediction1s | None
 
 
+class _SymbolMetrics:
+    """The labelled metric children of one symbol, looked up once: ``labels()`` costs µs on every tick."""
+
+    def __init__(self, metrics: Metrics, symbol: str) -> None:
+        self.ticks = {o: metrics.inference_ticks.labels(symbol=symbol, outcome=o) for o in OUTCOMES}
+        self.latency = metrics.inference_latency.labels(symbol=symbol)
+        self.feature_age = metrics.feature_age.labels(symbol=symbol)
+        self.prediction = metrics.prediction.labels(symbol=symbol)
+        self.store_age = metrics.inference_store_age.labels(symbol=symbol)
+        self.store_get = {r: metrics.store_requests.labels(op="get", result=r) for r in ("hit", "miss", "error")}
+        self.store_latency = metrics.store_latency.labels(op="get")
+
+
 @dataclass(frozen=True, slots=True)
 class _Features:
     values: tuple[float, ...] | None
@@ -154,6 +167,8 @@ class InferenceService:
         self.drift = FeatureDrift(served.predictor.scaler, metrics, window=self.settings.drift_window)
         self.last_tick_ts: int | None = None
         self.counts: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
+        self._m = {symbol: _SymbolMetrics(metrics, symbol) for symbol in self.symbols}
+        self._served_rows: list[tuple[float, ...]] = []  # for the drift gauges, taken in housekeeping
         self._market_down = False
 
     # --- one tick ------------------------------------------------------------------------------------
@@ -197,16 +212,17 @@ class InferenceService:
             outcome, reasons = "error", (*reasons, "publish_failed")
             log.error("publishing a prediction failed; it is still archived",
                       extra={"symbol": symbol, "ts_sec": ts_sec, "error": str(exc)})
-        self.metrics.inference_latency.labels(symbol=symbol).observe((self._perf_ns() - t0) / 1e9)
-        self.metrics.feature_age.labels(symbol=symbol).observe(prediction.feature_age_ms / 1e3)
-        self.metrics.prediction.labels(symbol=symbol).observe(yhat)
+        m = self._m[symbol]
+        m.latency.observe((self._perf_ns() - t0) / 1e9)
+        m.feature_age.observe(prediction.feature_age_ms / 1e3)
+        m.prediction.observe(yhat)
         self.shadow.add_prediction(prediction, source=features.source, published=published)
-        self.drift.observe(features.values)
+        self._served_rows.append(features.values)
         return self._count(TickResult(symbol, ts_sec, outcome, reasons, prediction))
 
     def _count(self, result: TickResult) -> TickResult:
         self.counts[result.outcome] += 1
-        self.metrics.inference_ticks.labels(symbol=result.symbol, outcome=result.outcome).inc()
+        self._m[result.symbol].ticks[result.outcome].inc()
         for reason in result.reasons:
             self.metrics.inference_feature_misses.labels(symbol=result.symbol, reason=reason).inc()
         if self._on_result is not None:
@@ -241,15 +257,15 @@ class InferenceService:
         try:
             vector = self.store.get_features(symbol, ts_sec)
         except StoreError as exc:
-            self._store_result("error", t0)
+            self._store_result(symbol, "error", t0)
             log.warning("online store failed; falling back", extra={"symbol": symbol, "error": str(exc)})
             return None, "store_error", False
-        self._store_result("miss" if vector is None else "hit", t0)
+        self._store_result(symbol, "miss" if vector is None else "hit", t0)
         if vector is not None:
-            self.metrics.inference_store_age.labels(symbol=symbol).set((self.clock.now_us() - ts_sec) / US_PER_SEC)
+            self._m[symbol].store_age.set((self.clock.now_us() - ts_sec) / US_PER_SEC)
             if vector.schema_hash != model.predictor.schema_hash:
                 return None, "schema_mismatch", False
-            if not all(math.isfinite(v) for v in vector.values) or len(vector.values) != model.predictor.n_features:
+            if len(vector.values) != model.predictor.n_features or not math.isfinite(math.fsum(vector.values)):
                 return None, "store_incomplete", False
             return vector.values, "", False
         try:
@@ -258,14 +274,15 @@ class InferenceService:
             return None, "store_error", False
         now = self.clock.now_us()
         if latest is not None:
-            self.metrics.inference_store_age.labels(symbol=symbol).set((now - latest.ts_sec) / US_PER_SEC)
+            self._m[symbol].store_age.set((now - latest.ts_sec) / US_PER_SEC)
         if latest is None or now - latest.ts_sec > self.settings.stale_after_us:
             return None, "store_stale", True
         return None, "store_missing", False
 
-    def _store_result(self, result: str, t0: int) -> None:
-        self.metrics.store_requests.labels(op="get", result=result).inc()
-        self.metrics.store_latency.labels(op="get").observe((self._perf_ns() - t0) / 1e9)
+    def _store_result(self, symbol: str, result: str, t0: int) -> None:
+        m = self._m[symbol]
+        m.store_get[result].inc()
+        m.store_latency.observe((self._perf_ns() - t0) / 1e9)
 
     # --- between ticks --------------------------------------------------------------------------------
     def _pump(self) -> None:
@@ -294,6 +311,9 @@ class InferenceService:
         if self.archive is not None:
             self.archive.add(rows)
             self.archive.maybe_flush()
+        for values in self._served_rows:
+            self.drift.observe(values)
+        self._served_rows.clear()
         self.drift.update_metrics()
         swapped = self.model.poll()
         if swapped is not None:
