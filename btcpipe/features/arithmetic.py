@@ -27,10 +27,9 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 import numpy.typing as npt
-from numpy.lib.stride_tricks import sliding_window_view
 
 from btcpipe.domain.errors import DataError
-from btcpipe.features.spec import WINDOW_BARS, FeatureParams
+from btcpipe.features.spec import BASE_FEATURE_NAMES, WINDOW_BARS, FeatureParams
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -40,6 +39,9 @@ _Arr = TypeVar("_Arr", bound=np.ndarray[Any, Any])
 _MEDIAN_LO = WINDOW_BARS // 2 - 1
 _MEDIAN_HI = WINDOW_BARS // 2
 _LAST = WINDOW_BARS - 1  # index, within a row's look-back, of the row's own bar
+_INT16_MAX = float(np.iinfo(np.int16).max)
+_INT32_MAX = float(np.iinfo(np.int32).max)
+_N_BASE = len(BASE_FEATURE_NAMES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,23 +156,39 @@ class BarRun:
 
 
 def _lag(x: _Arr, k: int, n_rows: int) -> _Arr:
-    """The value k bars before each row's own bar (row r's bar is ``r + WINDOW_BARS - 1``); any leading axes kept."""
+    """The value k bars before each row's own bar (row r's bar is ``r + WINDOW_BARS - 1``); leading axes kept."""
     start = _LAST - k
     return cast(_Arr, x[..., start : start + n_rows])
 
 
-def _window_sum(x: F64, width: int, n_rows: int) -> F64:
-    """Sum over the last ``width`` bars, oldest first, for every row (``x`` may stack several series)."""
-    acc: F64 = _lag(x, width - 1, n_rows).copy()
-    for k in range(width - 2, -1, -1):
-        acc += _lag(x, k, n_rows)
-    return acc
+def _windows(x: _Arr, width: int, n_rows: int) -> _Arr:
+    """Row r's ``width`` trailing values ``x[..., r : r + width]`` as a strided view, shape (..., n_rows, width).
+
+    A cheap ``sliding_window_view`` (that one costs tens of µs of Python per call, which the streaming
+    engine would pay every second).
+    """
+    step = x.strides[-1]
+    shape = (*x.shape[:-1], n_rows, width)
+    strides = (*x.strides[:-1], step, step)
+    if x.shape[-1] < n_rows + width - 1:
+        raise ValueError(f"{x.shape[-1]} values cannot give {n_rows} windows of {width}")
+    if x.flags.c_contiguous:
+        return cast(_Arr, np.ndarray(shape, x.dtype, x, 0, strides))
+    return cast(_Arr, np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False))
+
+
+def _sum_oldest_first(windows: F64) -> F64:
+    """Each window's sum, added strictly left to right (oldest bar first) — ``accumulate`` is sequential
+    by definition, unlike ``sum``, whose pairwise order depends on the length and memory layout."""
+    out: F64 = np.add.accumulate(windows, axis=-1)[..., -1]
+    return out
 
 
 def _imbalance(buy: F64, sell: F64) -> F64:
     total = buy + sell
-    out: F64 = (buy - sell) / np.where(total == 0.0, 1.0, total)
-    out[total == 0.0] = 0.0
+    empty = total == 0.0
+    out: F64 = (buy - sell) / np.where(empty, 1.0, total)
+    out[empty] = 0.0
     return out
 
 
@@ -181,20 +199,15 @@ def _median_of_counts(n: F64, n_rows: int) -> F64:
     sorted as the narrowest integer type that holds them (numpy's SIMD sort for 16/32-bit integers).
     """
     unknown = np.isnan(n)
-    # Unknown bars in each window, as an exact integer difference of running counts.
-    seen = np.concatenate(([0], np.cumsum(unknown)))
-    rows_ok = seen[WINDOW_BARS : WINDOW_BARS + n_rows] == seen[:n_rows]
-    out = np.full(n_rows, np.nan)
-    if not rows_ok.any():
-        return out
-    top = float(n[~unknown].max()) if (~unknown).any() else 0.0
-    dtype = np.int16 if top <= np.iinfo(np.int16).max else np.int32 if top <= np.iinfo(np.int32).max else np.int64
-    counts = np.where(unknown, 0.0, n).astype(dtype)
-    windows = sliding_window_view(counts, WINDOW_BARS)[:n_rows]
-    if not rows_ok.all():
-        windows = windows[rows_ok]
-    ordered = np.sort(windows, axis=-1)
-    out[rows_ok] = (ordered[:, _MEDIAN_LO].astype(np.float64) + ordered[:, _MEDIAN_HI].astype(np.float64)) / 2.0
+    counts = np.where(unknown, 0.0, n)
+    top = float(counts.max())
+    dtype = np.int16 if top <= _INT16_MAX else np.int32 if top <= _INT32_MAX else np.int64
+    ordered = np.sort(_windows(counts.astype(dtype), WINDOW_BARS, n_rows), axis=-1)
+    out: F64 = (ordered[:, _MEDIAN_LO] + ordered[:, _MEDIAN_HI].astype(np.float64)) / 2.0
+    if unknown.any():
+        # Unknown bars in each window, as an exact integer difference of running counts.
+        seen = np.concatenate(([0], np.cumsum(unknown)))
+        out[seen[WINDOW_BARS : WINDOW_BARS + n_rows] != seen[:n_rows]] = np.nan
     return out
 
 
@@ -212,67 +225,54 @@ def compute_feature_columns(bars: BarRun, params: FeatureParams) -> F64:
 
 
 def _compute(bars: BarRun, params: FeatureParams, n_rows: int) -> F64:
-    out = np.empty((len(params.names), n_rows), dtype=np.float64)
+    out = np.empty((_N_BASE + params.with_spread, n_rows), dtype=np.float64)  # params.names order
     (ret_1s, ret_2s, ret_5s, vwap_dev, n_1s, n_5s, buy_1s, sell_1s, tvi_1s, buy_5s, sell_5s, tvi_5s, avg_size,
-     vol_ret, burst, flag, since_ms, minus_1s, minus_5s) = out[:19]
+     vol_ret, burst, flag, since_ms, minus_1s, minus_5s) = out[:_N_BASE]
     price = bars.price
     logp = np.log(price)
     p0 = _lag(price, 0, n_rows)
     lp0 = _lag(logp, 0, n_rows)
-    n0 = _lag(bars.n, 0, n_rows)
-    buy0 = _lag(bars.buy_vol, 0, n_rows)
-    sell0 = _lag(bars.sell_vol, 0, n_rows)
 
-    # The five 5-bar sums in one pass over a stack of their series (each still summed oldest first).
-    stack = np.vstack((bars.buy_vol + bars.sell_vol, bars.notional, bars.buy_vol, bars.sell_vol, bars.n))
-    vol5, notional5, buy5, sell5, n5 = _window_sum(stack, 5, n_rows)
-    vwap_dev[:] = np.log(p0 / (notional5 / vol5))
+    # Flow series stacked, so each step below is one call for all of them: row 0 the bar's own values,
+    # row 1 the 5-bar sums (oldest first). Series: volume, notional, buy, sell, count.
+    tail = bars.n.shape[0] - (_LAST - 4)  # the bars any row's 5-bar window can reach
+    flows = np.concatenate((bars.buy_vol[-tail:] + bars.sell_vol[-tail:], bars.notional[-tail:],
+                            bars.buy_vol[-tail:], bars.sell_vol[-tail:], bars.n[-tail:])).reshape(5, tail)
+    own_and_5s = np.stack((flows[:, 4:], _sum_oldest_first(_windows(flows, 5, n_rows))))
+    (vol0, _, buy0, sell0, n0), (vol5, notional5, buy5, sell5, n5) = own_and_5s
+    np.log(p0 / (notional5 / vol5), out=vwap_dev)
     vwap_dev[vol5 == 0.0] = 0.0
     vwap_dev[np.isnan(p0)] = np.nan
-
-    vol0 = buy0 + sell0
-    avg_size[:] = vol0 / np.where(n0 == 0.0, 1.0, n0)
-    avg_size[n0 == 0.0] = 0.0
+    tvi_1s[:], tvi_5s[:] = _imbalance(own_and_5s[:, 2], own_and_5s[:, 3])
+    no_trade = n0 == 0.0
+    np.divide(vol0, np.where(no_trade, 1.0, n0), out=avg_size)
+    avg_size[no_trade] = 0.0
+    n_1s[:], buy_1s[:], sell_1s[:] = n0, buy0, sell0
+    n_5s[:], buy_5s[:], sell_5s[:] = n5, buy5, sell5
 
     # Ten 1-s returns ending at the row, oldest first; sample std in two passes.
-    rets = np.diff(logp)  # rets[i] = logp[i + 1] − logp[i]: the return of bar i + 1
-    first = _LAST - 10  # the oldest of a row's ten returns, for row 0
-    ten = sliding_window_view(rets[first : first + n_rows + 9], 10)
-    mean = ten[:, 0].copy()
-    for k in range(1, 10):
-        mean += ten[:, k]
-    mean /= 10.0
+    rets = logp[1:] - logp[:-1]  # rets[i] is the return of bar i + 1
+    ten = _windows(rets[_LAST - 10 :], 10, n_rows)
+    mean = _sum_oldest_first(ten) / 10.0
     dev = ten - mean[:, None]
     dev *= dev
-    ss = dev[:, 0].copy()
-    for k in range(1, 10):
-        ss += dev[:, k]
-    np.sqrt(ss / 9.0, out=vol_ret)
-
-    median_n = _median_of_counts(bars.n, n_rows)
-    np.divide(n0, np.maximum(median_n, 1.0), out=burst)
-    burst[np.isnan(median_n)] = np.nan
-
-    # max is exact in any order; maximum.reduce keeps NaN (unknown stays unknown).
-    max5 = np.maximum.reduce(sliding_window_view(bars.max_qty[_LAST - 4 :], 5)[:n_rows], axis=1)
-    np.greater(max5, params.trade_size_p95, out=flag)
-    flag[np.isnan(max5)] = np.nan
-
+    np.sqrt(_sum_oldest_first(dev) / 9.0, out=vol_ret)
     np.subtract(lp0, _lag(logp, 1, n_rows), out=ret_1s)
     np.subtract(lp0, _lag(logp, 2, n_rows), out=ret_2s)
     np.subtract(lp0, _lag(logp, 5, n_rows), out=ret_5s)
-    n_1s[:] = n0
-    n_5s[:] = n5
-    buy_1s[:] = buy0
-    sell_1s[:] = sell0
-    tvi_1s[:] = _imbalance(buy0, sell0)
-    buy_5s[:] = buy5
-    sell_5s[:] = sell5
-    tvi_5s[:] = _imbalance(buy5, sell5)
+
+    median_n = _median_of_counts(bars.n, n_rows)
+    np.divide(n0, np.maximum(median_n, 1.0), out=burst)  # NaN median (warm-up) gives NaN
+
+    # max is exact in any order; maximum.reduce keeps NaN (unknown stays unknown).
+    max5 = np.maximum.reduce(_windows(bars.max_qty[_LAST - 4 :], 5, n_rows), axis=-1)
+    np.greater(max5, params.trade_size_p95, out=flag)
+    flag[np.isnan(max5)] = np.nan
+
     ts_end = _lag(bars.ts_end, 0, n_rows).astype(np.float64)
     np.divide(ts_end - _lag(bars.last_ts, 0, n_rows), 1000.0, out=since_ms)
     np.subtract(p0, _lag(price, 1, n_rows), out=minus_1s)
     np.subtract(p0, _lag(price, 5, n_rows), out=minus_5s)
     if params.with_spread:
-        np.subtract(_lag(bars.ask, 0, n_rows), _lag(bars.bid, 0, n_rows), out=out[19])
+        np.subtract(_lag(bars.ask, 0, n_rows), _lag(bars.bid, 0, n_rows), out=out[_N_BASE])
     return out
