@@ -78,10 +78,8 @@ class OrderBook:
         if (pe, qe) != (self.price_exponent, self.qty_exponent):
             bids = self._rescaled(bids, pe, qe)
             asks = self._rescaled(asks, pe, qe)
-        for price, qty in bids:
-            self._set_bid(price, qty)
-        for price, qty in asks:
-            self._set_ask(price, qty)
+        self._set_side(bids, is_bid=True)
+        self._set_side(asks, is_bid=False)
 
     def apply(self, diff: DepthDiff) -> None:
         """Apply a diff unconditionally (sequencing is the synchronizer's job); book id := ``u``."""
@@ -91,27 +89,28 @@ class OrderBook:
     def _rescaled(self, levels: Iterable[Level], pe: int, qe: int) -> list[Level]:
         return [(rescale(p, pe, self.price_exponent), rescale(q, qe, self.qty_exponent)) for p, q in levels]
 
-    def _set_bid(self, price: int, qty: int) -> None:
-        if qty > 0:
-            self.bids[price] = qty
-            if not self._bid_stale and (self._best_bid is None or price > self._best_bid):
-                self._best_bid = price
-        elif qty == 0:
-            if self.bids.pop(price, None) is not None and price == self._best_bid:
-                self._bid_stale = True
-        else:
-            raise MalformedRecordError(f"{self.symbol}: negative bid quantity {qty} at {price}")
-
-    def _set_ask(self, price: int, qty: int) -> None:
-        if qty > 0:
-            self.asks[price] = qty
-            if not self._ask_stale and (self._best_ask is None or price < self._best_ask):
-                self._best_ask = price
-        elif qty == 0:
-            if self.asks.pop(price, None) is not None and price == self._best_ask:
-                self._ask_stale = True
-        else:
-            raise MalformedRecordError(f"{self.symbol}: negative ask quantity {qty} at {price}")
+    def _set_side(self, levels: Iterable[Level], *, is_bid: bool) -> None:
+        # The hot loop of every book (live diffs, snapshots, the exchange's replay): the best-price cache is
+        # kept in locals and written back even when a bad level stops the loop, so it describes what was set.
+        side = self.bids if is_bid else self.asks
+        best, stale = (self._best_bid, self._bid_stale) if is_bid else (self._best_ask, self._ask_stale)
+        try:
+            for price, qty in levels:
+                if qty > 0:
+                    side[price] = qty
+                    if not stale and (best is None or (price > best if is_bid else price < best)):
+                        best = price
+                elif qty == 0:
+                    if side.pop(price, None) is not None and price == best:
+                        stale = True  # the best left: recomputed on demand
+                else:
+                    what = "bid" if is_bid else "ask"
+                    raise MalformedRecordError(f"{self.symbol}: negative {what} quantity {qty} at {price}")
+        finally:
+            if is_bid:
+                self._best_bid, self._bid_stale = best, stale
+            else:
+                self._best_ask, self._ask_stale = best, stale
 
     def best_bid(self) -> Level | None:
         if self._bid_stale:

@@ -15,8 +15,9 @@ import numpy as np
 import numpy.typing as npt
 
 from btcpipe.domain.errors import DataError
-from btcpipe.domain.records import DepthSnapshot, Level
+from btcpipe.domain.records import DepthSnapshot
 from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape
+from btcpipe.exchange.book import BookReplayer
 
 I64 = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
@@ -131,38 +132,13 @@ def book_at(tape: MarketTape, update_id: int, limit: int | None = None) -> Depth
 
     Diffs aggregate several updates, so an id inside a diff's ``[U, u]`` answers the book at the diff
     before it; a client applying diffs from ``lastUpdateId + 1`` on ends in the same book either way.
-    Vectorised last-write-wins over the diffs, so one call on a simulated day takes about a second; a
-    server answering many requests should replay forward instead (``btcpipe.exchange.book``).
+    A thin wrapper over the exchange's ``btcpipe.exchange.book.BookReplayer``: one call replays from the
+    initial book (a few seconds for a simulated day, ``bench/bench_book_replay.py``); to ask many times,
+    keep a replayer, which only applies the diffs since its last answer.
     """
     initial, depth = tape.initial_book, tape.depth
     if initial is None or depth is None:
         raise DataError("the tape has no initial book and depth diffs to rebuild the book from")
     if update_id < initial.last_update_id:
         raise DataError(f"update id {update_id} is before the initial book ({initial.last_update_id})")
-    stop = int(np.searchsorted(depth.last_update_id, update_id, side="right"))
-    hi = int(depth.offsets[stop])
-    init_bids = np.array(initial.bids, dtype=np.int64).reshape(-1, 2)
-    init_asks = np.array(initial.asks, dtype=np.int64).reshape(-1, 2)
-    price = np.concatenate((init_bids[:, 0], init_asks[:, 0], depth.level_price[:hi]))
-    qty = np.concatenate((init_bids[:, 1], init_asks[:, 1], depth.level_qty[:hi]))
-    is_ask = np.concatenate(
-        (np.zeros(init_bids.shape[0], np.bool_), np.ones(init_asks.shape[0], np.bool_), depth.level_is_ask[:hi])
-    )
-    key = price * 2 + is_ask
-    # The last write of each (side, price) wins: the first occurrence in the reversed sequence.
-    _, first_rev = np.unique(key[::-1], return_index=True)
-    last = key.shape[0] - 1 - first_rev
-    alive = last[qty[last] > 0]
-    bids_idx = alive[~is_ask[alive]]
-    asks_idx = alive[is_ask[alive]]
-    bids_idx = bids_idx[np.argsort(-price[bids_idx], kind="stable")]
-    asks_idx = asks_idx[np.argsort(price[asks_idx], kind="stable")]
-    if limit is not None:
-        bids_idx, asks_idx = bids_idx[:limit], asks_idx[:limit]
-    bids: tuple[Level, ...] = tuple(zip(price[bids_idx].tolist(), qty[bids_idx].tolist(), strict=True))
-    asks: tuple[Level, ...] = tuple(zip(price[asks_idx].tolist(), qty[asks_idx].tolist(), strict=True))
-    last_id = int(depth.last_update_id[stop - 1]) if stop else initial.last_update_id
-    ts = int(depth.ts_event[stop - 1]) if stop else initial.ts_event
-    return DepthSnapshot(
-        tape.symbol, last_id, bids, asks, ts_event=ts, price_exponent=tape.exponent, qty_exponent=tape.exponent
-    )
+    return BookReplayer(tape).at_update_id(update_id, limit)

@@ -22,7 +22,7 @@ def _naive_klines(tape: MarketTape, interval_us: int) -> list[tuple[int, ...]]:
     t = tape.trades
     for i, ts in enumerate(t.ts_event.tolist()):
         groups[ts - ts % interval_us].append(i)
-    out = []
+    out: list[tuple[int, ...]] = []
     for open_us, idx in sorted(groups.items()):
         price = [int(t.price[i]) for i in idx]
         qty = [int(t.qty[i]) for i in idx]
@@ -157,15 +157,65 @@ def test_book_applies_only_diffs_after_the_snapshot_and_answers_by_exchange_time
     assert book.snapshot(t0 + 300_000, 10).last_update_id == 108
 
 
-def test_book_of_a_simulated_tape_equals_the_simulators_book_at_each_update() -> None:
-    from btcpipe.exchange.sim_book import book_at
+def test_book_of_a_simulated_tape_tops_with_the_simulators_best_bid_and_ask_at_each_diff() -> None:
     from btcpipe.exchange.simulator import SimConfig, simulate
 
-    tape = simulate(SimConfig(seed=4, duration_s=120))
-    assert tape.depth is not None
+    config = SimConfig(seed=4, duration_s=120)
+    tape = simulate(config)
+    depth, bbo = tape.depth, tape.book_tickers
+    assert depth is not None
+    assert bbo is not None
+    position = {uid: i for i, uid in enumerate(bbo.update_id.tolist())}
     book = BookReplayer(tape)
-    for i in range(0, len(tape.depth), max(1, len(tape.depth) // 25)):
-        now = int(tape.depth.ts_event[i])
-        mine = book.snapshot(now, 50)
-        ref = book_at(tape, mine.last_update_id, 50)
-        assert (mine.last_update_id, mine.bids, mine.asks) == (ref.last_update_id, ref.bids, ref.asks)
+    checked = 0
+    for i in range(0, len(depth), max(1, len(depth) // 25)):
+        mine = book.snapshot(int(depth.ts_event[i]), 50)
+        j = position[mine.last_update_id]
+        assert mine.bids[0] == (int(bbo.bid_price[j]), int(bbo.bid_qty[j]))
+        assert mine.asks[0] == (int(bbo.ask_price[j]), int(bbo.ask_qty[j]))
+        assert len(mine.bids) == len(mine.asks) == config.depth_levels
+        checked += 1
+    assert checked >= 25
+
+
+def test_book_by_update_id_skips_the_diffs_a_recordings_snapshot_already_holds() -> None:
+    from btcpipe.exchange.sim_book import book_at
+
+    tape = _book_tape()
+    assert tape.initial_book is not None
+    for answer in (BookReplayer(tape).at_update_id(105), book_at(tape, 105)):
+        assert answer.last_update_id == 105
+        assert (answer.bids, answer.asks) == (tape.initial_book.bids, tape.initial_book.asks)
+    inside = book_at(tape, 111)  # inside the last diff's [U, u]: the book of the diff before it
+    assert inside.last_update_id == 109
+    assert inside.ts_event == tape.start_us + 400_000
+    assert inside.bids == ((10_000_000_000, 50_000_000),)
+    assert book_at(tape, 112, limit=1).bids == ((10_001_000_000, 70_000_000),)
+
+
+def test_one_batch_of_tape_diffs_gives_the_book_that_applying_them_one_by_one_gives() -> None:
+    from btcpipe.binance.order_book import OrderBook
+    from btcpipe.domain.records import DepthDiff
+    from btcpipe.exchange.book import apply_depth_diffs
+    from btcpipe.exchange.simulator import SimConfig, simulate
+
+    tape = simulate(SimConfig(seed=6, duration_s=60, depth_interval_us=0))
+    depth, initial = tape.depth, tape.initial_book
+    assert depth is not None
+    assert initial is not None
+    one_by_one = OrderBook.from_snapshot(initial)
+    for i in range(len(depth)):
+        lo, hi = int(depth.offsets[i]), int(depth.offsets[i + 1])
+        levels = list(zip(depth.level_is_ask[lo:hi].tolist(), depth.level_price[lo:hi].tolist(),
+                          depth.level_qty[lo:hi].tolist(), strict=True))
+        one_by_one.apply(DepthDiff(
+            tape.symbol, int(depth.ts_event[i]), int(depth.first_update_id[i]), int(depth.last_update_id[i]),
+            bids=tuple((p, q) for a, p, q in levels if not a), asks=tuple((p, q) for a, p, q in levels if a),
+        ))
+    batch = OrderBook.from_snapshot(initial)
+    half = len(depth) // 2
+    apply_depth_diffs(batch, depth, 0, half, exponent=tape.exponent)
+    apply_depth_diffs(batch, depth, half, len(depth), exponent=tape.exponent)
+    assert batch.to_snapshot() == one_by_one.to_snapshot()
+    assert (batch.best_bid(), batch.best_ask()) == (one_by_one.best_bid(), one_by_one.best_ask())
+    assert batch.last_update_id == int(depth.last_update_id[-1])

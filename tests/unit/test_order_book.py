@@ -73,6 +73,14 @@ def test_negative_quantity_is_refused() -> None:
         OrderBook(SYM).set_levels([(1, -1)], [])
 
 
+def test_levels_set_before_a_refused_one_keep_the_best_prices_true() -> None:
+    book = OrderBook.from_snapshot(_snapshot(1, bids=((100, 5),), asks=((105, 1),)))
+    with pytest.raises(MalformedRecordError, match="negative ask"):
+        book.set_levels([(101, 2), (100, 0)], [(104, 3), (103, -1)])
+    assert book.best_bid() == (101, 2)
+    assert book.best_ask() == (104, 3)
+
+
 # --- BookSynchronizer ----------------------------------------------------------------------------------
 
 
