@@ -60,7 +60,7 @@ class EmfMetric:
     exclude: tuple[str, tuple[str, ...]] | None = None
 
 
-SKIPPED_OUTCOMES = ("skipped_deadline", "no_features", "error")
+SKIPPED_OUTCOMES = ("stale", "skipped_deadline", "no_features", "error")
 
 KEY_METRICS: tuple[EmfMetric, ...] = (
     EmfMetric("IngestMessages", "btcpipe_ingest_messages", "increase", "Count", ("stream", "Stream")),
@@ -73,7 +73,7 @@ KEY_METRICS: tuple[EmfMetric, ...] = (
         "increase",
         "Count",
         ("symbol", "Symbol"),
-        exclude=("outcome", ("filled",)),
+        only=("outcome", ("unfillable",)),
     ),
     EmfMetric("BookResyncs", "btcpipe_ingest_book_resyncs", "increase", "Count", ("symbol", "Symbol")),
     EmfMetric("ProcessorLag", "btcpipe_processor_lag_seconds", "max", "Seconds", ("symbol", "Symbol")),

@@ -101,11 +101,11 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict[str, Any]], list[
              [q(f"sum by (le) (increase(btcpipe_inference_latency_seconds_bucket{{{SYMBOL}}}[1m]))", "{{le}}",
                 "heatmap")], []),
             ("Ticks by outcome", "timeseries", "ops",
-             "predicted, fallback, and the skipped ones: skipped_deadline, no_features, error.",
+             "predicted, fallback, and the ones without a prediction: stale, skipped_deadline, no_features, error.",
              [q(f"sum by (outcome) (rate(btcpipe_inference_ticks_total{{{SYMBOL}}}[1m]))", "{{outcome}}")], []),
             ("Skipped ticks", "timeseries", "percentunit", "Share of ticks without a prediction; 1 % alerts.",
              [q(f'sum by (symbol) (rate(btcpipe_inference_ticks_total{{{SYMBOL},'
-                f'outcome=~"skipped_deadline|no_features|error"}}[5m])) / '
+                f'outcome=~"stale|skipped_deadline|no_features|error"}}[5m])) / '
                 f"sum by (symbol) (rate(btcpipe_inference_ticks_total{{{SYMBOL}}}[5m]))", "{{symbol}}")], [0.01]),
             ("Age of features used", "timeseries", "s", "p95 age of the feature row each prediction used.",
              quantiles("btcpipe_inference_feature_age_seconds", "symbol", SYMBOL)[1:2], [3]),

@@ -204,17 +204,20 @@ def test_store_miss_rate_counts_misses_and_errors_over_reads_only() -> None:
 
 def test_skipped_ticks_count_only_ticks_without_a_prediction() -> None:
     m = Metrics()
-    for outcome, n in (("predicted", 50), ("fallback", 4), ("skipped_deadline", 3), ("no_features", 2), ("error", 1)):
+    outcomes = (("predicted", 50), ("fallback", 3), ("stale", 1), ("skipped_deadline", 3), ("no_features", 2),
+                ("error", 1))
+    for outcome, n in outcomes:
         m.inference_ticks.labels(symbol="BTCUSDT", outcome=outcome).inc(n)
     values = _by_metric(EmfSnapshotter(m, service="inference").snapshot(NOW))
-    assert values[("SkippedTicks", (("Symbol", "BTCUSDT"),))] == 6
+    assert values[("SkippedTicks", (("Symbol", "BTCUSDT"),))] == 7
     assert values[("InferenceTicks", (("Symbol", "BTCUSDT"),))] == 60
 
 
-def test_unfilled_gaps_exclude_filled_ones() -> None:
+def test_unfilled_gaps_count_only_the_unfillable_ones() -> None:
     m = Metrics()
     m.ingest_gap_fills.labels(symbol="BTCUSDT", outcome="filled").inc(7)
-    m.ingest_gap_fills.labels(symbol="BTCUSDT", outcome="failed").inc(1)
+    m.ingest_gap_fills.labels(symbol="BTCUSDT", outcome="deferred").inc(2)
+    m.ingest_gap_fills.labels(symbol="BTCUSDT", outcome="unfillable").inc(1)
     values = _by_metric(EmfSnapshotter(m, service="ingestor").snapshot(NOW))
     assert values[("UnfilledTradeGaps", (("Symbol", "BTCUSDT"),))] == 1
 
