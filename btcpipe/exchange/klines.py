@@ -15,6 +15,7 @@ import numpy as np
 from btcpipe.domain.tape import I64, TradeTape
 from btcpipe.domain.time import US_PER_DAY, US_PER_SEC
 from btcpipe.exchange.amounts import quote_mantissas
+from btcpipe.exchange.pages import in_window
 
 _MIN = 60 * US_PER_SEC
 _HOUR = 60 * _MIN
@@ -89,13 +90,7 @@ class KlineTable:
         """Kline indices ``[g0, g1)`` with ``start_us <= openTime <= end_us`` among visible trades: the first
         ``limit`` of them when a start is given, else the last ``limit``."""
         visible_groups = int(np.searchsorted(self.first_trade, visible_trades, side="left"))
-        lo = 0 if start_us is None else int(np.searchsorted(self.open_time, start_us, side="left"))
-        hi = visible_groups if end_us is None else int(np.searchsorted(self.open_time, end_us, side="right"))
-        hi = min(hi, visible_groups)
-        lo = min(lo, hi)
-        if start_us is None:
-            return max(lo, hi - limit), hi
-        return lo, min(lo + limit, hi)
+        return in_window(self.open_time, start_us, end_us, limit, visible_groups)
 
 
 def kline_table(ts_us: I64, interval: str) -> KlineTable:

@@ -13,6 +13,7 @@ from btcpipe.domain.errors import DataError
 from btcpipe.domain.tape import I64, AggTradeTape, MarketTape, TradeTape, aggregate_trades
 from btcpipe.exchange.book import BookReplayer
 from btcpipe.exchange.klines import KlineTable, kline_table
+from btcpipe.exchange.pages import from_key, half_open, in_window, most_recent
 
 
 def _running_max(ts: I64) -> I64:
@@ -50,46 +51,29 @@ class SymbolMarket:
 
     # --- raw trades --------------------------------------------------------------------------------
     def recent_trades(self, limit: int, now_us: int) -> tuple[int, int]:
-        stop = self.visible_trades(now_us)
-        return max(0, stop - limit), stop
+        return most_recent(limit, self.visible_trades(now_us))
 
     def trades_from_id(self, from_id: int, limit: int, now_us: int) -> tuple[int, int]:
-        stop = self.visible_trades(now_us)
-        start = min(int(np.searchsorted(self.trades.id, from_id, side="left")), stop)
-        return start, min(start + limit, stop)
+        return from_key(self.trades.id, from_id, limit, self.visible_trades(now_us))
 
     def trade_range_in_time(self, start_us: int, end_us: int) -> tuple[int, int]:
         """Trades with ``start_us <= ts_event < end_us`` (for dumps; ignores visibility)."""
-        lo = int(np.searchsorted(self._trade_ts, start_us, side="left"))
-        hi = int(np.searchsorted(self._trade_ts, end_us, side="left"))
-        return lo, hi
+        return half_open(self._trade_ts, start_us, end_us)
 
     # --- aggTrades ---------------------------------------------------------------------------------
     def recent_aggs(self, limit: int, now_us: int) -> tuple[int, int]:
-        stop = self.visible_aggs(now_us)
-        return max(0, stop - limit), stop
+        return most_recent(limit, self.visible_aggs(now_us))
 
     def aggs_from_id(self, from_id: int, limit: int, now_us: int) -> tuple[int, int]:
-        stop = self.visible_aggs(now_us)
-        start = min(int(np.searchsorted(self.aggs.agg_id, from_id, side="left")), stop)
-        return start, min(start + limit, stop)
+        return from_key(self.aggs.agg_id, from_id, limit, self.visible_aggs(now_us))
 
     def aggs_in_time(self, start_us: int | None, end_us: int | None, limit: int, now_us: int) -> tuple[int, int]:
         """aggTrades with ``start_us <= T <= end_us``: the first ``limit`` from the start when a start is
         given, else the last ``limit`` up to the end."""
-        visible = self.visible_aggs(now_us)
-        lo = 0 if start_us is None else int(np.searchsorted(self._agg_ts, start_us, side="left"))
-        hi = visible if end_us is None else int(np.searchsorted(self._agg_ts, end_us, side="right"))
-        hi = min(hi, visible)
-        lo = min(lo, hi)
-        if start_us is None:
-            return max(lo, hi - limit), hi
-        return lo, min(lo + limit, hi)
+        return in_window(self._agg_ts, start_us, end_us, limit, self.visible_aggs(now_us))
 
     def agg_range_in_time(self, start_us: int, end_us: int) -> tuple[int, int]:
-        lo = int(np.searchsorted(self._agg_ts, start_us, side="left"))
-        hi = int(np.searchsorted(self._agg_ts, end_us, side="left"))
-        return lo, hi
+        return half_open(self._agg_ts, start_us, end_us)
 
     # --- klines ------------------------------------------------------------------------------------
     def klines(self, interval: str) -> KlineTable:
