@@ -102,7 +102,7 @@ def cli(  # noqa: PLR0917 - one parameter per click option
         logging.getLogger(noisy).setLevel(logging.WARNING)
     with ExitStack() as stack:
         try:
-            wiring = RunAdapters(options, stack, observer=observer)
+            wiring = RunAdapters(options, stack, observer=observer, model_name=plan.model_name)
         except BtcpipeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)

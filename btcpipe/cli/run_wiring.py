@@ -70,9 +70,10 @@ class RunOptions:
 class RunAdapters:
     """Implements ``RunWiring``. Servers it starts live on ``stack`` and stop when the run ends."""
 
-    def __init__(self, options: RunOptions, stack: ExitStack, *, observer: RunView) -> None:
+    def __init__(self, options: RunOptions, stack: ExitStack, *, observer: RunView, model_name: str) -> None:
         self.options = options
         self.observer = observer
+        self.model_name = model_name
         self.clock: Clock = SystemClock()
         self.api_key = secrets.token_hex(16)  # the local exchange's SBE key for this run only
         self.redis_url: str | None = None
@@ -163,7 +164,58 @@ class RunAdapters:
         return BinanceRestClient(endpoints.rest_url)
 
     def live_stage(self) -> LiveStage | None:
-        return None
+        from btcpipe.services.run_live import LivePipeline, LivePorts
+
+        bus, store, positions = self._bus_and_store()
+        return LivePipeline(
+            LivePorts(bus=bus, store=store, lake=self.lake, positions=positions, open_source=_stream_client,
+                      open_rest=_rest_client, clock=self.clock),
+            self.observer,
+            self._live_settings(),
+        )
+
+    def _live_settings(self) -> Any:
+        from btcpipe.services.inference import InferenceSettings
+        from btcpipe.services.processor import ProcessorSettings
+        from btcpipe.services.run_live import LiveSettings
+
+        cfg = self.options.config
+        lateness = cfg.processor.lateness_ms
+        interval = cfg.inference.interval_s
+        if interval not in (1.0, 2.0):
+            raise ConfigError(f"inference.interval_s must be 1 or 2, got {interval}")
+        return LiveSettings(
+            model_name=self.model_name, model_alias=cfg.model.alias,
+            # A short poll block lets the clock close a second soon after its lateness; the tick comes 100 ms
+            # after that, so the row is normally in the store when inference asks for it.
+            processor=ProcessorSettings(lateness_ms=lateness, ttl_s=cfg.store.ttl_s, block_ms=20),
+            inference=InferenceSettings(interval_s=int(interval), offset_ms=lateness + 100.0,
+                                        deadline_ms=cfg.inference.deadline_ms,
+                                        stale_after_s=cfg.inference.stale_after_s, lateness_ms=float(lateness)),
+        )
+
+    def _bus_and_store(self) -> tuple[Any, Any, Any]:
+        if not self.options.services:
+            from btcpipe.bus.memory import InProcessBus
+            from btcpipe.bus.positions import InMemoryPositionStore
+            from btcpipe.store.memory import InProcessOnlineStore
+
+            return InProcessBus(), InProcessOnlineStore(self.clock), InMemoryPositionStore()
+        from btcpipe.bus.kinesis import KinesisBus, kinesis_client
+        from btcpipe.bus.port import ALL_STREAMS
+        from btcpipe.bus.positions import RedisPositionStore
+        from btcpipe.store.redis_connection import RedisOptions
+        from btcpipe.store.redis_store import RedisOnlineStore
+
+        cfg = self.options.config
+        assert self.redis_url is not None
+        # Streams of this run only, so runs against the same moto_server never read each other's records.
+        prefix = f"btcpipe-{self.options.out_dir.name.lower()}-"
+        bus = KinesisBus(kinesis_client(self.kinesis_endpoint, cfg.bus.region), prefix=prefix)
+        bus.ensure_streams(ALL_STREAMS, 1)
+        password = None if self.options.start_servers else secret(cfg.store.redis_password_env)
+        options = RedisOptions(self.redis_url, password=password, tls=cfg.store.tls)
+        return bus, RedisOnlineStore(options), RedisPositionStore(options)
 
     def describe(self) -> dict[str, Any]:
         opts = self.options
@@ -177,6 +229,21 @@ class RunAdapters:
             "s3_endpoint": self.s3_endpoint,
             "kinesis_endpoint": self.kinesis_endpoint,
         }
+
+
+def _stream_client(endpoints: ExchangeEndpoints, symbols: Any) -> Any:
+    from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
+
+    if endpoints.sbe_url is None or endpoints.stream_url is None:
+        raise ConfigError("the exchange serves no WebSocket streams")
+    settings = StreamSettings(sbe_url=endpoints.sbe_url, json_url=endpoints.stream_url, api_key=endpoints.api_key)
+    return MarketStreamClient(list(symbols), settings)
+
+
+def _rest_client(endpoints: ExchangeEndpoints) -> Any:
+    from btcpipe.binance.rest import BinanceRestClient
+
+    return BinanceRestClient(endpoints.rest_url)
 
 
 def _without_password(url: str | None) -> str | None:

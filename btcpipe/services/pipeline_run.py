@@ -275,9 +275,9 @@ class _Runner:
             record.summary["production"] = run_promote(lake, trained)
 
     def live(self, market: RunMarket, endpoints: ExchangeEndpoints) -> None:
-        live = self.wiring.live_stage()
         duration = self.plan.duration_s
         with self.stages.stage(STAGE_LIVE, f"ingestor → processor → inference for {duration} s") as record:
+            live = self.wiring.live_stage()
             if live is None:
                 raise StageError(STAGE_LIVE, "this build has no live stage wired")
             self.result.live = live(market, endpoints, clock_until(self.wiring.clock, duration))
