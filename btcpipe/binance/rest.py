@@ -17,9 +17,9 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import httpx
@@ -37,6 +37,7 @@ from btcpipe.domain.errors import (
     MalformedResponseError,
     RateLimitedError,
 )
+from btcpipe.domain.time import US_PER_MS
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,10 @@ class RestStats:
 
 
 Validator = Callable[[Any], pa.Table | None]
+
+
+class TableParser(Protocol):
+    def __call__(self, items: Sequence[Any], /, *, time_unit: TimeUnit | None = None) -> pa.Table: ...
 
 
 class BinanceRestClient:
@@ -156,42 +161,17 @@ class BinanceRestClient:
         params: dict[str, Any] = {"symbol": symbol, "limit": limit}
         if from_id is not None:
             params["fromId"] = from_id
-        if start_time_us is not None:
-            params["startTime"] = self._time_param(start_time_us)
-        if end_time_us is not None:
-            params["endTime"] = self._time_param(end_time_us)
-        unit = self.time_unit
-        return self._get(
-            "/api/v3/aggTrades",
-            params,
-            WEIGHTS["/api/v3/aggTrades"],
-            expect=list,
-            validate=lambda body: agg_trades_table(body, time_unit=unit),
-        )
+        return self._page("/api/v3/aggTrades", self._with_times(params, start_time_us, end_time_us), agg_trades_table)
 
     def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 1000) -> RestResponse:
         """``/api/v3/historicalTrades`` from ``from_id`` (inclusive). ``table`` is BRONZE_TRADES."""
         params: dict[str, Any] = {"symbol": symbol, "limit": limit}
         if from_id is not None:
             params["fromId"] = from_id
-        unit = self.time_unit
-        return self._get(
-            "/api/v3/historicalTrades",
-            params,
-            WEIGHTS["/api/v3/historicalTrades"],
-            expect=list,
-            validate=lambda body: trades_table(body, time_unit=unit),
-        )
+        return self._page("/api/v3/historicalTrades", params, trades_table)
 
     def recent_trades(self, symbol: str, limit: int = 500) -> RestResponse:
-        unit = self.time_unit
-        return self._get(
-            "/api/v3/trades",
-            {"symbol": symbol, "limit": limit},
-            WEIGHTS["/api/v3/trades"],
-            expect=list,
-            validate=lambda body: trades_table(body, time_unit=unit),
-        )
+        return self._page("/api/v3/trades", {"symbol": symbol, "limit": limit}, trades_table)
 
     def klines(
         self,
@@ -203,22 +183,20 @@ class BinanceRestClient:
     ) -> RestResponse:
         """``/api/v3/klines``; ``table`` is BRONZE_KLINES."""
         params: dict[str, Any] = {"symbol": symbol, "interval": interval, "limit": limit}
-        if start_time_us is not None:
-            params["startTime"] = self._time_param(start_time_us)
-        if end_time_us is not None:
-            params["endTime"] = self._time_param(end_time_us)
-        unit = self.time_unit
-        return self._get(
-            "/api/v3/klines",
-            params,
-            WEIGHTS["/api/v3/klines"],
-            expect=list,
-            validate=lambda body: klines_table(body, time_unit=unit),
-        )
+        return self._page("/api/v3/klines", self._with_times(params, start_time_us, end_time_us), klines_table)
 
     # --- machinery ------------------------------------------------------------------------------------
-    def _time_param(self, ts_us: int) -> int:
-        return ts_us if self.time_unit == "us" else ts_us // 1000
+    def _with_times(self, params: dict[str, Any], start_us: int | None, end_us: int | None) -> dict[str, Any]:
+        """``startTime``/``endTime`` in the client's time unit, when given."""
+        for name, ts_us in (("startTime", start_us), ("endTime", end_us)):
+            if ts_us is not None:
+                params[name] = ts_us if self.time_unit == "us" else ts_us // US_PER_MS
+        return params
+
+    def _page(self, path: str, params: Mapping[str, Any], parse: TableParser) -> RestResponse:
+        """A list endpoint whose body must parse into its bronze table (else it is retried as malformed)."""
+        unit = self.time_unit
+        return self._get(path, params, WEIGHTS[path], expect=list, validate=lambda body: parse(body, time_unit=unit))
 
     def _wait(self, seconds: float) -> None:
         if seconds > 0:
