@@ -451,7 +451,10 @@ class MarketStreamClient:
                 deadlines.append(cur.opened_at + max(s.max_connection_age_s - s.rotate_before_s, 0.0))
             timeout = max(min(deadlines) - now, 0.0)
             try:
-                conn, item = await asyncio.wait_for(self._queue.get(), timeout)
+                # get_nowait first: under load the queue is rarely empty, and wait_for costs a task per call
+                conn, item = self._queue.get_nowait() if self._queue.qsize() else await asyncio.wait_for(
+                    self._queue.get(), timeout
+                )
             except TimeoutError:
                 now = self._monotonic()
                 if nxt is not None and now >= overlap_deadline:

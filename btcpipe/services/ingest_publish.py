@@ -42,6 +42,7 @@ class BusPublisher:
         max_batch: int = 1000,
         max_pending: int = 200_000,
         retry_cap_s: float = 5.0,
+        in_thread: bool = True,
         now_us: Callable[[], int] = lambda: time.time_ns() // 1000,
     ) -> None:
         self.bus = bus
@@ -49,6 +50,7 @@ class BusPublisher:
         self.max_batch = max_batch
         self.max_pending = max_pending
         self.retry_cap_s = retry_cap_s
+        self.in_thread = in_thread  # False only for a bus whose publish never blocks (the in-process one)
         self.stats = PublishStats()
         self.failing = False
         self._now_us = now_us
@@ -120,7 +122,11 @@ class BusPublisher:
                 while done < len(items):
                     chunk = items[done : done + self.max_batch]
                     try:
-                        await asyncio.to_thread(self.bus.publish, stream, key, [p for p, _ in chunk])
+                        payloads = [p for p, _ in chunk]
+                        if self.in_thread:
+                            await asyncio.to_thread(self.bus.publish, stream, key, payloads)
+                        else:
+                            self.bus.publish(stream, key, payloads)
                     except BusError as exc:
                         self.stats.errors += 1
                         self.failing = True

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
 import pyarrow as pa
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from btcpipe.binance.json_messages import parse_depth_snapshot
 from btcpipe.binance.order_book import BookSynchronizer, OrderBook, SnapshotOutcome
@@ -140,14 +140,18 @@ class Ingestor:
         self._now_us = now_us or (lambda: time.time_ns() // 1000)
         self._monotonic = monotonic
         s = self.settings
-        self.publisher = BusPublisher(bus, metrics=metrics, max_pending=s.publish_max_pending, now_us=self._now_us)
+        from btcpipe.bus.memory import InProcessBus
+
+        # The in-process bus never blocks: a thread hop per batch would cost more than the publish.
+        self.publisher = BusPublisher(bus, metrics=metrics, max_pending=s.publish_max_pending, now_us=self._now_us,
+                                      in_thread=not isinstance(bus, InProcessBus))
         self.bronze = (
             None if lake is None
             else BronzeWriter(lake, max_rows=s.bronze_max_rows, max_age_s=s.bronze_max_age_s, monotonic=monotonic)
         )
         self._open_gaps: list[_OpenGap] = []
         self._snapshot_tasks: dict[str, asyncio.Task[None]] = {}
-        self._message_counters: dict[tuple[str, str], Counter] = {}
+        self._message_counters: dict[tuple[str, str], tuple[Counter, Gauge]] = {}
         self._last_event_at: float | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_event: asyncio.Event | None = None
@@ -243,11 +247,13 @@ class Ingestor:
     def _count(self, kind: str, symbol: str) -> None:
         self.stats.events[kind] = self.stats.events.get(kind, 0) + 1
         if self.metrics is not None:
-            counter = self._message_counters.get((kind, symbol))
-            if counter is None:
-                counter = self._message_counters[(kind, symbol)] = self.metrics.ingest_messages.labels(kind, symbol)
-            counter.inc()
-            self.metrics.ingest_last_message.labels(kind).set(time.time())
+            children = self._message_counters.get((kind, symbol))
+            if children is None:
+                children = self._message_counters[(kind, symbol)] = (
+                    self.metrics.ingest_messages.labels(kind, symbol), self.metrics.ingest_last_message.labels(kind)
+                )
+            children[0].inc()
+            children[1].set(time.time())
 
     async def _on_event(self, event: MarketEvent) -> None:
         symbol = event.symbol
