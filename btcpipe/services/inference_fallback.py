@@ -6,10 +6,16 @@ arithmetic, so a fallback row equals the processor's row for the same trades. Th
 tick, not only when needed, because its windows need up to 60 s of history.
 
 An engine starts at the first whole second after the first trade it sees (earlier trades only seed the
-carried price), so its rows are NaN until its windows fill (``warming_up``) and exact after that. A
-second is closed once wall time passes it by the lateness and the feed is live; while the feed is
-stale (no event for ``stale_after``), closing is deferred so lagging trades still count when they come.
-Trade ids at or below the newest seen are dropped as duplicates (at-least-once delivery).
+carried price), so its rows are NaN until its windows fill (``warming_up``) and exact after that.
+
+Second ``t`` is closed only on evidence that the streams have passed it — an event (trade or best
+bid/ask) at or after ``t`` — and once wall time passes ``t`` by the lateness. There is deliberately no
+wall-clock close: a bus that stalls looks like a silent market, and closing on partial data would make
+every row of the next minute wrong. (For BTCUSDT best bid/ask moves many times a second, so a silent
+stream means lag.) If trades still arrive after their second was closed (disorder beyond the
+lateness), the engine counts them late and its rows are ``tainted`` — not served — until the dropped
+trades have left every window. Trade ids at or below the newest seen are dropped as duplicates
+(at-least-once delivery).
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ from btcpipe.features.streaming import FeatureRow, StreamingFeatureEngine
 
 log = logging.getLogger(__name__)
 
-FallbackReason = Literal["ok", "no_data", "warming_up", "stale", "not_closed", "incomplete"]
+FallbackReason = Literal["ok", "no_data", "warming_up", "stale", "not_closed", "incomplete", "tainted"]
 _KEEP_ROWS = 8
 
 
@@ -109,6 +115,7 @@ class _SymbolEngine:
         self.max_id = -1
         self.duplicates = 0
         self.rows: deque[FeatureRow] = deque(maxlen=_KEEP_ROWS)
+        self.tainted_until = 0  # rows up to this second may lack late trades
 
 
 class FallbackFeatures:
@@ -151,7 +158,10 @@ class FallbackFeatures:
                 state.duplicates += 1
                 continue
             state.max_id = trade.id
-            state.engine.add_trade_record(trade)
+            if not state.engine.add_trade_record(trade):
+                closed = state.engine.closed_until or 0
+                # the dropped trade sits in the bar just closed; it leaves the longest window after WINDOW_BARS
+                state.tainted_until = max(state.tainted_until, closed + WINDOW_BARS * US_PER_SEC)
             self._seen(trade.symbol, trade.ts_event)
 
     def add_bbos(self, bbos: Iterable[BestBidAsk]) -> None:
@@ -179,8 +189,8 @@ class FallbackFeatures:
         closed = state.engine.closed_until
         if ts_sec <= (closed if closed is not None else state.start_us):
             return  # before the engine's first whole second, or already closed
-        if now_us < ts_sec + self.lateness_us or self.is_stale(symbol, now_us):
-            return
+        if now_us < ts_sec + self.lateness_us or self._last_event.get(symbol, -1) < ts_sec:
+            return  # not yet past the lateness, or no evidence the streams have passed ts_sec
         state.rows.append(state.engine.close_second(ts_sec))
 
     def row(self, symbol: str, ts_sec: int, now_us: int) -> FallbackResult:
@@ -191,6 +201,8 @@ class FallbackFeatures:
         self._close(symbol, ts_sec, now_us)
         for row in reversed(state.rows):
             if row.ts_sec == ts_sec:
+                if ts_sec <= state.tainted_until:
+                    return FallbackResult(row, "tainted")
                 if not bool(np.all(np.isfinite(row.values))):
                     warming = ts_sec < state.start_us + WINDOW_BARS * US_PER_SEC
                     return FallbackResult(row, "warming_up" if warming else "incomplete")
