@@ -165,6 +165,7 @@ class InferenceService:
         self.shadow = ShadowEvaluator(metrics, label_mid=served.label_mid, window=self.settings.shadow_window,
                                       expire_after_s=self.settings.shadow_expire_s)
         self.drift = FeatureDrift(served.predictor.scaler, metrics, window=self.settings.drift_window)
+        self._check_market(served)
         self.last_tick_ts: int | None = None
         self.counts: dict[Outcome, int] = dict.fromkeys(OUTCOMES, 0)
         self._m = {symbol: _SymbolMetrics(metrics, symbol) for symbol in self.symbols}
@@ -319,10 +320,18 @@ class InferenceService:
         if swapped is not None:
             self._adopt(swapped)
 
+    def _check_market(self, model: ServedModel) -> None:
+        if self.market is not None and not self.market.with_bbo and (
+                model.params.with_spread or self.shadow.use_bbo):
+            log.warning("the model needs best bid/ask (spread feature or bbo_mid label) but the market tap reads "
+                        "trades only: fallback rows stay incomplete / shadow returns unrealized",
+                        extra={"version": model.version, "label_mid": model.label_mid})
+
     def _adopt(self, model: ServedModel) -> None:
         self.fallback.reset(model.params)
         self.shadow.set_label_mid(model.label_mid)
         self.drift = FeatureDrift(model.predictor.scaler, self.metrics, window=self.settings.drift_window)
+        self._check_market(model)
 
     # --- the loop -------------------------------------------------------------------------------------
     def first_tick(self, now_us: int) -> int:

@@ -80,6 +80,10 @@ class MarketTap:
         self.max_polls = max_polls
 
     @property
+    def with_bbo(self) -> bool:
+        return self._bbo is not None
+
+    @property
     def skipped(self) -> int:
         """Undecodable payloads passed over."""
         return self._trades.skipped + (self._bbo.skipped if self._bbo else 0)
