@@ -49,6 +49,7 @@ from btcpipe.store.port import OnlineStore
 log = logging.getLogger(__name__)
 
 Outcome = Literal["predicted", "fallback", "stale", "no_features", "skipped_deadline", "error"]
+_NOT_FEATURE_REASONS = frozenset({"predict_failed", "publish_failed"})
 OUTCOMES: tuple[Outcome, ...] = ("predicted", "fallback", "stale", "no_features", "skipped_deadline", "error")
 
 
@@ -191,7 +192,7 @@ class InferenceService:
             return self._count(TickResult(symbol, ts_sec, missing, features.reasons, None))
         try:
             yhat = float(model.predictor.predict(np.asarray(features.values, dtype=np.float64)))
-        except BtcpipeError as exc:
+        except (BtcpipeError, RuntimeError, ValueError) as exc:  # onnxruntime raises its own untyped errors
             log.error("inference failed", extra={"symbol": symbol, "ts_sec": ts_sec, "error": str(exc)})
             return self._count(TickResult(symbol, ts_sec, "error", (*features.reasons, "predict_failed"), None))
         work_ns = self._perf_ns() - t0
@@ -225,6 +226,8 @@ class InferenceService:
         self.counts[result.outcome] += 1
         self._m[result.symbol].ticks[result.outcome].inc()
         for reason in result.reasons:
+            if reason in _NOT_FEATURE_REASONS:
+                continue
             self.metrics.inference_feature_misses.labels(symbol=result.symbol, reason=reason).inc()
         if self._on_result is not None:
             self._on_result(result)

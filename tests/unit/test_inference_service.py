@@ -7,12 +7,14 @@ streaming feature engine) writing rows to the online store; faults switch parts 
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 from inference_support import PARAMS, SYMBOL, T0, WARM, make_rig
 
-from btcpipe.domain.errors import ConfigError, StoreError
+from btcpipe.bus.port import STREAM_PREDICTIONS
+from btcpipe.domain.errors import BusError, ConfigError, StoreError
 from btcpipe.domain.messages import FeatureVector1s
 from btcpipe.domain.time import US_PER_SEC
 from btcpipe.exchange.clock import ManualClock
@@ -239,3 +241,25 @@ def test_drift_gauges_follow_the_served_features(tmp_path: Path) -> None:
     k = PARAMS.names.index("n_trades_1s")
     assert rig.metrics.registry.get_sample_value(
         "btcpipe_feature_drift_zscore", {"feature": "n_trades_1s"}) == pytest.approx(values[-300:, k].mean())
+
+
+def test_a_failed_publish_is_counted_as_an_error_and_the_prediction_still_archived(tmp_path: Path) -> None:
+    rig = make_rig(tmp_path)
+    rig.service.run(max_ticks=WARM + 2)
+    real_publish = rig.bus.publish
+
+    def failing_publish(stream: str, key: str, payloads: list[bytes]) -> int:
+        if stream == STREAM_PREDICTIONS:
+            raise BusError("bus unreachable")
+        return real_publish(stream, key, payloads)
+
+    rig.service.bus = SimpleNamespace(publish=failing_publish)  # type: ignore[assignment]
+    rig.service.run(max_ticks=2)
+    assert [(r.outcome, r.reasons) for r in rig.results[-2:]] == [("error", ("publish_failed",))] * 2
+    assert rig.ticks("error") == 2
+    assert rig.metrics.registry.get_sample_value(
+        "btcpipe_inference_feature_misses_total", {"symbol": SYMBOL, "reason": "publish_failed"}) is None
+    rig.service.close()
+    table = read_predictions(rig.lake, SYMBOL)
+    assert table.column("published").to_pylist()[-2:] == [False, False]
+    assert table.column("ts_sec").to_pylist()[-2:] == [r.ts_sec for r in rig.results[-2:]]
