@@ -75,6 +75,8 @@ class StreamSettings:
                 raise ValueError(f"unknown stream kind {kind!r} (known: {', '.join(KINDS)})")
         if self.silence_timeout_s <= 0 or self.backoff_base_s <= 0 or self.backoff_cap_s < self.backoff_base_s:
             raise ValueError("silence timeout and backoff must be positive, and the cap at least the base")
+        if not 0 <= self.rotate_before_s < self.max_connection_age_s:
+            raise ValueError("rotate_before_s must be at least 0 and less than max_connection_age_s")
 
 
 @dataclass(slots=True)
