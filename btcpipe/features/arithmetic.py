@@ -42,6 +42,7 @@ _LAST = WINDOW_BARS - 1  # index, within a row's look-back, of the row's own bar
 _INT16_MAX = float(np.iinfo(np.int16).max)
 _INT32_MAX = float(np.iinfo(np.int32).max)
 _N_BASE = len(BASE_FEATURE_NAMES)
+_FEW_ROWS = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,10 +179,20 @@ def _windows(x: _Arr, width: int, n_rows: int) -> _Arr:
 
 
 def _sum_oldest_first(windows: F64) -> F64:
-    """Each window's sum, added strictly left to right (oldest bar first) — ``accumulate`` is sequential
-    by definition, unlike ``sum``, whose pairwise order depends on the length and memory layout."""
-    out: F64 = np.add.accumulate(windows, axis=-1)[..., -1]
-    return out
+    """Each window's sum (last axis), added strictly left to right: oldest bar first.
+
+    Both ways below add in exactly that order (``accumulate`` is sequential by definition, unlike
+    ``sum``, whose pairwise order depends on length and layout), so they give the same floats: one
+    ``accumulate`` call is cheapest for the streaming engine's single row, a loop over columns (fast
+    contiguous adds) for a batch of many rows.
+    """
+    if windows.shape[-2] <= _FEW_ROWS:
+        few: F64 = np.add.accumulate(windows, axis=-1)[..., -1]
+        return few
+    acc: F64 = windows[..., 0].copy()
+    for k in range(1, windows.shape[-1]):
+        acc += windows[..., k]
+    return acc
 
 
 def _imbalance(buy: F64, sell: F64) -> F64:

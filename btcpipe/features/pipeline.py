@@ -28,17 +28,19 @@ from btcpipe.domain.tape import BookTickerTape
 from btcpipe.domain.time import US_PER_DAY, US_PER_SEC, day_start_us, floor_sec
 from btcpipe.features import labels
 from btcpipe.features.batch import build_features, fit_params
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BboArrays
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 from btcpipe.features.tables import (
+    BRONZE_TRADE_COLUMNS,
+    FEATURE_PARQUET_OPTIONS,
     GOLD_DATASET,
     SILVER_DATASET,
     attach_labels,
     book_tape_from_bronze,
     feature_table,
     gold_table,
-    label_mid_series,
-    trade_tape_from_bronze,
+    label_mid_from_arrays,
+    trade_arrays_from_bronze,
 )
 from btcpipe.lake.schemas import decimal_to_float
 
@@ -51,13 +53,26 @@ DEFAULT_TRAIN_FRACTION = 0.7
 
 class FeatureLake(Protocol):
     def read_bronze(
-        self, kind: str, symbol: str, start_us: int | None = None, end_us: int | None = None
+        self,
+        kind: str,
+        symbol: str,
+        start_us: int | None = None,
+        end_us: int | None = None,
+        *,
+        columns: list[str] | tuple[str, ...] | None = None,
     ) -> pa.Table: ...
 
     def bronze_days(self, kind: str, symbol: str) -> list[dt.date]: ...
 
     def write_table(
-        self, layer: Literal["silver", "gold"], dataset: str, symbol: str, day: dt.date, table: pa.Table
+        self,
+        layer: Literal["silver", "gold"],
+        dataset: str,
+        symbol: str,
+        day: dt.date,
+        table: pa.Table,
+        *,
+        parquet_options: dict[str, str | bool] | None = None,
     ) -> object: ...
 
 
@@ -98,26 +113,31 @@ def fit_params_from_lake(
     start = day_start_us(start_day)
     end = day_start_us(end_day) + US_PER_DAY
     fit_end = start + int((end - start) * train_fraction)
-    table = lake.read_bronze("trades", symbol, start, fit_end)
+    table = lake.read_bronze("trades", symbol, start, fit_end, columns=["qty"])
     if table.num_rows == 0:
         raise DataError(f"no {symbol} trades in bronze to fit feature parameters on ({start_day}…)")
     return fit_params(decimal_to_float(table["qty"]), with_spread=with_spread)
 
 
-def _seed_table(lake: FeatureLake, kind: str, symbol: str, before_us: int) -> pa.Table:
+def _seed_table(
+    lake: FeatureLake, kind: str, symbol: str, before_us: int, columns: tuple[str, ...] | None
+) -> pa.Table:
     """Rows just before ``before_us`` (an hour, else a day back) to seed carried-forward values."""
-    near = lake.read_bronze(kind, symbol, before_us - SEED_LOOKBACK_US, before_us)
+    near = lake.read_bronze(kind, symbol, before_us - SEED_LOOKBACK_US, before_us, columns=columns)
     if near.num_rows:
         return near.slice(near.num_rows - 1)
-    far = lake.read_bronze(kind, symbol, before_us - US_PER_DAY, before_us - SEED_LOOKBACK_US)
+    far = lake.read_bronze(kind, symbol, before_us - US_PER_DAY, before_us - SEED_LOOKBACK_US, columns=columns)
     return far.slice(max(0, far.num_rows - 1))
 
 
-def _read_span(lake: FeatureLake, kind: str, symbol: str, hist: int, end: int, *, seed: bool) -> pa.Table:
-    body = lake.read_bronze(kind, symbol, hist, end)
+def _read_span(
+    lake: FeatureLake, kind: str, symbol: str, hist: int, end: int, *, seed: bool,
+    columns: tuple[str, ...] | None = None,
+) -> pa.Table:
+    body = lake.read_bronze(kind, symbol, hist, end, columns=columns)
     if not seed:
         return body
-    return pa.concat_tables([_seed_table(lake, kind, symbol, hist), body]).combine_chunks()
+    return pa.concat_tables([_seed_table(lake, kind, symbol, hist, columns), body]).combine_chunks()
 
 
 def build_day(
@@ -131,26 +151,29 @@ def build_day(
     has_next = any(d > day for d in trade_days)
     hist = start - WARMUP_US if warmed else start
     read_end = end + labels.LABEL_HORIZON_US
-    trades_tbl = _read_span(lake, "trades", symbol, hist, read_end, seed=warmed)
-    tape = trade_tape_from_bronze(trades_tbl)
+    trades = trade_arrays_from_bronze(
+        _read_span(lake, "trades", symbol, hist, read_end, seed=warmed, columns=BRONZE_TRADE_COLUMNS)
+    )
     book: BookTickerTape | None = None
     if use_book or params.with_spread:
         book = book_tape_from_bronze(_read_span(lake, "bookTicker", symbol, hist, read_end, seed=True))
-    trades = TradeArrays.from_tape(tape)
     row_end = end
     data_end: int | None = read_end - 1 if has_next else None
     if not has_next:
-        last_ts = int(tape.ts_event[-1]) if len(tape) else start
+        last_ts = int(trades.ts_event[-1]) if len(trades) else start
         row_end = max(start, min(end, floor_sec(last_ts) + US_PER_SEC))
     frame = build_features(
         trades, params, start_us=start, end_us=row_end, history_start_us=hist,
         bbo=BboArrays.from_tape(book) if book is not None else None,
     )
-    mid_kind, mid_ts, mid = label_mid_series(tape, book if use_book else None)
+    mid_kind, mid_ts, mid = label_mid_from_arrays(trades, book if use_book else None)
     labeled, y = attach_labels(frame, mid_ts, mid, data_end_us=data_end)
-    lake.write_table("silver", SILVER_DATASET, symbol, day, feature_table(frame, params, symbol))
-    lake.write_table("gold", GOLD_DATASET, symbol, day, gold_table(labeled, y, mid_kind, params, symbol))
-    n_day = int(np.count_nonzero((tape.ts_event >= start) & (tape.ts_event < end)))
+    silver = feature_table(frame, params, symbol)
+    gold = gold_table(labeled, y, mid_kind, params, symbol)
+    lake.write_table("silver", SILVER_DATASET, symbol, day, silver, parquet_options=FEATURE_PARQUET_OPTIONS)
+    lake.write_table("gold", GOLD_DATASET, symbol, day, gold, parquet_options=FEATURE_PARQUET_OPTIONS)
+    lo, hi = np.searchsorted(trades.ts_event, [start, end])
+    n_day = int(hi - lo)
     result = DayBuild(day, n_day, len(frame), len(labeled), mid_kind, warmed)
     log.info(
         "features built",

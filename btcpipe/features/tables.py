@@ -21,7 +21,7 @@ from btcpipe.features import labels
 from btcpipe.features.batch import FeatureFrame
 from btcpipe.features.inputs import TradeArrays
 from btcpipe.features.spec import FeatureParams, schema_hash
-from btcpipe.lake.schemas import decimal_mantissas
+from btcpipe.lake.schemas import decimal_mantissas, decimal_to_float
 
 F64 = npt.NDArray[np.float64]
 
@@ -33,6 +33,13 @@ META_HASH = b"btcpipe.schema_hash"
 META_PARAMS = b"btcpipe.feature_params"
 META_SYMBOL = b"btcpipe.symbol"
 META_LABEL_MID = b"btcpipe.label_mid"
+# The bronze trade columns the features and the label read (bronze also keeps quote_qty, is_best_match,
+# ts_recv): reading only these skips most of the Parquet decoding.
+BRONZE_TRADE_COLUMNS = ("id", "ts_event", "price", "qty", "is_buyer_maker")
+# How silver/gold feature tables are written: plain float64 pages without dictionary or compression.
+# Feature floats barely compress (zstd saves ~30 %) and dictionary-encoding them is most of the write
+# time; the files stay ordinary Parquet that any reader opens.
+FEATURE_PARQUET_OPTIONS: dict[str, str | bool] = {"compression": "none", "use_dictionary": False}
 
 
 # --- bronze → inputs ---------------------------------------------------------------------------------
@@ -45,6 +52,24 @@ def trade_tape_from_bronze(table: pa.Table) -> TradeTape:
         price=decimal_mantissas(table["price"]),
         qty=decimal_mantissas(table["qty"]),
         is_buyer_maker=np.asarray(ibm, dtype=np.bool_),
+    )
+
+
+def trade_arrays_from_bronze(table: pa.Table) -> TradeArrays:
+    """A bronze ``trades`` table (sorted by id) straight to the arithmetic's float arrays.
+
+    The floats are ``to_float_array`` of the exact mantissas, as ``TradeArrays.from_tape`` gives, without
+    building the tape in between. Reads ``ts_event``, ``price``, ``qty`` and ``is_buyer_maker``; a null
+    in any of them is refused (a decimal null would otherwise read as a zero price).
+    """
+    for name in BRONZE_TRADE_COLUMNS[1:]:
+        if table[name].null_count:
+            raise DataError(f"bronze trades: {table[name].null_count} rows have no {name}")
+    return TradeArrays(
+        table["ts_event"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
+        decimal_to_float(table["price"]),
+        decimal_to_float(table["qty"]),
+        np.asarray(table["is_buyer_maker"].to_numpy(zero_copy_only=False), dtype=np.bool_),
     )
 
 
@@ -132,6 +157,15 @@ def label_mid_series(trades: TradeTape, book: BookTickerTape | None) -> tuple[st
         return LABEL_MID_BBO, ts, mid
     ts, mid = labels.mid_from_trades(trades, STD_EXPONENT)
     return LABEL_MID_TRADE, ts, mid
+
+
+def label_mid_from_arrays(trades: TradeArrays, book: BookTickerTape | None) -> tuple[str, npt.NDArray[np.int64], F64]:
+    """``label_mid_series`` for trades already as floats: the last-trade proxy is their price array itself
+    (the same ``to_float_array`` floats ``labels.mid_from_trades`` computes from the mantissas)."""
+    if book is not None and len(book):
+        ts, mid = labels.mid_from_book_tickers(book, STD_EXPONENT)
+        return LABEL_MID_BBO, ts, mid
+    return LABEL_MID_TRADE, trades.ts_event, trades.price
 
 
 def attach_labels(

@@ -151,10 +151,11 @@ class Manifest:
 
 
 # --- Parquet parts ------------------------------------------------------------------------------------
-def table_to_parquet(table: pa.Table) -> bytes:
+def table_to_parquet(table: pa.Table, options: dict[str, Any] | None = None) -> bytes:
+    """Parquet bytes of ``table``: zstd with statistics unless ``options`` (``pq.write_table`` keywords) differ."""
     sink = pa.BufferOutputStream()
     try:
-        pq.write_table(table, sink, compression="zstd", write_statistics=True)
+        pq.write_table(table, sink, **{"compression": "zstd", "write_statistics": True, **(options or {})})
     except pa.ArrowException as exc:
         raise LakeError(f"cannot encode a Parquet part: {exc}") from exc
     return bytes(sink.getvalue().to_pybytes())
