@@ -1,0 +1,99 @@
+"""Ingest benchmark: messages/s from the local exchange's SBE streams through the ingestor onto each bus.
+
+The exchange serves a simulated market; its clock is held until the ingestor is connected and then jumped
+to the end of the tape, so the exchange sends everything as fast as it can and the ingestor (decode,
+de-duplicate, gap check, order book, Avro, publish) runs flat out. Redis and Kinesis are real servers on
+loopback (redis-server, moto_server). The exchange runs in this process (a thread), so the two share the
+interpreter: the figures are a lower bound of what the ingestor does alone. Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from btcpipe.binance.rest import BinanceRestClient
+from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
+from btcpipe.bus.kinesis import KinesisBus, kinesis_client
+from btcpipe.bus.memory import InProcessBus
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
+from btcpipe.bus.redis_streams import RedisStreamsBus
+from btcpipe.devservers import MotoServer, RedisServer, aws_test_environment
+from btcpipe.exchange.clock import ManualClock
+from btcpipe.exchange.server import LocalExchange
+from btcpipe.exchange.sim_config import SimConfig
+from btcpipe.exchange.simulator import simulate
+from btcpipe.exchange.streams import StreamConfig
+from btcpipe.services.ingestor import Ingestor
+from btcpipe.store.redis_connection import RedisOptions
+
+SYMBOL = "BTCUSDT"
+KEY = "bench-key"
+
+
+def run_once(make_bus: Callable[[], Bus], duration_s: int) -> dict[str, Any]:
+    tape = simulate(SimConfig(seed=3, duration_s=duration_s))
+    clock = ManualClock(tape.start_us - 1)
+    last_id = int(tape.trades.id[-1])
+    config = StreamConfig(api_keys=frozenset({KEY}), send_queue_limit=2_000_000)
+    bus = make_bus()
+    with LocalExchange(tape, clock=clock, streams=config) as ex, BinanceRestClient(ex.base_url) as rest:
+        settings = StreamSettings(sbe_url=ex.ws_url, json_url=ex.ws_url + "/json", api_key=KEY,
+                                  silence_timeout_s=30)
+        client = MarketStreamClient([SYMBOL], settings)
+        ingestor = Ingestor(client, bus, symbols=[SYMBOL], rest=rest)
+        started: list[float] = []
+
+        async def release() -> None:
+            await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
+            started.append(time.perf_counter())
+            clock.set(tape.end_us + 1)
+            ex.streams.wake()
+
+        async def main() -> None:
+            go = asyncio.create_task(release())
+            await ingestor.run(until=lambda i: i.last_trade_id(SYMBOL) >= last_id, duration_s=120)
+            await go
+
+        asyncio.run(main())  # run() returns after the publisher drained: everything is on the bus
+        elapsed = time.perf_counter() - started[0]
+    events = sum(ingestor.stats.events.values())
+    published = ingestor.publisher.stats.published
+    bus.close()
+    return {
+        "events": events,
+        "trades": ingestor.stats.trades_published,
+        "bus_messages": published,
+        "seconds": round(elapsed, 3),
+        "messages_per_s": round(events / elapsed),
+        "trades_per_s": round(ingestor.stats.trades_published / elapsed),
+        "publish_batches": ingestor.publisher.stats.batches,
+        "gaps": ingestor.stats.gaps,
+        "book_synced": ingestor.books[SYMBOL].synced,
+    }
+
+
+def main() -> None:
+    results: dict[str, Any] = {"benchmark": "ingest", "exchange_in_process": True,
+                               "streams": ["trade", "bestBidAsk", "depth"], "wire": "sbe"}
+    results["memory"] = run_once(InProcessBus, 1800)
+    with RedisServer() as redis_server:
+        results["redis"] = run_once(lambda: RedisStreamsBus(RedisOptions(redis_server.url)), 1800)
+    os.environ.update(aws_test_environment())
+    with MotoServer() as moto:
+        def kinesis() -> Bus:
+            bus = KinesisBus(kinesis_client(moto.endpoint), prefix=f"bench-{uuid.uuid4().hex[:6]}-")
+            bus.ensure_streams([STREAM_TRADES, STREAM_BEST_BID_ASK, STREAM_DEPTH], 1)
+            return bus
+
+        results["kinesis"] = run_once(kinesis, 600)
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
