@@ -36,7 +36,11 @@ def asof_values(event_ts: I64, values: F64, query_ts: I64) -> F64:
     event_ts = np.asarray(event_ts, dtype=np.int64)
     values = np.asarray(values, dtype=np.float64)
     _check_events(event_ts, values)
-    idx = np.searchsorted(event_ts, np.asarray(query_ts, dtype=np.int64), side="right") - 1
+    return _asof_checked(event_ts, values, np.asarray(query_ts, dtype=np.int64))
+
+
+def _asof_checked(event_ts: I64, values: F64, query_ts: I64) -> F64:
+    idx = np.searchsorted(event_ts, query_ts, side="right") - 1
     out = np.full(idx.shape[0], np.nan, dtype=np.float64)
     known = idx >= 0
     out[known] = values[idx[known]]
@@ -62,8 +66,9 @@ def forward_log_return(
     ts_sec = np.asarray(ts_sec, dtype=np.int64)
     event_ts = np.asarray(event_ts, dtype=np.int64)
     mid = np.asarray(mid, dtype=np.float64)
-    now = asof_values(event_ts, mid, ts_sec)
-    later = asof_values(event_ts, mid, ts_sec + horizon_us)
+    _check_events(event_ts, mid)  # once for both lookups (a pass over every event)
+    now = _asof_checked(event_ts, mid, ts_sec)
+    later = _asof_checked(event_ts, mid, ts_sec + horizon_us)
     with np.errstate(divide="ignore", invalid="ignore"):
         label = np.log(later) - np.log(now)
     if data_end_us is None:

@@ -174,6 +174,7 @@ def attach_labels(
     """Label each row with ``labels.forward_log_return``; rows whose horizon passes the data end are dropped."""
     y = labels.forward_log_return(frame.ts_sec, mid_ts, mid, labels.LABEL_HORIZON_US, data_end_us=data_end_us)
     end = data_end_us if data_end_us is not None else (int(mid_ts[-1]) if mid_ts.shape[0] else None)
-    keep = np.zeros(len(frame), dtype=np.bool_) if end is None else frame.ts_sec + labels.LABEL_HORIZON_US <= end
-    return frame.take(keep), y[keep]
+    # Rows are in time order, so the rows kept are a prefix: a slice (views, no copy of the columns).
+    n_keep = 0 if end is None else int(np.searchsorted(frame.ts_sec, end - labels.LABEL_HORIZON_US, side="right"))
+    return frame.take(slice(0, n_keep)), y[:n_keep]
 
