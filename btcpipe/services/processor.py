@@ -248,17 +248,20 @@ class Processor:
         return all(n < n_max for n in per_shard.values())
 
     def _apply_trades(self, deliveries: list[Delivery[list[Trade]]]) -> None:
-        states = self.states
+        # One add per symbol per poll: with a few trades per message the per-call overhead would dominate.
+        by_symbol: dict[str, list[Trade]] = {}
+        see = self._trade_rewind.see
         for d in deliveries:
             trades = d.value
-            self._trade_rewind.see(d.record.shard, d.record.id, trades[0].ts_event if trades else -1)
-            if not trades:
-                continue
-            state = states.get(trades[0].symbol)
-            if state is None:
-                self.stats.foreign_records += 1
-                continue
-            state.add_trades(trades)
+            see(d.record.shard, d.record.id, trades[0].ts_event if trades else -1)
+            if trades:
+                symbol = trades[0].symbol
+                if symbol in self.states:
+                    by_symbol.setdefault(symbol, []).extend(trades)
+                else:
+                    self.stats.foreign_records += 1
+        for symbol, trades in by_symbol.items():
+            self.states[symbol].add_trades(trades)
             self.stats.trades += len(trades)
         self.stats.trade_records += len(deliveries)
 

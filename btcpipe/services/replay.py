@@ -129,12 +129,15 @@ def replay(
     wall: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     chunk_us: int = 50_000,
+    coalesce_trades: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> ReplayResult:
     """Publish the tapes' events in exchange time; paced at ``speed`` × real time when given.
 
     Events are published per ``chunk_us`` of exchange time (one ``publish`` per stream and symbol per
-    chunk, the way a live ingestor batches a poll), so pacing costs one wait per chunk.
+    chunk, the way a live ingestor batches a poll), so pacing costs one wait per chunk. ``coalesce_trades``
+    puts a chunk's trades of a symbol in one ``MarketTradeBatch`` (an ingestor batching per poll) instead of
+    one per same-time run (per SBE frame, as the ingestor publishes).
     """
     if speed is not None and speed <= 0:
         raise ConfigError(f"replay speed must be positive, got {speed}")
@@ -145,7 +148,13 @@ def replay(
     pending: dict[tuple[str, str], list[bytes]] = {}
     chunk_end: int | None = None
 
+    trade_runs: dict[str, list[Trade]] = {}
+
     def flush() -> None:
+        for symbol, trades in trade_runs.items():
+            pending.setdefault((STREAM_TRADES, symbol), []).append(encode_trades(trades))
+            result.trade_messages += 1
+        trade_runs.clear()
         for (stream, symbol), payloads in pending.items():
             bus.publish(stream, symbol, payloads)
         pending.clear()
@@ -165,12 +174,15 @@ def replay(
                 if delay > 0:
                     sleep(delay)
         symbol = item[0].symbol if isinstance(item, list) else getattr(item, "symbol")  # noqa: B009
-        pending.setdefault((stream, symbol), []).append(_encode(stream, item))
+        if coalesce_trades and isinstance(item, list):
+            trade_runs.setdefault(symbol, []).extend(item)
+        else:
+            pending.setdefault((stream, symbol), []).append(_encode(stream, item))
         result.last_us = ts
         if stream == STREAM_TRADES:
             assert isinstance(item, list)
             result.trades += len(item)
-            result.trade_messages += 1
+            result.trade_messages += 0 if coalesce_trades else 1
         elif stream == STREAM_BEST_BID_ASK:
             result.bbo += 1
         else:
