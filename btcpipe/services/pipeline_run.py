@@ -92,9 +92,9 @@ class ExchangeEndpoints:
 
 
 class LiveStage(Protocol):
-    """The live part: run ingestor → processor → inference until ``until_us``; the result feeds the report."""
+    """The live part: start ingestor → processor → inference, predict for ``duration_s``; feeds the report."""
 
-    def __call__(self, market: RunMarket, endpoints: ExchangeEndpoints, until_us: int) -> LiveResult: ...
+    def __call__(self, market: RunMarket, endpoints: ExchangeEndpoints, duration_s: int) -> LiveResult: ...
 
 
 @dataclass(slots=True)
@@ -280,17 +280,13 @@ class _Runner:
             live = self.wiring.live_stage()
             if live is None:
                 raise StageError(STAGE_LIVE, "this build has no live stage wired")
-            self.result.live = live(market, endpoints, clock_until(self.wiring.clock, duration))
+            self.result.live = live(market, endpoints, duration)
             record.summary.update(self.result.live.summary)
             if self.result.live.missing:
                 record.summary["missing"] = self.result.live.missing
 
 
 _CHECK_FIELDS = ("day", "rows", "first_id", "last_id", "missing_ids", "duplicates", "out_of_order", "coverage", "ok")
-
-
-def clock_until(clock: Clock, duration_s: int) -> int:
-    return clock.now_us() + duration_s * US_PER_SEC
 
 
 def _describe_market(market: RunMarket) -> dict[str, Any]:

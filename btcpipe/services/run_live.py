@@ -139,14 +139,15 @@ class LivePipeline:
         self.settings = settings or LiveSettings()
         self.metrics = Metrics()
 
-    def __call__(self, market: RunMarket, endpoints: ExchangeEndpoints, until_us: int) -> LiveResult:
+    def __call__(self, market: RunMarket, endpoints: ExchangeEndpoints, duration_s: int) -> LiveResult:
         with self.ports.open_rest(endpoints) as rest:
-            return _LiveRun(self, market, endpoints, until_us, rest).run()
+            return _LiveRun(self, market, endpoints, duration_s, rest).run()
 
 
 class _LiveRun:
     def __init__(
-        self, pipeline: LivePipeline, market: RunMarket, endpoints: ExchangeEndpoints, until_us: int, rest: MarketRest
+        self, pipeline: LivePipeline, market: RunMarket, endpoints: ExchangeEndpoints, duration_s: int,
+        rest: MarketRest,
     ) -> None:
         self.p = pipeline.ports
         self.s = pipeline.settings
@@ -155,7 +156,8 @@ class _LiveRun:
         self.pipeline = pipeline
         self.market = market
         self.endpoints = endpoints
-        self.until_us = until_us
+        self.duration_s = duration_s
+        self.until_us = 0  # set when inference starts: the duration is how long it predicts
         self.rest = rest
         self.symbol = market.symbol
         self.clock = self.p.clock
@@ -175,7 +177,7 @@ class _LiveRun:
                                alias=self.s.model_alias)
         served = self._guard("inference", watcher.load)
         self._warm_up()
-        self.view.live_started((self.until_us - self.clock.now_us()) / US_PER_SEC)
+        self.view.live_started(float(self.duration_s))
         try:
             self._start_ingestor()
             self._start_processor(served.params)
@@ -197,7 +199,8 @@ class _LiveRun:
         end = self.market.live_start_us
         start = max(self.market.history_start_us, end - WARMUP_S * US_PER_SEC)
         tape = self._guard("warm-up", lambda: tape_from_lake(self.p.lake, self.symbol, start, end))
-        result = self._guard("warm-up", lambda: replay(tape, self.p.bus, kinds=("trade",)))
+        # One publish per second of trades: few round trips on a remote bus (Kinesis), same records.
+        result = self._guard("warm-up", lambda: replay(tape, self.p.bus, kinds=("trade",), chunk_us=US_PER_SEC))
         self.warmup = {"trades": result.trades, "from": start, "to": end}
         log.info("warm-up trades published", extra={"trades": result.trades, "seconds": WARMUP_S})
 
@@ -245,6 +248,8 @@ class _LiveRun:
                              start="earliest"),
             archive=_RecordingArchive(self.p.lake, self.clock, stats), on_result=on_result,
         )
+
+        self.until_us = self.clock.now_us() + self.duration_s * US_PER_SEC
 
         def run_inference() -> None:
             service.run(until_us=self.until_us)
@@ -306,8 +311,9 @@ class _LiveRun:
 
     def _snapshot(self) -> LiveSnapshot:
         now = self.clock.now_us()
-        return self.stats.snapshot(elapsed_s=(now - self.started_us) / US_PER_SEC,
-                                   remaining_s=max(0.0, (self.until_us - now) / US_PER_SEC), counters=self.counters())
+        remaining = self.duration_s if not self.until_us else max(0.0, (self.until_us - now) / US_PER_SEC)
+        return self.stats.snapshot(elapsed_s=(now - self.started_us) / US_PER_SEC, remaining_s=remaining,
+                                   counters=self.counters())
 
     # --- the end -----------------------------------------------------------------------------------------------
     def _stop_all(self) -> None:

@@ -52,6 +52,8 @@ def _finite(value: Any) -> Any:
 
 def summary_document(result: RunResult) -> dict[str, Any]:
     doc = result.to_dict()
+    # The report stage is still running while it writes this; its outcome is the files themselves.
+    doc["stages"] = [s for s in doc["stages"] if s["name"] != "report"]
     if result.live is not None:
         doc["live"]["hops"] = {hop: percentiles(v) for hop, v in result.live.hops_ms.items()}
         doc["live"]["predictions"] = len(result.live.predictions)
