@@ -113,20 +113,23 @@ async def _serve(request: web.Request, fmt: WireFormat, names: str, combined: bo
             return _refuse(hub, status, -2015, f"SBE market data streams: {what} (header {API_KEY_HEADER}).")
     micros = fmt == "sbe" or time_unit == "MICROSECOND"
     ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024, timeout=hub.config.close_timeout_s)
-    await ws.prepare(request)
     loop = asyncio.get_running_loop()
     sub = Subscriber(ws, request, sbe=fmt == "sbe", micros=micros, opened=loop.time())
     channels: list[tuple[Channel, Variant]] = [
         ((s.symbol, s.kind), (fmt == "sbe", s.name if combined and fmt == "json" else None, micros)) for s in specs
     ]
+    # Subscribed before the 101 goes out: a client that has its handshake answer is already receiving, and
+    # events of that instant queue up until the writer starts.
     hub.register(sub, channels)
-    log.info("stream connection opened", extra={"ip": ip, "format": fmt, "streams": [s.name for s in specs]})
-    tasks = [
-        asyncio.create_task(hub.writer(sub)),
-        asyncio.create_task(hub.pinger(sub)),
-        asyncio.create_task(hub.age_limit(sub)),
-    ]
+    tasks: list[asyncio.Task[None]] = []
     try:
+        await ws.prepare(request)
+        log.info("stream connection opened", extra={"ip": ip, "format": fmt, "streams": [s.name for s in specs]})
+        tasks = [
+            asyncio.create_task(hub.writer(sub)),
+            asyncio.create_task(hub.pinger(sub)),
+            asyncio.create_task(hub.age_limit(sub)),
+        ]
         async for msg in ws:
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)

@@ -15,6 +15,9 @@ from btcpipe.binance.json_messages import parse_book_ticker, parse_depth_update,
 from btcpipe.binance.sbe import TradesEvent, decode
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Trade
 from btcpipe.domain.tape import MarketTape
+from btcpipe.domain.time import US_PER_SEC
+from btcpipe.exchange.clock import ManualClock
+from btcpipe.exchange.server import LocalExchange
 
 KEY = "test-key-1"
 T = TypeVar("T")
@@ -29,8 +32,12 @@ class Received:
     binary: list[bytes] = field(default_factory=list)
     text: list[str] = field(default_factory=list)
     close_code: int | None = None
+    close_message: str = ""
     closed: bool = False
     error: bool = False
+    pings: int = 0
+    closed_at: float = 0.0
+    arrival: list[float] = field(default_factory=list)  # loop time of each data frame
 
 
 async def collect(
@@ -40,6 +47,7 @@ async def collect(
     until: Callable[[Received], bool],
     timeout: float = 10.0,
     autoping: bool = True,
+    pong: bool = True,
     on_open: Callable[[], None] | None = None,
 ) -> Received:
     """Read frames until ``until(received)`` holds, the server closes, or ``timeout`` passes."""
@@ -57,16 +65,25 @@ async def collect(
             if left <= 0:
                 break
             try:
-                msg = await ws.receive(timeout=left)
+                # Not receive(timeout=): aiohttp restarts that timeout on every ping it answers itself.
+                msg = await asyncio.wait_for(ws.receive(), left)
             except TimeoutError:
                 break
             if msg.type == aiohttp.WSMsgType.BINARY:
                 got.binary.append(msg.data)
+                got.arrival.append(loop.time())
             elif msg.type == aiohttp.WSMsgType.TEXT:
                 got.text.append(msg.data)
+                got.arrival.append(loop.time())
+            elif msg.type == aiohttp.WSMsgType.PING:  # only seen with autoping=False
+                got.pings += 1
+                if pong:
+                    await ws.pong(msg.data)
             elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED):
                 got.closed = True
                 got.close_code = ws.close_code
+                got.close_message = str(msg.extra or "")
+                got.closed_at = loop.time()
                 break
             elif msg.type == aiohttp.WSMsgType.ERROR:
                 got.closed = got.error = True
@@ -76,12 +93,47 @@ async def collect(
 
 async def handshake_status(url: str, headers: dict[str, str] | None = None) -> int:
     """The HTTP status of a refused handshake (101 if the upgrade succeeded)."""
+    return (await handshake(url, headers))[0]
+
+
+async def handshake(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    """(status, response headers) of a handshake; 101 if the upgrade succeeded."""
     async with aiohttp.ClientSession() as session:
         try:
             async with session.ws_connect(url, headers=headers):
-                return 101
+                return 101, {}
         except aiohttp.WSServerHandshakeError as exc:
-            return exc.status
+            return exc.status, dict(exc.headers or {})
+
+
+class Window:
+    """A slice of tape time a test replays: the replay is caught up at ``start`` before clients connect."""
+
+    def __init__(self, exchange: LocalExchange, clock: ManualClock, seconds: float) -> None:
+        self.exchange, self.clock = exchange, clock
+        self.start = clock.now_us() + US_PER_SEC
+        self.end = self.start + int(seconds * US_PER_SEC)
+        clock.set(self.start)
+        exchange.streams.wake()
+        exchange.streams.wait_until(lambda s: s.replayed_up_to_us >= self.start, timeout=10)
+        self._open_before = exchange.streams.stats().connections_opened
+
+    def play_when_connected(self, n_clients: int) -> None:
+        """Called in the client's loop once a socket is open: move the clock when all ``n_clients`` are in."""
+        ctl = self.exchange.streams
+        if ctl.stats().connections_opened - self._open_before >= n_clients:
+            self.clock.set(self.end)
+            ctl.wake()
+        elif n_clients == 1:
+            raise AssertionError("the client has its 101 but the exchange has not registered it")
+
+
+def wait_clients_then_play(window: Window, n_clients: int) -> None:
+    window.exchange.streams.wait_until(
+        lambda s: s.connections_opened - window._open_before >= n_clients, timeout=10
+    )
+    window.clock.set(window.end)
+    window.exchange.streams.wake()
 
 
 # --- the tape's events, computed independently of the server ----------------------------------------------------
