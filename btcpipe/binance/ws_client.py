@@ -8,7 +8,7 @@ every decoded, normalized record (``ws_messages.MarketEvent``) to ``sink`` in or
   ``{json_url}/stream?streams=…&timeUnit=MICROSECOND`` for the rest of the run and says so with a WARNING.
   The key is never logged, never put in a URL and kept out of ``repr``.
 - Pings are answered by aiohttp (``autoping``: a pong carrying the ping's payload).
-- Reconnects with capped exponential backoff and jitter (a delay drawn from [d/2, d]).
+- Reconnects with the one capped exponential backoff with equal jitter (``domain.backoff.backoff_delay``).
 - ``serverShutdown`` and the connection's maximum age are handled the same way: a NEW connection is opened
   first while the old one keeps delivering; once the old one has caught up with where the new one began
   (per stream: the old's last id + 1 >= the new's first id) the old one is closed and what the new one
@@ -44,6 +44,7 @@ from btcpipe.binance.ws_messages import (
     event_kind,
     stream_names,
 )
+from btcpipe.domain.backoff import backoff_delay
 from btcpipe.domain.errors import AuthRefusedError, DataError, StreamError
 from btcpipe.metrics import Metrics
 
@@ -249,9 +250,7 @@ class MarketStreamClient:
         )
 
     def _backoff(self, attempt: int) -> float:
-        s = self.settings
-        ceiling = min(s.backoff_cap_s, s.backoff_base_s * 2 ** max(attempt - 1, 0))
-        return self._rng.uniform(ceiling / 2, ceiling)
+        return backoff_delay(attempt, self.settings.backoff_base_s, self.settings.backoff_cap_s, self._rng)
 
     def _count_reconnect(self, reason: str, mode: WireMode) -> None:
         self.stats.reconnects[reason] = self.stats.reconnects.get(reason, 0) + 1
