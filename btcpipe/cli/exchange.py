@@ -49,7 +49,19 @@ def cli() -> None:
 @click.option("--weight-limit", type=int, default=6000, show_default=True, help="REQUEST_WEIGHT per minute per IP.")
 @click.option("--replay-speed", type=float, default=None,
               help="Replay the tape 'live' from its start at this speed (1 = real time) instead of serving it all "
-              "as history.")
+              "as history. The WebSocket streams follow this clock (without it they stay quiet).")
+@click.option("--replay-start", type=float, default=0.0, show_default=True,
+              help="With --replay-speed: begin this many seconds into the tape.")
+@click.option("--api-key", "api_keys", multiple=True, envvar="BTCPIPE_EXCHANGE_API_KEYS",
+              help="An API key the SBE streams accept in X-MBX-APIKEY (repeat; env BTCPIPE_EXCHANGE_API_KEYS, "
+              "space separated). Without one, only the JSON streams under /json/ are usable.")
+@click.option("--ping-interval", type=float, default=20.0, show_default=True, help="Seconds between stream pings.")
+@click.option("--pong-timeout", type=float, default=60.0, show_default=True,
+              help="Seconds a client has to answer a ping before it is disconnected.")
+@click.option("--max-connection-age", type=float, default=86_400.0, show_default=True,
+              help="Seconds after which the server closes a stream connection.")
+@click.option("--connection-attempts", type=int, default=300, show_default=True,
+              help="Stream connection attempts allowed per IP per 5 minutes (429 beyond).")
 def serve(  # noqa: PLR0917 - one parameter per click option
     sim_seed: int | None,
     sim_hours: float,
@@ -59,21 +71,44 @@ def serve(  # noqa: PLR0917 - one parameter per click option
     port: int,
     weight_limit: int,
     replay_speed: float | None,
+    replay_start: float,
+    api_keys: tuple[str, ...],
+    ping_interval: float,
+    pong_timeout: float,
+    max_connection_age: float,
+    connection_attempts: int,
 ) -> None:
-    """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,depth} and daily dumps
-    under /data/spot/daily/ until Ctrl-C. Prints the base URL first."""
-    from btcpipe.exchange.clock import ReplayClock
+    """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,depth}, daily dumps
+    under /data/spot/daily/ and the WebSocket streams (SBE /ws/<stream>, /stream?streams=...; JSON under
+    /json/, see btcpipe.exchange.streams) until Ctrl-C. Prints the base URL first."""
     from btcpipe.exchange.server import LocalExchange
+    from btcpipe.exchange.streams import StreamConfig, replay_clock
 
     try:
         tape = _load_tape(sim_seed, sim_hours, sim_start, recordings)
-        clock = None if replay_speed is None else ReplayClock(tape.start_us, speed=replay_speed)
-        exchange = LocalExchange(tape, host=host, port=port, clock=clock, weight_limit=weight_limit).start()
-    except BtcpipeError as exc:
+        clock = (
+            None if replay_speed is None else replay_clock(tape, speed=replay_speed, start_offset_s=replay_start)
+        )
+        streams = StreamConfig(
+            api_keys=frozenset(k for key in api_keys for k in key.split()),
+            ping_interval_s=ping_interval,
+            pong_timeout_s=pong_timeout,
+            max_connection_age_s=max_connection_age,
+            attempt_limit=connection_attempts,
+        )
+        exchange = LocalExchange(
+            tape, host=host, port=port, clock=clock, weight_limit=weight_limit, streams=streams
+        ).start()
+    except (BtcpipeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(exchange.base_url, nl=True)
     click.echo(
         f"serving {tape.symbol}: {len(tape.trades)} trades {iso(tape.start_us)} → {iso(tape.end_us)}; Ctrl-C stops",
+        err=True,
+    )
+    click.echo(
+        f"streams: SBE {exchange.ws_url}/ws/<stream> ({len(streams.api_keys)} API key(s)), "
+        f"JSON {exchange.ws_url}/json/ws/<stream>",
         err=True,
     )
     try:
