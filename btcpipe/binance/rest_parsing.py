@@ -6,6 +6,9 @@ Times become int64 µs. REST answers in ms unless asked for µs (``X-MBX-TIME-UN
 the dumps switched from ms to µs on 2025-01-01, so the unit is always read off the values' magnitude
 (``btcpipe.domain.time.is_microseconds``); a declared unit that disagrees with the values is an error,
 because trusting it would shift every time by a factor of 1000.
+
+REST trades have ONE parser, ``trades_table``; ``trade_records`` turns its rows into ``Trade`` records, so
+the bronze table and the records the ingestor publishes after a gap fill cannot disagree.
 """
 
 from __future__ import annotations
@@ -21,8 +24,18 @@ import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
 from btcpipe.domain.errors import MalformedRecordError
+from btcpipe.domain.records import Trade
 from btcpipe.domain.time import US_PER_MS, is_microseconds
-from btcpipe.lake.schemas import BRONZE_AGG_TRADES, BRONZE_KLINES, BRONZE_TRADES, PRICE, QTY, QUOTE
+from btcpipe.lake.schemas import (
+    BRONZE_AGG_TRADES,
+    BRONZE_KLINES,
+    BRONZE_TRADES,
+    PRICE,
+    QTY,
+    QUOTE,
+    SCALE,
+    decimal_mantissas,
+)
 
 TimeUnit = Literal["ms", "us"]
 DumpKind = Literal["trades", "aggTrades"]
@@ -152,6 +165,42 @@ def trades_table(items: Sequence[Any], *, time_unit: TimeUnit | None = None, ts_
         ],
         schema=BRONZE_TRADES,
     )
+
+
+def trade_records(table: pa.Table, symbol: str, *, ts_recv: int | None = None) -> list[Trade]:
+    """BRONZE_TRADES rows as ``Trade`` records in id order, with the exact mantissas of the table's decimals.
+
+    ``ts_recv`` stamps every record (a gap fill knows when its page arrived); None keeps the table's column.
+    """
+    if not table.schema.equals(BRONZE_TRADES):
+        raise MalformedRecordError(f"expected a bronze trades table, got columns {table.column_names}")
+    ids = table.column("id").to_numpy()
+    order = np.argsort(ids, kind="stable")
+    recv = (
+        [ts_recv] * table.num_rows
+        if ts_recv is not None
+        else table.column("ts_recv").to_numpy()[order].tolist()
+    )
+    exponent = -SCALE
+    return [
+        Trade(symbol, i, ts, p, q, m, exponent, exponent, r)
+        for i, ts, p, q, m, r in zip(
+            ids[order].tolist(),
+            table.column("ts_event").to_numpy()[order].tolist(),
+            decimal_mantissas(table.column("price"))[order].tolist(),
+            decimal_mantissas(table.column("qty"))[order].tolist(),
+            np.asarray(table.column("is_buyer_maker").to_numpy(zero_copy_only=False))[order].tolist(),
+            recv,
+            strict=True,
+        )
+    ]
+
+
+def rest_trades(
+    items: Sequence[Any], symbol: str, *, time_unit: TimeUnit | None = None, ts_recv: int = 0
+) -> list[Trade]:
+    """A REST ``/api/v3/historicalTrades`` (or ``/trades``) body as ``Trade`` records in id order."""
+    return trade_records(trades_table(items, time_unit=time_unit), symbol, ts_recv=ts_recv)
 
 
 def klines_table(rows: Sequence[Any], *, time_unit: TimeUnit | None = None) -> pa.Table:

@@ -1,4 +1,4 @@
-"""Trade-id continuity: find the ids the stream skipped, and turn REST ``historicalTrades`` pages into trades.
+"""Trade-id continuity: find the ids the stream skipped (REST pages become trades in ``binance.rest_parsing``).
 
 Binance trade ids of a symbol are consecutive, so any hole in what the stream delivered is a loss (a
 dropped connection, a skipped message). ``TradeSequencer`` is pure: it takes the stream's trades in order and
@@ -7,13 +7,9 @@ returns the holes as ``TradeGap`` records; the ingestor fills them from REST.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
-from btcpipe.domain.decimal import parse_decimal
-from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.records import Trade, TradeGap
-from btcpipe.domain.time import to_us
 
 
 class TradeSequencer:
@@ -41,29 +37,3 @@ class TradeSequencer:
             last = trade.id
         self.last_id = last
         return fresh, gaps
-
-
-def rest_trades(body: Any, symbol: str, *, ts_recv: int = 0) -> list[Trade]:
-    """A ``/api/v3/historicalTrades`` body (ms or µs times) → trades in id order."""
-    if not isinstance(body, list):
-        raise MalformedRecordError(f"historicalTrades: expected a JSON array, got {type(body).__name__}")
-    out: list[Trade] = []
-    for item in body:
-        if not isinstance(item, Mapping):
-            raise MalformedRecordError(f"historicalTrades: item is not an object: {item!r}")
-        try:
-            out.append(
-                Trade(
-                    symbol=symbol,
-                    id=int(item["id"]),
-                    ts_event=to_us(int(item["time"])),
-                    price_mantissa=parse_decimal(item["price"]),
-                    qty_mantissa=parse_decimal(item["qty"]),
-                    is_buyer_maker=bool(item["isBuyerMaker"]),
-                    ts_recv=ts_recv,
-                )
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise MalformedRecordError(f"historicalTrades item lacks a field or has a bad one: {exc!r}") from exc
-    out.sort(key=lambda t: t.id)
-    return out

@@ -34,6 +34,7 @@ from prometheus_client import Counter, Gauge
 
 from btcpipe.binance.json_messages import parse_depth_snapshot
 from btcpipe.binance.order_book import BookSynchronizer, OrderBook, SnapshotOutcome
+from btcpipe.binance.rest_parsing import rest_trades, trade_records
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.binance.ws_messages import MarketEvent, event_kind
 from btcpipe.bus.codec import encode_best_bid_ask, encode_depth_delta, encode_trades
@@ -43,7 +44,7 @@ from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade, TradeGap
 from btcpipe.metrics import Metrics
 from btcpipe.services.ingest_bronze import BronzeSink, BronzeWriter
 from btcpipe.services.ingest_publish import BusPublisher
-from btcpipe.services.ingest_trades import TradeSequencer, rest_trades
+from btcpipe.services.ingest_trades import TradeSequencer
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +75,13 @@ class MarketRest(Protocol):
     def historical_trades(self, symbol: str, from_id: int | None = None, limit: int = 1000) -> RestPage: ...
 
     def depth(self, symbol: str, limit: int = 100) -> RestPage: ...
+
+
+def _page_trades(page: RestPage, symbol: str, ts_recv: int) -> list[Trade]:
+    """The page's trades in id order, from the bronze table the REST client already parsed when it has one."""
+    if isinstance(page.table, pa.Table):
+        return trade_records(page.table, symbol, ts_recv=ts_recv)
+    return rest_trades(page.body, symbol, ts_recv=ts_recv)
 
 
 @dataclass(frozen=True)
@@ -321,8 +329,7 @@ class Ingestor:
             limit = min(self.settings.gap_fill_page, gap.last_missing - from_id + 1)
             try:
                 page = await asyncio.to_thread(self.rest.historical_trades, symbol, from_id, limit)
-                trades = [t for t in rest_trades(page.body, symbol, ts_recv=self._now_us())
-                          if from_id <= t.id <= gap.last_missing]
+                trades = [t for t in _page_trades(page, symbol, self._now_us()) if from_id <= t.id <= gap.last_missing]
             except (ExchangeError, DataError) as exc:
                 self.stats.rest_errors += 1
                 log.warning("gap fill request failed", extra={"symbol": symbol, "from_id": from_id, "error": str(exc)})

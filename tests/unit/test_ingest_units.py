@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from btcpipe.binance import sbe
+from btcpipe.binance.rest_parsing import rest_trades
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.binance.ws_client import DeliveredFilter, MarketStreamClient, StreamSettings
 from btcpipe.binance.ws_messages import decode_binary, decode_text, normalize, stream_names
@@ -16,7 +17,7 @@ from btcpipe.domain.errors import ConfigError, DecodeError, MalformedRecordError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
 from btcpipe.lake.schemas import BRONZE_DEPTH, BRONZE_TRADES, decimal_mantissas
 from btcpipe.services.ingest_bronze import book_ticker_table, depth_table, trades_table
-from btcpipe.services.ingest_trades import TradeSequencer, rest_trades
+from btcpipe.services.ingest_trades import TradeSequencer
 
 S = "BTCUSDT"
 
@@ -70,19 +71,22 @@ def test_sequencer_reports_gaps_between_and_inside_batches_and_skips_seen_ids() 
 
 
 def test_rest_trades_parses_ms_and_us_pages_and_refuses_bad_items() -> None:
-    body = [{"id": 8, "price": "61800.01", "qty": "0.001", "quoteQty": "61.80001", "time": 1723161255000,
-             "isBuyerMaker": True, "isBestMatch": True},
-            {"id": 7, "price": "61800.00", "qty": "0.5", "quoteQty": "30900", "time": 1723161254999123,
-             "isBuyerMaker": False, "isBestMatch": True}]
-    trades = rest_trades(body, S, ts_recv=5)
+    ms_page = [{"id": 8, "price": "61800.01", "qty": "0.001", "quoteQty": "61.80001", "time": 1723161255000,
+                "isBuyerMaker": True, "isBestMatch": True}]
+    us_page = [{"id": 7, "price": "61800.00", "qty": "0.5", "quoteQty": "30900", "time": 1723161254999123,
+                "isBuyerMaker": False, "isBestMatch": True}]
+    trades = rest_trades(us_page, S, ts_recv=5) + rest_trades(ms_page, S, ts_recv=5)
     assert [(t.id, t.ts_event, t.price_mantissa, t.qty_mantissa, t.ts_recv) for t in trades] == [
         (7, 1723161254999123, 6_180_000_000_000, 50_000_000, 5),
         (8, 1723161255000000, 6_180_001_000_000, 100_000, 5),
     ]
+    assert [t.id for t in rest_trades([*ms_page, dict(ms_page[0], id=3)], S)] == [3, 8], "id order"
     with pytest.raises(MalformedRecordError):
         rest_trades([{"id": 1}], S)
     with pytest.raises(MalformedRecordError):
-        rest_trades({"code": -1121}, S)
+        rest_trades({"code": -1121}, S)  # type: ignore[arg-type]
+    with pytest.raises(MalformedRecordError, match="mix milliseconds and microseconds"):
+        rest_trades(ms_page + us_page, S)  # one page has one unit; guessing per item would hide a broken answer
 
 
 # --- message decoding -------------------------------------------------------------------------------------

@@ -10,17 +10,23 @@ import orjson
 import pyarrow as pa
 import pytest
 
+from btcpipe.binance.json_messages import parse_trade
 from btcpipe.binance.rest_parsing import (
     agg_trades_table,
     dump_csv_table,
     klines_table,
     parse_dump_csv,
+    rest_trades,
+    trade_records,
     trades_table,
 )
 from btcpipe.domain.decimal import parse_decimal
 from btcpipe.domain.errors import MalformedRecordError
+from btcpipe.domain.records import Trade
 from btcpipe.domain.time import day_of
 from btcpipe.lake.schemas import BRONZE_AGG_TRADES, BRONZE_KLINES, BRONZE_TRADES, decimal_mantissas
+
+SYMBOL = "BTCUSDT"
 
 
 def _excerpt(shared_data: Path, name: str) -> bytes:
@@ -119,6 +125,46 @@ def test_historical_trades_body_parses_to_bronze_trades() -> None:
     assert decimal_mantissas(table.column("price")).tolist() == [6183763000000, 6183762000000]
     assert decimal_mantissas(table.column("qty")).tolist() == [12000, 100000000]
     assert table.column("ts_recv").to_pylist() == [0, 0]
+
+
+@pytest.mark.parametrize(
+    "name", ["BTCUSDT-trades-2025-01-01.head210.csv", "BTCUSDT-trades-2021-01-01.rows56023.head218.csv"]
+)
+def test_real_trades_as_a_rest_page_give_records_equal_to_the_bronze_rows_and_the_stream_parser(
+    shared_data: Path, name: str
+) -> None:
+    data = _excerpt(shared_data, name)
+    rows = [line.split(",") for line in data.decode().splitlines()]
+    body = [{"id": int(r[0]), "price": r[1], "qty": r[2], "quoteQty": r[3], "time": int(r[4]),
+             "isBuyerMaker": r[5] == "True", "isBestMatch": r[6] == "True"} for r in rows]
+    body.reverse()  # records come back in id order whatever the page's order
+    records = rest_trades(body, SYMBOL, ts_recv=11)
+    table = trades_table(body)
+    dump = dump_csv_table("trades", data)  # the same rows through Arrow's CSV reader: an independent parser
+    by_id = table.sort_by("id")
+    for column in ("id", "ts_event", "price", "qty", "quote_qty", "is_buyer_maker", "is_best_match"):
+        assert by_id.column(column).equals(dump.column(column)), column
+    assert records == trade_records(dump, SYMBOL, ts_recv=11)
+    assert [t.id for t in records] == [int(r[0]) for r in rows] == sorted(int(r[0]) for r in rows)
+    assert [(t.price_mantissa, t.qty_mantissa, t.is_buyer_maker) for t in records] == [
+        (parse_decimal(r[1]), parse_decimal(r[2]), r[5] == "True") for r in rows
+    ]
+    assert {t.ts_recv for t in records} == {11}
+    # The JSON stream's parser gives the same records for the same trades.
+    stream = [parse_trade({"s": SYMBOL, "t": t.id, "T": t.ts_event, "p": r[1], "q": r[2], "m": t.is_buyer_maker},
+                          time_unit_us=True, ts_recv=11) for t, r in zip(records, rows, strict=True)]
+    assert stream == records
+
+
+def test_trade_records_keep_the_table_receive_times_unless_stamped() -> None:
+    body = [{"id": 3, "price": "1.5", "qty": "2", "quoteQty": "3", "time": 1723161253000,
+             "isBuyerMaker": True, "isBestMatch": True}]
+    table = trades_table(body, ts_recv=99)
+    assert trade_records(table, SYMBOL) == [Trade(SYMBOL, 3, 1723161253000000, 150_000_000, 200_000_000, True,
+                                                  ts_recv=99)]
+    assert trade_records(table, SYMBOL, ts_recv=7)[0].ts_recv == 7
+    with pytest.raises(MalformedRecordError, match="bronze trades table"):
+        trade_records(agg_trades_table([]), SYMBOL)
 
 
 def test_klines_body_parses_to_bronze_klines() -> None:
