@@ -29,6 +29,7 @@ from btcpipe.binance.sbe_encode import (
     encode_depth_snapshot,
     encode_trades_event,
 )
+from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.records import Trade
 from btcpipe.exchange.state import ExchangeState
 from btcpipe.exchange.stream_auth import ApiKeys, ConnectionAttemptLimiter
@@ -101,6 +102,7 @@ class StreamStats:
     pings_sent: int = 0
     pongs_received: int = 0
     events_emitted: int = 0
+    events_unencodable: int = 0  # tape rows the wire cannot carry: logged and skipped, the replay goes on
     replayed_up_to_us: int = 0  # the exchange time the replay has sent everything up to
     frames_sent: int = 0
     skipped_trade_ids: list[int] = field(default_factory=list)
@@ -186,6 +188,12 @@ class StreamHub:
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._replay(), name="btcpipe-stream-replay")
+        self._task.add_done_callback(self._replay_ended)
+
+    def _replay_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Not silent: the streams would go quiet while connections stay open.
+            log.error("stream replay stopped", exc_info=task.exception())
 
     async def on_shutdown(self, app: web.Application) -> None:
         subs = list(self.subscribers)
@@ -255,7 +263,11 @@ class StreamHub:
             for sym, tl in self.timelines.items():
                 pos, stop = cursors[sym], tl.position_after(now)
                 while pos < stop:
-                    self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
+                    try:
+                        self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
+                    except (MalformedRecordError, ValueError) as exc:
+                        self.count("events_unencodable")
+                        log.error("stream event not encodable, skipped", extra={"symbol": sym, "error": str(exc)})
                     pos += 1
                     emitted += 1
                     if emitted % _CATCH_UP_BATCH == 0:
