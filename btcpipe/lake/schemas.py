@@ -111,8 +111,8 @@ BRONZE_SCHEMAS = {
 }
 
 
-def decimal_mantissas(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
-    """The unscaled int64 values of a ``decimal128(·, 8)`` column (exact; nulls become 0)."""
+def _low_words(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, npt.NDArray[np.int64]]:
+    """The array (one chunk) and a view of its values' low 64-bit words, checked to hold the whole value."""
     if isinstance(arr, pa.ChunkedArray):
         arr = arr.combine_chunks() if arr.num_chunks != 1 else arr.chunk(0)
     if not pa.types.is_decimal(arr.type) or arr.type.scale != SCALE:
@@ -122,8 +122,16 @@ def decimal_mantissas(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
     words = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=2 * (arr.offset + len(arr)))
     words = words[2 * arr.offset :].reshape(-1, 2)
     low, high = words[:, 0], words[:, 1]
-    if not np.array_equal(high, low >> 63):
+    # Prices and quantities are non-negative: all-zero high words and no negative low word pass the
+    # check without the full comparison's temporaries.
+    if (high.any() or (low.shape[0] and low.min() < 0)) and not np.array_equal(high, low >> 63):
         raise OverflowError("decimal value does not fit int64 mantissa")
+    return arr, low
+
+
+def decimal_mantissas(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.int64]:
+    """The unscaled int64 values of a ``decimal128(·, 8)`` column (exact; nulls become 0)."""
+    arr, low = _low_words(arr)
     out = low.copy()
     if arr.null_count:
         out[~np.asarray(arr.is_valid())] = 0
@@ -140,5 +148,6 @@ def mantissas_to_decimal(mantissas: npt.NDArray[np.int64], type_: pa.DataType = 
 
 
 def decimal_to_float(arr: pa.Array | pa.ChunkedArray) -> npt.NDArray[np.float64]:
-    """Silver's float64 of a bronze decimal column: the same division the live path uses."""
-    return to_float_array(decimal_mantissas(arr), STD_EXPONENT)
+    """Silver's float64 of a bronze decimal column: the same division the live path uses (nulls give 0.0)."""
+    arr, low = _low_words(arr)
+    return to_float_array(decimal_mantissas(arr) if arr.null_count else low, STD_EXPONENT)

@@ -157,3 +157,30 @@ def test_gold_is_written_as_plain_uncompressed_parquet(tmp_path: Path) -> None:
     assert meta.row_group(0).column(y).compression == "UNCOMPRESSED"
     assert "RLE_DICTIONARY" not in meta.row_group(0).column(y).encodings
     assert lake.read_table("gold", GOLD_DATASET, "BTCUSDT").num_rows > 3 * 3600 - 100
+
+
+def test_bronze_decimals_convert_exactly_and_refuse_values_beyond_int64() -> None:
+    import decimal
+
+    import pyarrow as pa
+
+    from btcpipe.domain.decimal import to_float_array
+    from btcpipe.lake.schemas import PRICE, decimal_mantissas, decimal_to_float, mantissas_to_decimal
+
+    positive = np.array([0, 1, 6_000_012_345_678, 2**63 - 1], dtype=np.int64)
+    mixed = np.array([5, -1, -(2**63), 2**62], dtype=np.int64)  # negatives take the full check
+    for m in (positive, mixed):
+        arr = pa.chunked_array([mantissas_to_decimal(m[:2]), mantissas_to_decimal(m[2:])])
+        assert (decimal_mantissas(arr) == m).all()
+        assert (decimal_to_float(arr) == to_float_array(m, -8)).all()
+    sliced = mantissas_to_decimal(positive).slice(1, 2)
+    assert (decimal_to_float(sliced) == to_float_array(positive[1:3], -8)).all()
+    with_null = pa.array([decimal.Decimal("1.5"), None], PRICE)
+    assert decimal_to_float(with_null).tolist() == [1.5, 0.0]
+    too_big = pa.array([decimal.Decimal("1.5"), decimal.Decimal(2**64) / 10**8], PRICE)
+    for convert in (decimal_mantissas, decimal_to_float):
+        with pytest.raises(OverflowError):
+            convert(too_big)
+    too_negative = pa.array([-decimal.Decimal(2**64) / 10**8], PRICE)
+    with pytest.raises(OverflowError):
+        decimal_to_float(too_negative)
