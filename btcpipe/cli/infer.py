@@ -69,9 +69,11 @@ def cli(  # noqa: PLR0917 - click passes every option
     tick reads the row of the second that just closed from the online store; when it is missing or stale,
     the row is computed from the bus's trades with the processor's own streaming engine. Predictions go to
     the predictions-1s stream and, with their realized returns once known, to the lake's gold archive
-    (gold/predictions_1s). Outcomes, latency, shadow MAE/hit rate and feature drift are Prometheus metrics.
+    (gold/predictions_1s). Outcomes, latency, shadow MAE/hit rate and feature drift are Prometheus metrics;
+    with BTCPIPE_EMF=1 the key ones also go to stdout as CloudWatch EMF lines (Service=inference).
     """
     from btcpipe.config import load_config
+    from btcpipe.emf import start_emf_reporter
     from btcpipe.exchange.clock import SystemClock
     from btcpipe.lake.lake import Lake
     from btcpipe.metrics import Metrics, serve_metrics
@@ -118,6 +120,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
             serve_metrics(metrics, config.metrics.host, port, health=service.health)
+        emf = start_emf_reporter(metrics, "inference")
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -139,9 +142,11 @@ def cli(  # noqa: PLR0917 - click passes every option
         ticks = service.run(until_us=until)
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
-        service.close()
         sys.exit(EXIT_FAILED)
-    service.close()
+    finally:
+        service.close()
+        if emf is not None:
+            emf.stop()  # the last snapshot, after close() has archived what was pending
     summary: dict[str, Any] = {
         "ticks": ticks, "outcomes": dict(service.counts), "model_version": watcher.current.version,
         "model_swaps": watcher.swaps, "realized": service.shadow.realized_count,

@@ -70,11 +70,13 @@ def cli(  # noqa: PLR0917 - click passes every option
     Trade-id gaps are filled from REST historicalTrades; each symbol's order book follows Binance's
     snapshot + buffered diffs procedure and resyncs after a missed diff. Reconnects with jittered
     backoff, honours serverShutdown, replaces connections before their maximum age, and reconnects a
-    silent stream. The API key is read from the environment and never logged.
+    silent stream. The API key is read from the environment and never logged. With BTCPIPE_EMF=1 the key
+    metrics also go to stdout as CloudWatch EMF lines (Service=ingestor), every BTCPIPE_EMF_INTERVAL_S.
     """
     from btcpipe.binance.rest import BinanceRestClient
     from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
     from btcpipe.config import load_config, secret
+    from btcpipe.emf import start_emf_reporter
     from btcpipe.metrics import Metrics, serve_metrics
     from btcpipe.services.ingestor import Ingestor, IngestSettings
 
@@ -107,6 +109,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         if port:
             server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health)
             click.echo(json.dumps({"metrics": f"http://{config.metrics.host}:{server.server_port}/metrics"}), err=True)
+        emf = start_emf_reporter(metrics, "ingestor")
     except (BtcpipeError, ValueError) as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -127,6 +130,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     finally:
         rest.close()
         bus.close()
+        if emf is not None:
+            emf.stop()  # the last snapshot, before the summary
     summary = {
         "mode": client.mode,
         "ingest": asdict(ingestor.stats),

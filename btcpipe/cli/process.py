@@ -68,8 +68,10 @@ def cli(  # noqa: PLR0917 - click passes every option
     Second t closes when an event at or after t + lateness arrives or, with --clock wall, when the clock
     passes t + lateness. Late events are counted, not applied; repeated trade ids are ignored. A restarted
     processor re-reads the trailing window from its stored positions and continues with no hole.
+    With BTCPIPE_EMF=1 the key metrics also go to stdout as CloudWatch EMF lines (Service=processor).
     """
     from btcpipe.config import load_config
+    from btcpipe.emf import start_emf_reporter
     from btcpipe.exchange.clock import SystemClock
     from btcpipe.metrics import Metrics, serve_metrics
     from btcpipe.services.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
@@ -108,6 +110,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         )
         processor = Processor(bus, store, positions, params, symbols=owned, clock=SystemClock(), settings=settings,
                               metrics=metrics, silver=silver, name=name or f"processor-{index}-of-{count}")
+        emf = start_emf_reporter(metrics, "processor")
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -138,9 +141,11 @@ def cli(  # noqa: PLR0917 - click passes every option
                 last_event[0] = time.monotonic()
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
-        processor.close()
         sys.exit(EXIT_FAILED)
-    processor.close()
+    finally:
+        processor.close()
+        if emf is not None:
+            emf.stop()  # the last snapshot, after close() has counted what it flushed
     summary: dict[str, Any] = {
         "processor": processor.name,
         "symbols": owned,

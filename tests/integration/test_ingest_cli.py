@@ -67,3 +67,37 @@ def test_ingest_command_refuses_a_bad_exchange_url_clearly() -> None:
     done = _ingest("--exchange-url", "ftp://example", "--bus", "memory", "--no-bronze", env=dict(os.environ))
     assert done.returncode == 1
     assert "error: --exchange-url must be an http(s) URL" in done.stderr
+
+
+def _emf_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BTCPIPE_EMF")}
+    return {**env, "H10_TEST_KEY": API_KEY, **extra}
+
+
+def test_ingest_command_writes_emf_lines_on_stdout_when_enabled_and_none_when_not() -> None:
+    tape = sim_tape(600)
+    args = ("--symbols", SYMBOL, "--api-key-env", "H10_TEST_KEY", "--bus", "memory", "--no-bronze", "--json")
+    with exchange(tape, replay_clock(tape, speed=10)) as ex:
+        on = _ingest("--exchange-url", ex.base_url, *args, "--duration", "2.5", env=_emf_env(
+            BTCPIPE_EMF="1", BTCPIPE_EMF_INTERVAL_S="1", BTCPIPE_EMF_NAMESPACE="btcpipe-h17"))
+    with exchange(tape, replay_clock(tape, speed=10)) as ex:
+        off = _ingest("--exchange-url", ex.base_url, *args, "--duration", "1.5", env=_emf_env())
+    assert on.returncode == 0, on.stderr
+    assert off.returncode == 0, off.stderr
+
+    *emf, summary = [json.loads(line) for line in on.stdout.splitlines()]
+    assert summary["mode"] == "sbe"
+    assert len(emf) >= 2, "periodic snapshots plus the last one on exit"
+    assert all(doc["Service"] == "ingestor" for doc in emf)
+    assert {d["CloudWatchMetrics"][0]["Namespace"] for d in (doc["_aws"] for doc in emf)} == {"btcpipe-h17"}
+    # Each snapshot reports the increase since the previous one: together they add up to what was received.
+    received: dict[str, float] = {}
+    for doc in emf:
+        if "Stream" in doc and "IngestMessages" in doc:
+            received[doc["Stream"]] = received.get(doc["Stream"], 0) + doc["IngestMessages"]
+    assert received == summary["ingest"]["events"]
+    assert summary["ingest"]["events"]["trade"] > 0
+    assert API_KEY not in on.stdout + on.stderr
+
+    assert "_aws" not in off.stdout
+    assert json.loads(off.stdout)["ingest"]["events"]["trade"] > 0, "one summary document and nothing else"
