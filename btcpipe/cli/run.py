@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -79,7 +80,7 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     """
     from btcpipe.cli.run_wiring import RunAdapters, RunOptions, parse_duration
     from btcpipe.config import load_config
-    from btcpipe.services.live_view import make_view
+    from btcpipe.services.live_view import RichRunView, make_view
     from btcpipe.services.pipeline_run import RunPlan, run_pipeline
     from btcpipe.services.run_report import write_report
 
@@ -100,6 +101,9 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     # One line per request or bronze part would drown the run's own lines (the stage summaries keep the counts).
     for noisy in ("httpx", "btcpipe.lake.lake"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    if isinstance(observer, RichRunView) and not os.environ.get("BTCPIPE_LOG_LEVEL"):
+        # The terminal view says what happens; the services' INFO lines would tear its live panel apart.
+        logging.getLogger().setLevel(logging.WARNING)
     with ExitStack() as stack:
         try:
             wiring = RunAdapters(options, stack, observer=observer, model_name=plan.model_name)

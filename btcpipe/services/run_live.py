@@ -90,6 +90,7 @@ class LiveSettings:
     processor: ProcessorSettings = field(default_factory=ProcessorSettings)
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     view_every_s: float = 0.5
+    realize_wait_s: float = REALIZE_WAIT_S  # 0: do not wait for the last predictions' outcomes
 
 
 class _RecordingArchive(PredictionArchive):
@@ -215,8 +216,11 @@ class _LiveRun:
         # The trades since the backfill ended come as a gap at the first stream trade, filled from REST.
         ingestor.sequencers[self.symbol].last_id = last_backfilled
         self.workers.append(_Worker("ingestor", lambda: asyncio.run(ingestor.run())).start())
+        # ... and on the bus (the publisher queues): the processor must read the fill before any live second
+        # closes, or those trades would come too late for their seconds.
         self._wait("the first stream trade and the REST fill of the trades since the backfill",
-                   lambda: ingestor.last_trade_id(self.symbol) > last_backfilled and not ingestor.open_gaps)
+                   lambda: ingestor.last_trade_id(self.symbol) > last_backfilled and not ingestor.open_gaps
+                   and ingestor.publisher.pending == 0)
         gaps = ingestor.stats.gap_fills.get("filled", 0)
         log.info("live stream joined to the backfill", extra={"first_gap_fills": gaps,
                                                                "filled_trades": ingestor.stats.gap_trades_filled})
@@ -263,7 +267,7 @@ class _LiveRun:
         last = service.last_tick_ts
         if last is None:
             return
-        deadline = time.monotonic() + REALIZE_WAIT_S
+        deadline = time.monotonic() + self.s.realize_wait_s
         while time.monotonic() < deadline and not self.stop_event.is_set():
             service.housekeeping(last)
             if service.shadow.pending == 0:
