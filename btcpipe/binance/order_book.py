@@ -126,9 +126,12 @@ class OrderBook:
 
     def top(self, n: int) -> tuple[tuple[Level, ...], tuple[Level, ...]]:
         """The best ``n`` levels per side: bids high → low, asks low → high."""
-        bids = heapq.nlargest(n, self.bids.items())
-        asks = heapq.nsmallest(n, self.asks.items())
-        return tuple(bids), tuple(asks)
+        # Select on the price keys (int compares, half the cost of (price, qty) tuples), then look up quantities.
+        bids, asks = self.bids, self.asks
+        return (
+            tuple([(p, bids[p]) for p in heapq.nlargest(n, bids)]),
+            tuple([(p, asks[p]) for p in heapq.nsmallest(n, asks)]),
+        )
 
     def to_snapshot(self, depth: int | None = None, *, ts_event: int = 0) -> DepthSnapshot:
         """The book (or its best ``depth`` levels a side) as a ``DepthSnapshot`` at ``last_update_id``."""

@@ -4,16 +4,18 @@ This is what ``/api/v3/depth`` answers: the book after the last diff with ``ts_e
 diff's ``u`` as ``lastUpdateId`` — consistent with the diff stream, so a client bootstrapping a local
 book from the snapshot plus buffered diffs ends with the same book. Diffs already inside the initial
 snapshot (``u <= lastUpdateId``, the recording case) are skipped, as Binance's bootstrap rule says.
-A tape without depth diffs answers from its best bid/ask (one level a side).
+A tape without depth diffs answers from its best bid/ask (one level a side), or from its initial book.
 
 The book is ``btcpipe.binance.order_book.OrderBook``, the one the live ingestor keeps, and diffs go into it
 through ``apply_depth_diffs``. They are applied forward from a cursor, so a replay that asks again and
-again costs only the new diffs.
+again costs only the new diffs, and an answer whose diffs are the same as the last one's reuses its levels.
+The ``depth20`` stream (``stream_timeline.StreamBook``) keeps a replayer of its own, asked forward on a grid.
 """
 
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import numpy as np
 
@@ -51,8 +53,11 @@ class BookReplayer:
         self.symbol = tape.symbol
         self._tape = tape
         self._lock = threading.Lock()
-        depth = tape.depth
+        depth, tickers = tape.depth, tape.book_tickers
         self._depth_ts = np.maximum.accumulate(depth.ts_event) if depth is not None and len(depth) else None
+        self._tickers_ts = (
+            np.maximum.accumulate(tickers.ts_event) if tickers is not None and len(tickers) else None
+        )
         self._first_cursor = 0
         if depth is not None and tape.initial_book is not None:
             # Skip the diffs the snapshot already contains.
@@ -61,6 +66,8 @@ class BookReplayer:
             )
         self._book = self._initial_book()
         self._cursor = self._first_cursor
+        # The last answer of ``snapshot`` and the (cursor, limit) it was for: the book at a cursor is always the same.
+        self._last: tuple[tuple[int, int], DepthSnapshot] | None = None
 
     def _initial_book(self) -> OrderBook:
         initial, depth = self._tape.initial_book, self._tape.depth
@@ -84,10 +91,16 @@ class BookReplayer:
     def snapshot(self, now_us: int, limit: int) -> DepthSnapshot:
         """The book as of ``now_us``, ``limit`` levels a side (bids high→low, asks low→high)."""
         if self._depth_ts is None:
-            return self._ticker_snapshot(now_us)
+            return self._ticker_snapshot(now_us, limit)
         with self._lock:
             self._replay_to(int(np.searchsorted(self._depth_ts, now_us, side="right")))
-            return self._book.to_snapshot(limit, ts_event=now_us)
+            key = (self._cursor, limit)
+            if self._last is not None and self._last[0] == key:
+                last = self._last[1]
+                return last if last.ts_event == now_us else replace(last, ts_event=now_us)
+            answer = self._book.to_snapshot(limit, ts_event=now_us)
+            self._last = (key, answer)
+            return answer
 
     def at_update_id(self, update_id: int, limit: int | None = None) -> DepthSnapshot:
         """The book after the last diff with ``u <= update_id``, stamped with that diff's time.
@@ -107,14 +120,14 @@ class BookReplayer:
                 ts = initial.ts_event if initial is not None else 0
             return self._book.to_snapshot(limit, ts_event=ts)
 
-    def _ticker_snapshot(self, now_us: int) -> DepthSnapshot:
+    def _ticker_snapshot(self, now_us: int, limit: int) -> DepthSnapshot:
         tickers = self._tape.book_tickers
-        initial = self._tape.initial_book
-        if tickers is None or len(tickers) == 0:
-            if initial is not None:
-                return initial
+        if tickers is None or self._tickers_ts is None:
+            if self._tape.initial_book is not None:
+                with self._lock:  # no diffs: the book is the initial one, never replayed
+                    return self._book.to_snapshot(limit, ts_event=now_us)
             return DepthSnapshot(self.symbol, 0, (), (), ts_event=now_us)
-        i = int(np.searchsorted(np.maximum.accumulate(tickers.ts_event), now_us, side="right")) - 1
+        i = int(np.searchsorted(self._tickers_ts, now_us, side="right")) - 1
         if i < 0:
             return DepthSnapshot(self.symbol, 0, (), (), ts_event=now_us)
         return DepthSnapshot(
