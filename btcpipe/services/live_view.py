@@ -65,14 +65,47 @@ def _ms(value: float | None) -> str:
     return "—" if value is None or math.isnan(value) else f"{value:.1f} ms"
 
 
-def _pct(value: float | None) -> str:
-    return "—" if value is None or math.isnan(value) else f"{value:.1%}"
+def _pct(value: object) -> str:
+    return f"{value:.1%}" if isinstance(value, float) and not math.isnan(value) else "—"
+
+
+def stage_brief(record: StageRecord) -> str:
+    """The one thing worth reading about a finished stage (from its summary)."""
+    s = record.summary
+    if not record.ok:
+        return ""
+    if record.name == "backfill":
+        share = s.get("weight_share")
+        weight = f", at most {share:.0%} of the weight limit" if isinstance(share, float) else ""
+        return f"{s.get('rows_added', 0):,} trades in {s.get('pages', 0)} pages{weight}"
+    if record.name == "check":
+        days = s.get("days", [])
+        return f"{sum(int(d.get('rows') or 0) for d in days):,} trades, no gap, no duplicate" if s.get("ok") else ""
+    if record.name == "features":
+        return f"schema {str(s.get('schema_hash', ''))[:12]}…"
+    if record.name == "train":
+        model = (s.get("metrics") or {}).get("model") or {}
+        text = f"{s.get('version')}: test R² {_num(model.get('r2'))}, hit rate {_pct(model.get('hit_rate'))}"
+        oracle = s.get("oracle")
+        if oracle:
+            text += f" (the oracle's R² {_num(oracle.get('r2'))}, hit rate {_pct(oracle.get('hit_rate'))})"
+        return text
+    if record.name == "promote":
+        return f"production = {s.get('production')}"
+    if record.name == "live":
+        return f"{s.get('predictions', 0)} predictions, hit rate {_pct(s.get('hit_rate'))} of {s.get('realized', 0)}"
+    return ""
+
+
+def _num(value: object) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else "—"
 
 
 def _stage_text(record: StageRecord) -> str:
     mark = "ok" if record.ok else "FAILED"
     extra = f": {record.error}" if record.error else ""
-    return f"stage {record.name} {mark} in {record.seconds:.1f} s{extra}"
+    brief = stage_brief(record)
+    return f"stage {record.name} {mark} in {record.seconds:.1f} s{extra}" + (f" — {brief}" if brief else "")
 
 
 class LogRunView:
@@ -155,8 +188,9 @@ class RichRunView:
             self._progress.stop()
             self._progress = None
         style = "green" if record.ok else "bold red"
+        brief = stage_brief(record)
         self.console.print(f"[{style}]{'✓' if record.ok else '✗'} {record.name}[/] {record.seconds:.1f} s"
-                           + (f" — {record.error}" if record.error else ""))
+                           + (f" — {record.error}" if record.error else "") + (f" — {brief}" if brief else ""))
 
     def backfill_progress(self, progress: BackfillProgress) -> None:
         if self._progress is not None:
