@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import logging
 import math
 
 import numpy as np
@@ -13,6 +15,7 @@ from btcpipe.domain.messages import FeatureVector1s, Prediction1s
 from btcpipe.domain.records import Trade
 from btcpipe.domain.time import US_PER_MS, US_PER_SEC
 from btcpipe.exchange.simulator import SimConfig, simulate
+from btcpipe.services.live_view import HopLatency, LiveSnapshot, LogRunView, RichRunView
 from btcpipe.services.run_live_stats import (
     HOP_EXCHANGE_INGEST,
     HOP_FEATURE_ROW,
@@ -136,3 +139,36 @@ def test_live_stats_measures_hops_only_after_live_from_and_joins_rows_to_predict
     assert snap.realized == pytest.approx(1e-4)
     assert snap.hops[HOP_FEATURE_ROW].n == 1
     assert math.isclose(snap.hops[HOP_EXCHANGE_INGEST].p50_ms, 3.0)
+
+
+def _snapshot() -> LiveSnapshot:
+    return LiveSnapshot(
+        elapsed_s=12.0, remaining_s=108.0, model_version="v3", last_ts_sec=1_795_000_010 * US_PER_SEC,
+        last_yhat=1.5e-4, last_latency_ms=0.42, last_source="store", realized_ts_sec=1_795_000_000 * US_PER_SEC,
+        realized_yhat=-2e-4, realized=-3.1e-4, hit_rate=0.625, n_realized=8, feature_age_ms=300.4,
+        hops={"tick": HopLatency(0.4, 0.6, 1.9, 11)}, counters={"gaps": 1, "skipped_ticks": 0},
+    )
+
+
+def test_rich_view_draws_the_prediction_the_outcome_the_hops_and_the_counters() -> None:
+    stream = io.StringIO()
+    view = RichRunView(stream)
+    view.console.width = 120
+    view.live_started(120.0)
+    view.live_finished(_snapshot())
+    text = stream.getvalue()
+    for expected in ("v3", "+1.50 bp", "-3.10 bp", "62.5% of 8", "300.4 ms", "p99 1.90", "gaps 1", "skipped_ticks 0"):
+        assert expected in text, expected
+
+
+def test_log_view_writes_the_same_facts_at_most_every_interval(caplog: pytest.LogCaptureFixture) -> None:
+    view = LogRunView(every_s=3600.0)
+    with caplog.at_level(logging.INFO, logger="btcpipe.run"):
+        view.live_update(_snapshot())
+        view.live_update(_snapshot())  # within the interval: nothing
+        view.live_finished(_snapshot())  # the last one always
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2
+    assert "+1.50 bp" in lines[0]
+    assert "hit rate 62.5% of 8" in lines[0]
+    assert "tick p50 0.4/p99 1.9 ms" in lines[0]
