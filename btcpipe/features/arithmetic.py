@@ -96,8 +96,9 @@ def aggregate_seconds(
 class SecondAccumulator:
     """One second's bar built trade by trade: the scalar twin of ``aggregate_seconds`` for one bar.
 
-    The same sums in the same order from the same 0.0 (bit-identical, see the module docstring); the
-    streaming engine keeps one per second so adding a trade is O(1) Python work.
+    The same sums in the same order from the same 0.0 (bit-identical for finite prices and quantities,
+    see the module docstring); the streaming engine keeps one per second so adding a trade is O(1)
+    Python work.
     """
 
     __slots__ = ("buy_vol", "last_price", "last_ts", "max_qty", "n", "notional", "sell_vol")
