@@ -118,6 +118,3 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     if not result.ok:
         click.echo(f"error: {result.error}", err=True)
         sys.exit(EXIT_FAILED)
-    missing = result.live.missing if result.live is not None else []
-    if missing:
-        click.echo(f"note: not run in this build: {', '.join(missing)}", err=True)

@@ -104,7 +104,6 @@ class LiveResult:
     summary: dict[str, Any]
     predictions: list[dict[str, Any]] = field(default_factory=list)  # ts_sec, yhat, realized, latency_ms, ...
     hops_ms: dict[str, list[float]] = field(default_factory=dict)  # hop name → latencies (ms)
-    missing: list[str] = field(default_factory=list)  # live parts that do not exist (yet) in this build
 
 
 class RunWiring(Protocol):
@@ -169,7 +168,7 @@ class RunResult:
             "wiring": self.wiring,
             "market": self.market,
             "stages": [s.to_dict() for s in self.stages],
-            "live": None if self.live is None else {"summary": self.live.summary, "missing": self.live.missing},
+            "live": None if self.live is None else {"summary": self.live.summary},
         }
 
 
@@ -196,6 +195,13 @@ class _Stages:
         except BtcpipeError as exc:
             record.error = str(exc)
             raise StageError(name, str(exc)) from exc
+        except KeyboardInterrupt as exc:  # Ctrl-C: the summary still says how far the run got
+            record.error = "interrupted (Ctrl-C)"
+            raise StageError(name, record.error) from exc
+        except Exception as exc:  # a bug: still name the stage, keep the traceback in the log
+            log.exception("unexpected error", extra={"stage": name})
+            record.error = f"{type(exc).__name__}: {exc}"
+            raise StageError(name, record.error) from exc
         finally:
             record.seconds = time.monotonic() - started
             self.observer.stage_finished(record)
@@ -282,8 +288,6 @@ class _Runner:
                 raise StageError(STAGE_LIVE, "this build has no live stage wired")
             self.result.live = live(market, endpoints, duration)
             record.summary.update(self.result.live.summary)
-            if self.result.live.missing:
-                record.summary["missing"] = self.result.live.missing
 
 
 _CHECK_FIELDS = ("day", "rows", "first_id", "last_id", "missing_ids", "duplicates", "out_of_order", "coverage", "ok")

@@ -212,9 +212,6 @@ def _html(doc: dict[str, Any], plots: list[tuple[str, str]], result: RunResult) 
                 parts.append(f"<tr><td>{_cell(hop)}</td><td>{p.get('n')}</td><td>{p.get('p50_ms', '')}</td>"
                              f"<td>{p.get('p90_ms', '')}</td><td>{p.get('p99_ms', '')}</td></tr>")
             parts.append("</table>")
-        if live.get("missing"):
-            parts.append("<p class='bad'>Not run (missing in this build): "
-                         + html.escape(", ".join(live["missing"])) + "</p>")
     for name, caption in plots:
         parts.append(f"<figure><img src='{html.escape(name)}' alt='{html.escape(caption)}'>"
                      f"<figcaption>{html.escape(caption)}</figcaption></figure>")
