@@ -5,101 +5,63 @@ the schemaless Avro body. The fingerprint lets a reader refuse a payload written
 (``PayloadSchemaError``) instead of misreading it; anything else that cannot be decoded raises
 ``PayloadDecodeError``. Schemas are the ``.avsc`` files in ``btcpipe/schemas/avro``.
 
-Trades have a batch message (``MarketTradeBatch``: the trades of one frame) because the per-message
-overhead of Avro dominates for single trades; ``decode_trades`` reads both kinds.
+Trades travel in batches because the per-message overhead of Avro dominates for single trades:
+``MarketTradeColumns`` (one symbol's trades as columns, see ``btcpipe.bus.trade_columns``) is what
+``encode_trades`` writes; ``MarketTradeBatch`` (an array of records) and ``MarketTrade`` (one trade) are
+older forms that ``decode_trades``, ``decode_trade_columns`` and ``decode_trade_batches`` still read.
 """
 
 from __future__ import annotations
 
-import io
-import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
-from fastavro import parse_schema, schemaless_reader, schemaless_writer
-from fastavro.schema import fingerprint, to_parsing_canonical_form
-
-from btcpipe.domain.errors import MalformedRecordError, PayloadDecodeError, PayloadSchemaError
+from btcpipe.bus.avro_wire import (
+    BEST_BID_ASK,
+    DEPTH_DELTA,
+    FEATURE_VECTOR_1S,
+    HEADER_LEN,
+    MARKET_TRADE,
+    MARKET_TRADE_BATCH,
+    MARKET_TRADE_COLUMNS,
+    PREDICTION_1S,
+    SINGLE_OBJECT_MARKER,
+    TRADE_SCHEMAS,
+    WIRE_SCHEMAS,
+    WireSchema,
+    schema_of,
+)
+from btcpipe.bus.avro_wire import read as _read_record
+from btcpipe.bus.avro_wire import write as _write
+from btcpipe.bus.trade_columns import (
+    TradeBatches,
+    TradeColumns,
+    decode_trade_batches,
+    decode_trade_columns,
+    encode_trade_columns,
+    encode_trade_list,
+)
+from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.messages import FeatureVector1s, Prediction1s
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
 
-SINGLE_OBJECT_MARKER = b"\xc3\x01"
-HEADER_LEN = 10
-
-
-@dataclass(frozen=True, slots=True)
-class WireSchema:
-    name: str
-    parsed: Any  # fastavro's parsed schema
-    header: bytes  # marker + fingerprint: the first HEADER_LEN bytes of every payload of this schema
-
-    @property
-    def fingerprint_hex(self) -> str:
-        return self.header[2:].hex()
-
-
-def _load(name: str) -> WireSchema:
-    text = (resources.files("btcpipe") / "schemas" / "avro" / f"{name}.avsc").read_text(encoding="utf-8")
-    parsed = parse_schema(json.loads(text))
-    canonical = to_parsing_canonical_form(parsed)
-    # fastavro's hex is already the little-endian byte order the single-object encoding wants.
-    header = SINGLE_OBJECT_MARKER + bytes.fromhex(fingerprint(canonical, "CRC-64-AVRO"))
-    return WireSchema(name, parsed, header)
-
-
-MARKET_TRADE = _load("MarketTrade")
-MARKET_TRADE_BATCH = _load("MarketTradeBatch")
-BEST_BID_ASK = _load("BestBidAsk")
-DEPTH_DELTA = _load("DepthDelta")
-FEATURE_VECTOR_1S = _load("FeatureVector1s")
-PREDICTION_1S = _load("Prediction1s")
-WIRE_SCHEMAS: dict[bytes, WireSchema] = {
-    s.header: s
-    for s in (MARKET_TRADE, MARKET_TRADE_BATCH, BEST_BID_ASK, DEPTH_DELTA, FEATURE_VECTOR_1S, PREDICTION_1S)
-}
-
-
-def _write(schema: WireSchema, record: dict[str, Any]) -> bytes:
-    buf = io.BytesIO()
-    buf.write(schema.header)
-    try:
-        schemaless_writer(buf, schema.parsed, record)
-    except (TypeError, ValueError, OverflowError, AttributeError) as exc:
-        raise MalformedRecordError(f"cannot encode {schema.name}: {exc}") from exc
-    return buf.getvalue()
-
-
-def schema_of(payload: bytes) -> WireSchema:
-    """The schema a payload was written with; ``PayloadSchemaError`` when it is not one we know."""
-    header = bytes(payload[:HEADER_LEN])
-    schema = WIRE_SCHEMAS.get(header)
-    if schema is None:
-        if len(header) < HEADER_LEN or not header.startswith(SINGLE_OBJECT_MARKER):
-            raise PayloadDecodeError(f"payload of {len(payload)} bytes has no Avro single-object header")
-        raise PayloadSchemaError(f"payload written with an unknown schema (fingerprint {header[2:].hex()})")
-    return schema
+__all__ = [
+    "BEST_BID_ASK", "DEPTH_DELTA", "FEATURE_VECTOR_1S", "HEADER_LEN", "MARKET_TRADE", "MARKET_TRADE_BATCH",
+    "MARKET_TRADE_COLUMNS", "PREDICTION_1S", "SINGLE_OBJECT_MARKER", "TRADE_SCHEMAS", "WIRE_SCHEMAS", "Message",
+    "TradeBatches", "TradeColumns", "WireSchema", "decode_best_bid_ask", "decode_depth_delta",
+    "decode_feature_vector", "decode_message", "decode_prediction", "decode_trade_batches", "decode_trade_columns",
+    "decode_trades", "encode_best_bid_ask", "encode_depth_delta", "encode_feature_vector", "encode_prediction",
+    "encode_trade", "encode_trade_columns", "encode_trades", "schema_of",
+]
 
 
 def _read(payload: bytes, expected: tuple[WireSchema, ...]) -> tuple[WireSchema, dict[str, Any]]:
-    schema = schema_of(payload)
-    if schema not in expected:
-        names = "/".join(s.name for s in expected)
-        raise PayloadSchemaError(f"expected a {names} payload, got {schema.name}")
-    buf = io.BytesIO(payload)
-    buf.seek(HEADER_LEN)
-    try:
-        record = schemaless_reader(buf, schema.parsed, None)
-    except Exception as exc:  # fastavro raises EOFError, ValueError, UnicodeDecodeError, ... on corrupt bodies
-        raise PayloadDecodeError(f"corrupt {schema.name} payload: {type(exc).__name__}: {exc}") from exc
-    if buf.tell() != len(payload) or not isinstance(record, dict):
-        raise PayloadDecodeError(f"corrupt {schema.name} payload: {len(payload) - buf.tell()} bytes left over")
-    return schema, record
+    return _read_record(payload, expected)
 
 
 # --- trades -----------------------------------------------------------------------------------------
 def encode_trade(trade: Trade) -> bytes:
+    """One trade as a ``MarketTrade`` (kept for single events; batches use ``encode_trades``)."""
     return _write(
         MARKET_TRADE,
         {
@@ -117,32 +79,46 @@ def encode_trade(trade: Trade) -> bytes:
 
 
 def encode_trades(trades: Sequence[Trade]) -> bytes:
-    """One ``MarketTradeBatch`` message; every trade must have the same symbol (the partition key)."""
+    """One message for trades of one symbol: ``MarketTradeColumns`` when they share their exponents (every
+    SBE frame and REST page does), else a ``MarketTradeBatch`` so each trade keeps its exact decimal."""
     if not trades:
         raise MalformedRecordError("a trade batch needs at least one trade")
-    symbol = trades[0].symbol
-    items = []
+    t0 = trades[0]
+    symbol, pe, qe = t0.symbol, t0.price_exponent, t0.qty_exponent
+    uniform = True
     for t in trades:
         if t.symbol != symbol:
             raise MalformedRecordError(f"a trade batch holds one symbol: {symbol} and {t.symbol} mixed")
-        items.append(
-            {
-                "id": t.id,
-                "ts_event": t.ts_event,
-                "ts_recv": t.ts_recv,
-                "price_mantissa": t.price_mantissa,
-                "price_exponent": t.price_exponent,
-                "qty_mantissa": t.qty_mantissa,
-                "qty_exponent": t.qty_exponent,
-                "is_buyer_maker": t.is_buyer_maker,
-            }
-        )
+        if t.price_exponent != pe or t.qty_exponent != qe:
+            uniform = False
+    if uniform:
+        return encode_trade_list(trades)
+    return _encode_trade_batch(symbol, trades)
+
+
+def _encode_trade_batch(symbol: str, trades: Sequence[Trade]) -> bytes:
+    items = [
+        {
+            "id": t.id,
+            "ts_event": t.ts_event,
+            "ts_recv": t.ts_recv,
+            "price_mantissa": t.price_mantissa,
+            "price_exponent": t.price_exponent,
+            "qty_mantissa": t.qty_mantissa,
+            "qty_exponent": t.qty_exponent,
+            "is_buyer_maker": t.is_buyer_maker,
+        }
+        for t in trades
+    ]
     return _write(MARKET_TRADE_BATCH, {"symbol": symbol, "trades": items})
 
 
 def decode_trades(payload: bytes) -> list[Trade]:
-    """Trades of a ``MarketTrade`` (one) or ``MarketTradeBatch`` payload, in the order written."""
-    schema, r = _read(payload, (MARKET_TRADE_BATCH, MARKET_TRADE))
+    """Trades of any trade payload (``MarketTradeColumns``, ``MarketTradeBatch``, ``MarketTrade``), in the
+    order written, each with its exact mantissas and exponents."""
+    if payload[:HEADER_LEN] == MARKET_TRADE_COLUMNS.header:
+        return decode_trade_columns(payload).to_trades()
+    schema, r = _read(payload, (MARKET_TRADE_BATCH, MARKET_TRADE, MARKET_TRADE_COLUMNS))
     if schema is MARKET_TRADE:
         return [
             Trade(
@@ -262,6 +238,7 @@ Message = list[Trade] | BestBidAsk | DepthDiff | FeatureVector1s | Prediction1s
 _DECODERS: dict[str, Callable[[bytes], Message]] = {
     MARKET_TRADE.name: decode_trades,
     MARKET_TRADE_BATCH.name: decode_trades,
+    MARKET_TRADE_COLUMNS.name: decode_trades,
     BEST_BID_ASK.name: decode_best_bid_ask,
     DEPTH_DELTA.name: decode_depth_delta,
     FEATURE_VECTOR_1S.name: decode_feature_vector,

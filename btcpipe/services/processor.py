@@ -37,15 +37,19 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from btcpipe.bus.codec import decode_best_bid_ask, decode_trades, encode_feature_vector
+import numpy as np
+
+from btcpipe.bus.avro_wire import TRADE_SCHEMAS, expect_schema
+from btcpipe.bus.codec import decode_best_bid_ask, decode_trade_batches, encode_feature_vector
 from btcpipe.bus.consumer import BusConsumer, Delivery, shards_for_keys
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_FEATURES, STREAM_TRADES, Bus, PositionStore, hash_shard
 from btcpipe.domain.errors import BusError, ConfigError, LakeError, StoreError
 from btcpipe.domain.messages import FeatureVector1s
-from btcpipe.domain.records import BestBidAsk, Trade
+from btcpipe.domain.records import BestBidAsk
 from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 from btcpipe.metrics import Metrics
+from btcpipe.services.processor_lag import ConsumerLag
 from btcpipe.services.processor_silver import LiveSilverSink
 from btcpipe.services.processor_symbol import SymbolFeatureState
 from btcpipe.store.port import DEFAULT_TTL_S, OnlineStore
@@ -66,6 +70,7 @@ class ProcessorSettings:
     block_ms: int = 100
     start: str = "earliest"  # where a consumer without stored positions starts: earliest | latest
     publish_features: bool = True
+    lag_interval_s: float = 1.0  # how often consumer lag (records behind the head) is sampled for the metrics
 
     def __post_init__(self) -> None:
         if self.lateness_ms < 0 or self.ttl_s <= 0 or self.poll_max < 1 or self.block_ms < 0:
@@ -83,6 +88,7 @@ class ProcessorStats:
     bbo_records: int = 0
     trades: int = 0
     foreign_records: int = 0  # records of symbols another partition owns (shared shard)
+    undecodable_records: int = 0  # trade payloads with a known header whose body did not decode (skipped)
     rows: int = 0
     store_errors: int = 0
     publish_errors: int = 0
@@ -107,6 +113,12 @@ def parse_partition(text: str) -> tuple[int, int]:
 def partition_symbols(symbols: Sequence[str], index: int, count: int) -> list[str]:
     """The symbols process ``index`` of ``count`` owns (stable crc32 hash, same in every process)."""
     return [s for s in symbols if hash_shard(s, count) == index]
+
+
+def _trade_payload(payload: bytes) -> bytes:
+    """The consumer's check: a trade payload by its header (bodies are decoded per poll, in bulk)."""
+    expect_schema(payload, TRADE_SCHEMAS)
+    return payload
 
 
 def _parse_emitted(value: str | None) -> tuple[int | None, int | None]:
@@ -185,8 +197,9 @@ class Processor:
             self.states[symbol] = SymbolFeatureState(symbol, params, lateness_us=self.lateness_us,
                                                      resume_after=resume, resume_bars_from=bars_from)
         start: Literal["earliest", "latest"] = "latest" if self.settings.start == "latest" else "earliest"
-        self._trades = BusConsumer(
-            bus, STREAM_TRADES, decode_trades, name=name, positions=positions,
+        # Payloads are decoded a whole poll at a time (decode_trade_batches); the consumer only checks headers.
+        self._trades: BusConsumer[bytes] = BusConsumer(
+            bus, STREAM_TRADES, _trade_payload, name=name, positions=positions,
             shards=shards_for_keys(bus, STREAM_TRADES, self.symbols), start=start,
         )
         self._trade_rewind = _Rewind({s: p.after for s, p in self._trades.positions.items()})
@@ -199,6 +212,7 @@ class Processor:
             )
             self._bbo_rewind = _Rewind({s: p.after for s, p in self._bbo.positions.items()})
         self._reported = {s: (0, 0) for s in self.symbols}  # (late, duplicates) already in the metrics
+        self._lag = ConsumerLag(bus, name, int(self.settings.lag_interval_s * US_PER_SEC))
         if self.stats.resumed_from:
             log.info("processor resuming", extra={"processor": name, "last_rows": self.stats.resumed_from,
                                                   "positions": {k: v.after for k, v in self._trades.positions.items()}})
@@ -247,23 +261,43 @@ class Processor:
             per_shard[d.record.shard] = per_shard.get(d.record.shard, 0) + 1
         return all(n < n_max for n in per_shard.values())
 
-    def _apply_trades(self, deliveries: list[Delivery[list[Trade]]]) -> None:
-        # One add per symbol per poll: with a few trades per message the per-call overhead would dominate.
-        by_symbol: dict[str, list[Trade]] = {}
-        see = self._trade_rewind.see
-        for d in deliveries:
-            trades = d.value
-            see(d.record.shard, d.record.id, trades[0].ts_event if trades else -1)
-            if trades:
-                symbol = trades[0].symbol
-                if symbol in self.states:
-                    by_symbol.setdefault(symbol, []).extend(trades)
-                else:
-                    self.stats.foreign_records += 1
-        for symbol, trades in by_symbol.items():
-            self.states[symbol].add_trades(trades)
-            self.stats.trades += len(trades)
+    def _apply_trades(self, deliveries: list[Delivery[bytes]]) -> None:
+        """Decode the poll's payloads at once and add each symbol's trades as columns (one call per symbol)."""
         self.stats.trade_records += len(deliveries)
+        if not deliveries:
+            return
+        batches = decode_trade_batches([d.value for d in deliveries])
+        for i, exc in batches.errors.items():
+            record = deliveries[i].record
+            self.stats.undecodable_records += 1
+            log.warning("skipped an undecodable trade payload",
+                        extra={"stream": record.stream, "shard": record.shard, "id": record.id, "error": str(exc)})
+        counts = batches.counts
+        starts = batches.offsets[:-1]
+        first_ts = np.full(len(deliveries), -1, dtype=np.int64)
+        has = counts > 0
+        first_ts[has] = batches.ts_event[starts[has]]
+        see = self._trade_rewind.see
+        for d, ts in zip(deliveries, first_ts.tolist(), strict=True):
+            see(d.record.shard, d.record.id, ts)
+        symbols = batches.symbols
+        owned = [s in self.states for s in symbols]
+        self.stats.foreign_records += sum(1 for s, n, own in zip(symbols, counts.tolist(), owned, strict=True)
+                                          if n and not own)
+        distinct = set(symbols)
+        for symbol in distinct:
+            state = self.states.get(symbol)
+            if state is None:
+                continue
+            if len(distinct) == 1:
+                sel = None
+            else:
+                sel = np.repeat(np.array([s == symbol for s in symbols], dtype=np.bool_), counts)
+            cols = (batches.id, batches.ts_event, batches.price, batches.qty, batches.is_buyer_maker)
+            if sel is not None:
+                cols = tuple(c[sel] for c in cols)  # type: ignore[assignment]
+            state.add_trade_arrays(*cols)
+            self.stats.trades += int(cols[0].shape[0])
 
     def _apply_bbo(self, deliveries: list[Delivery[BestBidAsk]]) -> None:
         assert self._bbo_rewind is not None
@@ -345,6 +379,9 @@ class Processor:
                 m.processor_lag.labels(symbol).set((now - state.watermark) / US_PER_SEC)
             if state.last_row is not None:
                 m.feature_last_ts.labels(symbol).set(state.last_row / US_PER_SEC)
+        consumers: list[BusConsumer[Any]] = [self._trades] if self._bbo is None else [self._trades, self._bbo]
+        for stream, behind in self._lag.sample(now, consumers).items():
+            m.consumer_lag_records.labels(stream, self.name).set(behind)
 
     # --- lifecycle -----------------------------------------------------------------------------------
     def run(self, should_stop: Callable[[], bool]) -> ProcessorStats:
@@ -369,8 +406,13 @@ class Processor:
         return self.states[symbol].last_row
 
     def skipped_payloads(self) -> int:
-        """Undecodable bus payloads passed over (counted and logged by the consumers)."""
-        return self._trades.skipped + (self._bbo.skipped if self._bbo is not None else 0)
+        """Undecodable bus payloads passed over (counted and logged)."""
+        bbo = self._bbo.skipped if self._bbo is not None else 0
+        return self._trades.skipped + self.stats.undecodable_records + bbo
+
+    def consumer_lag(self) -> dict[str, int]:
+        """Records behind the head per input stream, as last sampled for the metrics."""
+        return dict(self._lag.last)
 
     def late_events(self) -> int:
         return sum(s.stats.late_trades + s.stats.late_bbo for s in self.states.values())

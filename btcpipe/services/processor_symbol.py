@@ -27,12 +27,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import numpy.typing as npt
 
 from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.records import BestBidAsk, Trade
 from btcpipe.domain.time import US_PER_SEC, ceil_sec
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 from btcpipe.features.streaming import FeatureRow, StreamingFeatureEngine
+from btcpipe.services.processor_ids import IdRanges, accept_mask
+
+I64 = npt.NDArray[np.int64]
+F64 = npt.NDArray[np.float64]
+Bools = npt.NDArray[np.bool_]
+TradeChunk = tuple[I64, I64, F64, F64, Bools]  # id, ts_event, price, qty, is_buyer_maker
 
 
 @dataclass(slots=True)
@@ -78,16 +85,13 @@ class SymbolFeatureState:
             self._start(bars_from, first_row=resume_after + US_PER_SEC)
         self.watermark = -1  # newest trade time seen
         self.bbo_watermark = -1
-        # Buffered trades (not yet in a closed second), column lists in arrival order.
-        self._id: list[int] = []
-        self._ts: list[int] = []
-        self._price: list[float] = []
-        self._qty: list[float] = []
-        self._ibm: list[bool] = []
+        # Buffered trades (not yet in a closed second): column chunks in arrival order.
+        self._chunks: list[TradeChunk] = []
+        self._n_buffered = 0
         self._bbo: list[tuple[int, int, float, float]] = []  # (ts, update id, bid, ask)
-        # Trade ids seen: buffered ones and those of recently closed seconds (pruned by second).
-        self._seen: set[int] = set()
-        self._closed_ids: deque[tuple[int, list[int]]] = deque()
+        # Trade ids taken: buffered ones and those of recently closed seconds (pruned by second).
+        self._taken = IdRanges()
+        self._closed_ids: deque[tuple[int, int]] = deque()  # (second, smallest id applied in it)
         self._max_bbo_id = -1
 
     def _start(self, bars_from: int, *, first_row: int) -> None:
@@ -115,34 +119,42 @@ class SymbolFeatureState:
     # --- input ---------------------------------------------------------------------------------------
     def add_trades(self, trades: Sequence[Trade]) -> int:
         """Buffer trades; returns how many were accepted (late and duplicate ones are counted)."""
+        if not trades:
+            return 0
+        return self.add_trade_arrays(
+            np.array([t.id for t in trades], dtype=np.int64),
+            np.array([t.ts_event for t in trades], dtype=np.int64),
+            np.array([t.price for t in trades], dtype=np.float64),
+            np.array([t.qty for t in trades], dtype=np.float64),
+            np.array([t.is_buyer_maker for t in trades], dtype=np.bool_),
+        )
+
+    def add_trade_arrays(self, ids: I64, ts: I64, price: F64, qty: F64, is_buyer_maker: Bools) -> int:
+        """Buffer trades given as columns in arrival order; returns how many were accepted.
+
+        A trade whose id was taken before is a duplicate, one before the end of the last closed second is
+        late; both are counted and dropped, the same rule as trade by trade (``accept_mask``).
+        """
+        n = int(ids.shape[0])
+        if n == 0:
+            return 0
         closed = self.closed_until
-        floor = -1 if closed is None else closed
-        seen = self._seen
-        accepted = late = dup = 0
-        wm = self.watermark
-        for t in trades:
-            if t.id in seen:
-                dup += 1
-                continue
-            ts = t.ts_event
-            if ts < floor:
-                late += 1
-                continue
-            seen.add(t.id)
-            self._id.append(t.id)
-            self._ts.append(ts)
-            self._price.append(t.price)
-            self._qty.append(t.qty)
-            self._ibm.append(t.is_buyer_maker)
-            wm = max(wm, ts)
-            accepted += 1
-        self.watermark = wm
+        take, late, dup = accept_mask(ids, ts, self._taken, -1 if closed is None else closed)
+        accepted = n - late - dup
+        if accepted:
+            chunk: TradeChunk = (ids, ts, price, qty, is_buyer_maker)
+            if accepted < n:
+                chunk = (ids[take], ts[take], price[take], qty[take], is_buyer_maker[take])
+            self._chunks.append(chunk)
+            self._n_buffered += accepted
+            self._taken.add(chunk[0])
+            self.watermark = max(self.watermark, int(chunk[1].max()))
         self.stats.trades += accepted
         self.stats.late_trades += late
         self.stats.duplicate_trades += dup
         if self.next_close is None and accepted:
             # The grid starts at the first second seen completely; earlier trades only seed the price.
-            start = ceil_sec(min(self._ts))
+            start = ceil_sec(min(int(c[1].min()) for c in self._chunks))
             self._start(start, first_row=start + US_PER_SEC)
         return accepted
 
@@ -179,50 +191,58 @@ class SymbolFeatureState:
         if n == 0 or self.engine is None or self.next_close is None:
             return []
         last = self.next_close + (n - 1) * US_PER_SEC
-        ts, price, qty, ibm, ids = self._take_trades(last)
+        ids, ts, price, qty, ibm = self._take_trades(last)
         bbo = self._take_bbo(last)
         rows: list[FeatureRow] = []
         lo = blo = 0
         engine = self.engine
+        seconds = self.next_close + US_PER_SEC * np.arange(n, dtype=np.int64)
+        bounds = np.searchsorted(ts, seconds, side="left").tolist()
+        filled: list[tuple[int, int]] = []  # (second, first trade index) of seconds with trades
         for k in range(n):
             t = self.next_close + k * US_PER_SEC
-            hi = int(np.searchsorted(ts, t, side="left"))
+            hi = bounds[k]
             if hi > lo:
                 engine.add_trades(ts[lo:hi], price[lo:hi], qty[lo:hi], ibm[lo:hi])
-                self._remember_closed(t, ids[lo:hi])
+                filled.append((t, lo))
                 lo = hi
             while blo < len(bbo) and bbo[blo][0] < t:
                 engine.add_bbo(bbo[blo][0], bbo[blo][2], bbo[blo][3])
                 blo += 1
             rows.append(engine.close_second(t))
+        if filled:
+            lows = np.minimum.reduceat(ids[:lo], [i for _, i in filled]).tolist()
+            self._closed_ids.extend((t, low) for (t, _), low in zip(filled, lows, strict=True))
         self.next_close = last + US_PER_SEC
         self.stats.rows += n
         self._prune_seen()
         return rows
 
-    def _take_trades(self, last: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    def _take_trades(self, last: int) -> TradeChunk:
         """Buffered trades before ``last`` sorted by (time, id); the rest stay buffered."""
-        ts_all = np.fromiter(self._ts, dtype=np.int64, count=len(self._ts))
-        take = ts_all < last
-        if not take.any():
+        chunks = self._chunks
+        if not chunks:
             empty = np.zeros(0, dtype=np.int64)
-            return empty, np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.bool_), empty
-        ids_all = np.fromiter(self._id, dtype=np.int64, count=len(self._id))
-        price_all = np.asarray(self._price, dtype=np.float64)
-        qty_all = np.asarray(self._qty, dtype=np.float64)
-        ibm_all = np.asarray(self._ibm, dtype=np.bool_)
-        ts, ids = ts_all[take], ids_all[take]
-        order = np.lexsort((ids, ts))
-        keep = ~take
-        if keep.any():
-            self._id = ids_all[keep].tolist()
-            self._ts = ts_all[keep].tolist()
-            self._price = price_all[keep].tolist()
-            self._qty = qty_all[keep].tolist()
-            self._ibm = ibm_all[keep].tolist()
+            return empty, empty, np.zeros(0), np.zeros(0), np.zeros(0, dtype=np.bool_)
+        if len(chunks) == 1:
+            ids, ts, price, qty, ibm = chunks[0]
         else:
-            self._id, self._ts, self._price, self._qty, self._ibm = [], [], [], [], []
-        return ts[order], price_all[take][order], qty_all[take][order], ibm_all[take][order], ids[order]
+            ids, ts, price, qty, ibm = (np.concatenate([c[k] for c in chunks]) for k in range(5))
+        take = ts < last
+        n_take = int(take.sum())
+        if n_take == ts.shape[0]:
+            self._chunks, self._n_buffered = [], 0
+        else:
+            keep = ~take
+            self._chunks = [(ids[keep], ts[keep], price[keep], qty[keep], ibm[keep])]
+            self._n_buffered = ts.shape[0] - n_take
+            ids, ts, price, qty, ibm = ids[take], ts[take], price[take], qty[take], ibm[take]
+        if ts.shape[0] > 1:
+            dt = np.diff(ts)
+            if not bool(((dt > 0) | ((dt == 0) & (np.diff(ids) > 0))).all()):
+                order = np.lexsort((ids, ts))
+                ids, ts, price, qty, ibm = ids[order], ts[order], price[order], qty[order], ibm[order]
+        return ids, ts, price, qty, ibm
 
     def _take_bbo(self, last: int) -> list[tuple[int, int, float, float]]:
         taken = sorted(b for b in self._bbo if b[0] < last)
@@ -230,17 +250,23 @@ class SymbolFeatureState:
             self._bbo = [b for b in self._bbo if b[0] >= last]
         return taken
 
-    def _remember_closed(self, second: int, ids: np.ndarray) -> None:
-        self._closed_ids.append((second, ids.tolist()))
-
     def _prune_seen(self) -> None:
+        """Forget ids of seconds older than the de-duplication window (kept: anything at or above the
+        smallest id of a retained second or of the buffer, so disorder never forgets a newer id)."""
         if self.next_close is None:
             return
         horizon = self.next_close - self.dedup_window_us
-        while self._closed_ids and self._closed_ids[0][0] < horizon:
-            _, ids = self._closed_ids.popleft()
-            self._seen.difference_update(ids)
+        closed = self._closed_ids
+        if not closed or closed[0][0] >= horizon:
+            return
+        while closed and closed[0][0] < horizon:
+            closed.popleft()
+        lows = [low for _, low in closed] + [int(c[0].min()) for c in self._chunks]
+        if lows:
+            self._taken.drop_below(min(lows))
+        else:
+            self._taken.clear()
 
     @property
     def buffered(self) -> int:
-        return len(self._ts)
+        return self._n_buffered
