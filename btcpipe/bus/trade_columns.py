@@ -32,7 +32,7 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
-_INT_MIN, _INT_MAX = -(2**31), 2**31 - 1
+MAX_EXPONENT = 18  # |exponent| that to_float/to_float_array convert (10^18 is the largest power in their table)
 _COLUMNS = ("id", "ts_event", "ts_recv", "price_mantissa", "qty_mantissa")
 # From this many trades the numpy encoder beats fastavro (whose cost is ~0.5 µs per value here).
 _NUMPY_ENCODE_FROM = 400
@@ -56,6 +56,7 @@ class TradeColumns:
     qty_exponent: int = STD_EXPONENT
 
     def __post_init__(self) -> None:
+        _check_exponents(self.price_exponent, self.qty_exponent)
         n = self.id.shape[0]
         if any(getattr(self, c).shape != (n,) for c in (*_COLUMNS, "is_buyer_maker")):
             raise MalformedRecordError("trade columns must be one-dimensional and of equal length")
@@ -109,8 +110,8 @@ class TradeColumns:
 
 # --- encoding ----------------------------------------------------------------------------------------
 def _check_exponents(price_exponent: int, qty_exponent: int) -> None:
-    if not (_INT_MIN <= price_exponent <= _INT_MAX and _INT_MIN <= qty_exponent <= _INT_MAX):
-        raise MalformedRecordError(f"exponents {price_exponent}, {qty_exponent} do not fit an Avro int")
+    if abs(price_exponent) > MAX_EXPONENT or abs(qty_exponent) > MAX_EXPONENT:
+        raise MalformedRecordError(f"exponents {price_exponent}, {qty_exponent} outside ±{MAX_EXPONENT}")
 
 
 def _prefix(symbol: str, price_exponent: int, qty_exponent: int) -> bytearray:
@@ -154,6 +155,7 @@ def _encode_record(symbol: str, price_exponent: int, qty_exponent: int, columns:
 def encode_trade_list(trades: Sequence[Trade]) -> bytes:
     """``MarketTradeColumns`` straight from trades of one symbol and one exponent pair (no numpy)."""
     t0 = trades[0]
+    _check_exponents(t0.price_exponent, t0.qty_exponent)
     return _encode_record(
         t0.symbol, t0.price_exponent, t0.qty_exponent,
         [[t.id for t in trades], [t.ts_event for t in trades], [t.ts_recv for t in trades],
@@ -282,7 +284,7 @@ def _parse_fast(payloads: Sequence[bytes]) -> _Parsed:
     exps = []
     for _ in range(2):
         e, pos, good = read_longs_at(buf, pos, limit)
-        ok &= good & (e >= _INT_MIN) & (e <= _INT_MAX)
+        ok &= good & (e >= -MAX_EXPONENT) & (e <= MAX_EXPONENT)
         exps.append(e)
     counts: list[I64] = []
     firsts: list[I64] = []

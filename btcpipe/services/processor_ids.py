@@ -77,13 +77,13 @@ def accept_mask(ids: I64, ts: I64, taken: IdRanges, floor_us: int) -> tuple[Bool
     if n > 1 and not bool((np.diff(ids) > 0).all()):
         # Repeats inside the batch: only the first fresh copy of an id is taken, later copies are duplicates.
         cand = np.flatnonzero(fresh)
-        uniq, first = np.unique(ids[cand], return_index=True)
-        first_at = cand[first]
-        k = np.minimum(np.searchsorted(uniq, ids), max(uniq.shape[0] - 1, 0))
-        has = (uniq.shape[0] > 0) & (uniq[k] == ids) if uniq.shape[0] else np.zeros(n, dtype=np.bool_)
-        repeat = has & (first_at[k] < np.arange(n))
-        seen |= repeat
-        fresh &= ~repeat
+        if cand.shape[0]:
+            uniq, first = np.unique(ids[cand], return_index=True)
+            first_at = cand[first]
+            k = np.minimum(np.searchsorted(uniq, ids), uniq.shape[0] - 1)
+            repeat = (uniq[k] == ids) & (first_at[k] < np.arange(n))
+            seen |= repeat
+            fresh &= ~repeat
     n_dup = int(seen.sum())
     n_late = int((late & ~seen).sum())
     return fresh, n_late, n_dup
