@@ -75,8 +75,15 @@ def shift_tape(tape: MarketTape, offset_us: int) -> MarketTape:
     return replace(tape, trades=trades, book_tickers=tickers, depth=depth, initial_book=book)
 
 
-def recorded_market(tape: MarketTape, *, now_us: int, history_s: int | None, live_s: int) -> RunMarket:
-    """Shift a recording so that its last ``live_s`` seconds (or those after ``history_s``) lie after now.
+# A recording keeps this much after the live part's planned end: the live services need a few seconds to start
+# (the duration counts from the first tick) and the last predictions need 10 s of market to be realized.
+RECORDING_TAIL_S = 30
+
+
+def recorded_market(
+    tape: MarketTape, *, now_us: int, history_s: int | None, live_s: int, tail_s: int = RECORDING_TAIL_S
+) -> RunMarket:
+    """Shift a recording so that its last ``live_s + tail_s`` seconds lie after now.
 
     The history is what the recording holds before its live part: at most ``history_s`` seconds of it.
     """
@@ -86,12 +93,12 @@ def recorded_market(tape: MarketTape, *, now_us: int, history_s: int | None, liv
         raise ConfigError(f"the live duration must be positive, got {live_s}s")
     first, last = floor_sec(tape.start_us), tape.end_us
     span_s = (last - first) // US_PER_SEC
-    if span_s <= live_s + 60:
+    if span_s <= live_s + tail_s + 60:
         raise ConfigError(
-            f"the recording spans {span_s} s: too short for {live_s} s live after at least 60 s of history; "
-            "shorten --duration"
+            f"the recording spans {span_s} s: too short for {live_s} s live (+{tail_s} s to start and to realize "
+            "the last predictions) after at least 60 s of history; shorten --duration"
         )
-    live_start_tape = last - live_s * US_PER_SEC
+    live_start_tape = last - (live_s + tail_s) * US_PER_SEC
     live_start_tape -= live_start_tape % US_PER_SEC
     history_start_tape = first if history_s is None else max(first, live_start_tape - history_s * US_PER_SEC)
     shift = floor_sec(now_us) - live_start_tape

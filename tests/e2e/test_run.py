@@ -148,3 +148,19 @@ def test_run_rejects_a_garbage_duration() -> None:
     proc = _btcpipe(["--duration", "ten minutes"], timeout=60)
     assert proc.returncode == 2
     assert "not a duration" in proc.stderr
+
+
+@pytest.mark.slow
+def test_run_replays_the_real_recording_live_after_training_on_its_beginning(
+    tmp_path: Path, recording_paths: list[Path]
+) -> None:
+    out = tmp_path / "rec"
+    args = [*SHORT, "--out", str(out)]
+    for path in recording_paths:
+        args += ["--recording", str(path)]
+    summary = _assert_live_run(_btcpipe(args), out)
+    market = summary["market"]
+    assert market["source"] == "recording"
+    assert market["trades"] == 19_904  # every trade of the two files (PROVENANCE.md)
+    assert market["shift_s"] == int(market["shift_s"])  # whole seconds: second boundaries stay where they were
+    _assert_lake_clean(Lake.open(str(out / "lake")), summary)

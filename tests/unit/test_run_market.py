@@ -65,7 +65,7 @@ def test_shift_tape_moves_every_time_and_keeps_ids_prices_and_quantities() -> No
 
 def test_recorded_market_plays_its_last_seconds_live_shifted_by_whole_seconds() -> None:
     tape = simulate(SimConfig(seed=2, duration_s=300))
-    market = recorded_market(tape, now_us=NOW, history_s=None, live_s=60)
+    market = recorded_market(tape, now_us=NOW, history_s=None, live_s=60, tail_s=10)
     assert market.shift_us % US_PER_SEC == 0
     assert market.live_start_us == NOW - NOW % US_PER_SEC
     assert market.tape is not None
@@ -73,17 +73,17 @@ def test_recorded_market_plays_its_last_seconds_live_shifted_by_whole_seconds() 
     assert np.array_equal(market.tape.trades.ts_event % US_PER_SEC, tape.trades.ts_event % US_PER_SEC)
     after = np.count_nonzero(market.tape.trades.ts_event >= market.live_start_us)
     assert after > 0
-    # the live part is the last 60 s, widened to the whole second it starts in
-    assert 60 * US_PER_SEC <= market.tape.end_us - market.live_start_us < 61 * US_PER_SEC
+    # the live part is the last 60 s plus the 10-s tail, widened to the whole second it starts in
+    assert 70 * US_PER_SEC <= market.tape.end_us - market.live_start_us < 71 * US_PER_SEC
     # at most the requested history before the live part
-    limited = recorded_market(tape, now_us=NOW, history_s=100, live_s=60)
+    limited = recorded_market(tape, now_us=NOW, history_s=100, live_s=60, tail_s=10)
     assert limited.live_start_us - limited.history_start_us == 100 * US_PER_SEC
 
 
 def test_recorded_market_refuses_a_recording_too_short_for_the_live_part() -> None:
-    tape = simulate(SimConfig(seed=2, duration_s=90))
+    tape = simulate(SimConfig(seed=2, duration_s=120))
     with pytest.raises(ConfigError, match="shorten --duration"):
-        recorded_market(tape, now_us=NOW, history_s=None, live_s=60)
+        recorded_market(tape, now_us=NOW, history_s=None, live_s=60, tail_s=30)
     empty = shift_tape(tape, 0)
     with pytest.raises(DataError):
         recorded_market(type(empty)(symbol="BTCUSDT", trades=empty.trades.slice(0, 1)), now_us=NOW, history_s=None,
