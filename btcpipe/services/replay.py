@@ -1,8 +1,9 @@
 """Replay: recorded or bronze market events onto the bus, as the ingestor publishes them.
 
 Events of every stream are merged in exchange time and published with the ingestor's messages:
-trades as ``MarketTradeBatch`` (one batch per run of trades with the same time, like one SBE trades
-frame, capped at ``max_batch``), best bid/ask as ``BestBidAsk``, depth diffs as ``DepthDelta``, each
+trades as ``MarketTradeColumns`` (one batch per run of trades with the same time, like one SBE trades
+frame, capped at ``max_batch``; cut straight from the tape's arrays, no per-trade objects), best
+bid/ask as ``BestBidAsk``, depth diffs as ``DepthDelta``, each
 keyed by the symbol. ``speed`` paces the publishing against a clock (``1.0`` real time, ``50`` fifty
 times faster); ``None`` publishes as fast as the bus takes it.
 
@@ -13,6 +14,7 @@ Sources: ``tape_from_recording(paths)`` (a recording of Binance's JSON streams) 
 from __future__ import annotations
 
 import heapq
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,7 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from btcpipe.bus.codec import encode_best_bid_ask, encode_depth_delta, encode_trades
+import numpy as np
+
+from btcpipe.bus.codec import TradeColumns, encode_best_bid_ask, encode_depth_delta, encode_trade_columns
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
 from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
@@ -67,6 +71,22 @@ def trade_batches(symbol: str, tape: TradeTape, exponent: int, max_batch: int = 
         i = j
 
 
+def trade_column_batches(symbol: str, tape: TradeTape, exponent: int, max_batch: int = 100) -> Iterator[TradeColumns]:
+    """``trade_batches`` as column slices of the tape (the same runs)."""
+    n = len(tape)
+    if n == 0:
+        return
+    ts = tape.ts_event
+    run_start = np.concatenate(([True], ts[1:] != ts[:-1]))
+    run_first = np.maximum.accumulate(np.where(run_start, np.arange(n), 0))
+    cuts = [*np.flatnonzero((np.arange(n) - run_first) % max_batch == 0).tolist(), n]
+    recv = tape.ts_recv if tape.ts_recv is not None else np.zeros(n, dtype=np.int64)
+    ibm = tape.is_buyer_maker.astype(np.bool_, copy=False)
+    for a, b in itertools.pairwise(cuts):
+        yield TradeColumns(symbol, tape.id[a:b], ts[a:b], recv[a:b], tape.price[a:b], tape.qty[a:b], ibm[a:b],
+                           exponent, exponent)
+
+
 def book_tickers(symbol: str, tape: BookTickerTape, exponent: int) -> Iterator[BestBidAsk]:
     recv = tape.ts_recv.tolist() if tape.ts_recv is not None else [0] * len(tape)
     for k, (ts, uid, bp, bq, ap, aq) in enumerate(zip(
@@ -98,8 +118,8 @@ def market_events(tape: MarketTape, kinds: Sequence[str] = ALL_KINDS, max_batch:
         raise ConfigError(f"unknown event kinds {sorted(unknown)}; expected some of {list(ALL_KINDS)}")
     sources: list[Iterator[Event]] = []
     if "trade" in kinds:
-        sources.append((b[0].ts_event, 0, STREAM_TRADES, b) for b in trade_batches(tape.symbol, tape.trades,
-                                                                                     tape.exponent, max_batch))
+        sources.append((int(b.ts_event[0]), 0, STREAM_TRADES, b)
+                       for b in trade_column_batches(tape.symbol, tape.trades, tape.exponent, max_batch))
     if "bestbidask" in kinds and tape.book_tickers is not None:
         sources.append((b.ts_event, 1, STREAM_BEST_BID_ASK, b)
                        for b in book_tickers(tape.symbol, tape.book_tickers, tape.exponent))
@@ -111,8 +131,8 @@ def market_events(tape: MarketTape, kinds: Sequence[str] = ALL_KINDS, max_batch:
 # --- publishing --------------------------------------------------------------------------------------
 def _encode(stream: str, item: object) -> bytes:
     if stream == STREAM_TRADES:
-        assert isinstance(item, list)
-        return encode_trades(item)
+        assert isinstance(item, TradeColumns)
+        return encode_trade_columns(item)
     if stream == STREAM_BEST_BID_ASK:
         assert isinstance(item, BestBidAsk)
         return encode_best_bid_ask(item)
@@ -136,7 +156,7 @@ def replay(
 
     Events are published per ``chunk_us`` of exchange time (one ``publish`` per stream and symbol per
     chunk, the way a live ingestor batches a poll), so pacing costs one wait per chunk. ``coalesce_trades``
-    puts a chunk's trades of a symbol in one ``MarketTradeBatch`` (an ingestor batching per poll) instead of
+    puts a chunk's trades of a symbol in one ``MarketTradeColumns`` (an ingestor batching per poll) instead of
     one per same-time run (per SBE frame, as the ingestor publishes).
     """
     if speed is not None and speed <= 0:
@@ -148,11 +168,11 @@ def replay(
     pending: dict[tuple[str, str], list[bytes]] = {}
     chunk_end: int | None = None
 
-    trade_runs: dict[str, list[Trade]] = {}
+    trade_runs: dict[str, list[TradeColumns]] = {}
 
     def flush() -> None:
-        for symbol, trades in trade_runs.items():
-            pending.setdefault((STREAM_TRADES, symbol), []).append(encode_trades(trades))
+        for symbol, runs in trade_runs.items():
+            pending.setdefault((STREAM_TRADES, symbol), []).append(encode_trade_columns(_concat(runs)))
             result.trade_messages += 1
         trade_runs.clear()
         for (stream, symbol), payloads in pending.items():
@@ -173,14 +193,14 @@ def replay(
                 delay = due - wall()
                 if delay > 0:
                     sleep(delay)
-        symbol = item[0].symbol if isinstance(item, list) else getattr(item, "symbol")  # noqa: B009
-        if coalesce_trades and isinstance(item, list):
-            trade_runs.setdefault(symbol, []).extend(item)
+        symbol = getattr(item, "symbol")  # noqa: B009
+        if coalesce_trades and isinstance(item, TradeColumns):
+            trade_runs.setdefault(symbol, []).append(item)
         else:
             pending.setdefault((stream, symbol), []).append(_encode(stream, item))
         result.last_us = ts
         if stream == STREAM_TRADES:
-            assert isinstance(item, list)
+            assert isinstance(item, TradeColumns)
             result.trades += len(item)
             result.trade_messages += 0 if coalesce_trades else 1
         elif stream == STREAM_BEST_BID_ASK:
@@ -192,6 +212,17 @@ def replay(
     log.info("replay finished", extra={"trades": result.trades, "bbo": result.bbo, "depth": result.depth,
                                        "wall_s": round(result.wall_s, 3)})
     return result
+
+
+def _concat(runs: list[TradeColumns]) -> TradeColumns:
+    if len(runs) == 1:
+        return runs[0]
+    def cat(name: str) -> np.ndarray:
+        return np.concatenate([getattr(r, name) for r in runs])
+
+    r0 = runs[0]
+    return TradeColumns(r0.symbol, cat("id"), cat("ts_event"), cat("ts_recv"), cat("price_mantissa"),
+                        cat("qty_mantissa"), cat("is_buyer_maker"), r0.price_exponent, r0.qty_exponent)
 
 
 # --- sources -----------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from btcpipe.domain.tape import MarketTape
 from btcpipe.exchange.clock import ManualClock
 from btcpipe.metrics import Metrics
 from btcpipe.services.processor import Processor, ProcessorSettings
-from btcpipe.services.replay import trade_batches
+from btcpipe.services.replay import trade_batches, trade_column_batches
 from btcpipe.store.memory import InProcessOnlineStore
 from btcpipe.store.redis_connection import RedisOptions
 
@@ -140,3 +140,12 @@ def test_consumer_lag_on_redis_streams_counts_the_records_behind(redis_url: str)
     p.step(block_ms=0)
     assert metrics.registry.get_sample_value(LAG, labels) == 0
     bus.close()
+
+
+def test_replay_cuts_the_same_frames_from_the_tape_columns_as_trade_batches() -> None:
+    tape = sim_tape(duration_s=60, seed=26)
+    for max_batch in (1, 3, 100):
+        as_trades = list(trade_batches(tape.symbol, tape.trades, tape.exponent, max_batch))
+        as_columns = list(trade_column_batches(tape.symbol, tape.trades, tape.exponent, max_batch))
+        assert [c.to_trades() for c in as_columns] == as_trades
+    assert max(len(b) for b in as_trades) > 1  # the tape has same-time runs, so the cuts were exercised
