@@ -14,8 +14,11 @@ import pyarrow as pa
 from btcpipe.domain.decimal import STD_EXPONENT, to_float_array
 
 SCALE = -STD_EXPONENT
-PRICE = pa.decimal128(20, SCALE)
-QTY = pa.decimal128(20, SCALE)
+# Precision 18 fits an int64 mantissa (up to ~1e10 at 8 decimals: any BTC price or quantity), so Parquet stores
+# price and quantity as plain INT64 (``store_decimal_as_integer``), which decodes ~3x faster than the 9-byte
+# fixed-length form a precision of 20 needs. Quote amounts can exceed that and keep precision 28.
+PRICE = pa.decimal128(18, SCALE)
+QTY = pa.decimal128(18, SCALE)
 QUOTE = pa.decimal128(28, SCALE)
 
 BRONZE_TRADES = pa.schema(

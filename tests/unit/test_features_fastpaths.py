@@ -165,7 +165,7 @@ def test_bronze_decimals_convert_exactly_and_refuse_values_beyond_int64() -> Non
     import pyarrow as pa
 
     from btcpipe.domain.decimal import to_float_array
-    from btcpipe.lake.schemas import PRICE, decimal_mantissas, decimal_to_float, mantissas_to_decimal
+    from btcpipe.lake.schemas import PRICE, QUOTE, decimal_mantissas, decimal_to_float, mantissas_to_decimal
 
     positive = np.array([0, 1, 6_000_012_345_678, 2**63 - 1], dtype=np.int64)
     mixed = np.array([5, -1, -(2**63), 2**62], dtype=np.int64)  # negatives take the full check
@@ -177,10 +177,14 @@ def test_bronze_decimals_convert_exactly_and_refuse_values_beyond_int64() -> Non
     assert (decimal_to_float(sliced) == to_float_array(positive[1:3], -8)).all()
     with_null = pa.array([decimal.Decimal("1.5"), None], PRICE)
     assert decimal_to_float(with_null).tolist() == [1.5, 0.0]
-    too_big = pa.array([decimal.Decimal("1.5"), decimal.Decimal(2**64) / 10**8], PRICE)
+    # A price or quantity beyond the int64 mantissa cannot even be built at bronze's precision 18 ...
+    with pytest.raises(pa.ArrowInvalid):
+        pa.array([decimal.Decimal(2**64) / 10**8], PRICE)
+    # ... and a wider decimal (quote amounts) that does not fit is refused by the conversion, not wrapped.
+    too_big = pa.array([decimal.Decimal("1.5"), decimal.Decimal(2**64) / 10**8], QUOTE)
     for convert in (decimal_mantissas, decimal_to_float):
         with pytest.raises(OverflowError):
             convert(too_big)
-    too_negative = pa.array([-decimal.Decimal(2**64) / 10**8], PRICE)
+    too_negative = pa.array([-decimal.Decimal(2**64) / 10**8], QUOTE)
     with pytest.raises(OverflowError):
         decimal_to_float(too_negative)
