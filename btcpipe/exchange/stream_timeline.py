@@ -3,8 +3,9 @@
 ``SymbolTimeline`` merges four event kinds of one symbol into one sorted index (built once, numpy):
 trade groups (the fills of one match: same transact time and, when known, the same taker order — one SBE
 ``TradesStreamEvent`` each), best bid/ask updates, depth diffs, and ``depth20`` snapshots on a fixed grid of
-tape time (50 ms by default) taken from the book the diffs build. The replay asks for the events up to the
-exchange's now and materialises only those (and only the kinds someone subscribed to).
+tape time (50 ms by default) taken from the book the diffs build (the REST book's replay, ``exchange.book``).
+The replay asks for the events up to the exchange's now and materialises only those (and only the kinds
+someone subscribed to).
 
 Ties in time keep a fixed order (trade, best bid/ask, depth diff, depth20) and each kind keeps its own
 tape order (trade id, update id), so the sort key is each column's running maximum of ``ts_event``.
@@ -12,13 +13,14 @@ tape order (trade id, update id), so the sort key is each column's running maxim
 
 from __future__ import annotations
 
-import heapq
+from dataclasses import replace
 
 import numpy as np
 
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
 from btcpipe.domain.tape import I64, MarketTape
+from btcpipe.exchange.book import BookReplayer
 
 KIND_TRADE = 0
 KIND_BBA = 1
@@ -32,90 +34,27 @@ def _running_max(ts: I64) -> I64:
 
 
 class StreamBook:
-    """The book at increasing grid times, forward only (the ``depth20`` stream's source).
+    """The book at increasing grid times (the ``depth20`` stream's source): the REST book's replay, its own copy.
 
-    Kept apart from the REST ``BookReplayer`` so that REST queries at other times never rewind it.
+    A ``BookReplayer`` of its own, so REST queries at other times never rewind it; asked forward on the grid it
+    applies only the new diffs and reuses its levels while none arrived. Without diffs it answers from the
+    best bid/ask, then from the initial book, like ``/api/v3/depth``; None where that book is empty.
     """
 
     def __init__(self, tape: MarketTape) -> None:
         self.symbol = tape.symbol.upper()
-        self._tape = tape
-        depth, initial = tape.depth, tape.initial_book
-        self._bids: dict[int, int] = dict(initial.bids) if initial else {}
-        self._asks: dict[int, int] = dict(initial.asks) if initial else {}
-        self._depth_ts = _running_max(depth.ts_event) if depth is not None and len(depth) else None
-        self._cursor = 0
-        self._last_update_id = 0
-        if initial is not None:
-            self._last_update_id = initial.last_update_id
-            if depth is not None:
-                # Diffs the snapshot already contains are not applied again.
-                self._cursor = int(np.searchsorted(depth.last_update_id, initial.last_update_id, side="right"))
-        elif depth is not None and len(depth):
-            self._last_update_id = int(depth.first_update_id[0]) - 1
-        self._tickers_ts = (
-            _running_max(tape.book_tickers.ts_event)
-            if tape.book_tickers is not None and len(tape.book_tickers)
-            else None
+        self._replayer = BookReplayer(tape)
+        depth, tickers = tape.depth, tape.book_tickers
+        self.has_source = bool(
+            (depth is not None and len(depth)) or (tickers is not None and len(tickers)) or tape.initial_book
         )
-        self._top: tuple[tuple[Level, ...], tuple[Level, ...]] | None = None
-
-    @property
-    def has_source(self) -> bool:
-        return self._depth_ts is not None or self._tickers_ts is not None or self._tape.initial_book is not None
 
     def snapshot_at(self, ts_us: int, levels: int = DEPTH20_LEVELS) -> DepthSnapshot | None:
         """The top ``levels`` of the book as of ``ts_us`` (None while the tape has no book yet)."""
-        if self._depth_ts is None:
-            return self._ticker_snapshot(ts_us)
-        depth = self._tape.depth
-        assert depth is not None
-        stop = int(np.searchsorted(self._depth_ts, ts_us, side="right"))
-        if stop > self._cursor:
-            lo, hi = int(depth.offsets[self._cursor]), int(depth.offsets[stop])
-            for ask, price, qty in zip(
-                depth.level_is_ask[lo:hi].tolist(),
-                depth.level_price[lo:hi].tolist(),
-                depth.level_qty[lo:hi].tolist(),
-                strict=True,
-            ):
-                side = self._asks if ask else self._bids
-                if qty == 0:
-                    side.pop(price, None)
-                else:
-                    side[price] = qty
-            self._last_update_id = max(self._last_update_id, int(depth.last_update_id[stop - 1]))
-            self._cursor = stop
-            self._top = None
-        if not self._bids and not self._asks:
+        snap = self._replayer.snapshot(ts_us, levels)
+        if not snap.bids and not snap.asks:
             return None
-        if self._top is None:  # unchanged since the last grid point: reuse the sorted top
-            bids = tuple(heapq.nlargest(levels, self._bids.items()))
-            asks = tuple(heapq.nsmallest(levels, self._asks.items()))
-            self._top = (bids, asks)
-        bids, asks = self._top
-        return DepthSnapshot(self.symbol, self._last_update_id, bids, asks, ts_event=ts_us)
-
-    def _ticker_snapshot(self, ts_us: int) -> DepthSnapshot | None:
-        tickers = self._tape.book_tickers
-        if tickers is None or self._tickers_ts is None:
-            initial = self._tape.initial_book
-            if initial is None:
-                return None
-            return DepthSnapshot(
-                self.symbol, initial.last_update_id, initial.bids[:DEPTH20_LEVELS], initial.asks[:DEPTH20_LEVELS],
-                ts_event=ts_us,
-            )
-        i = int(np.searchsorted(self._tickers_ts, ts_us, side="right")) - 1
-        if i < 0:
-            return None
-        return DepthSnapshot(
-            self.symbol,
-            int(tickers.update_id[i]),
-            ((int(tickers.bid_price[i]), int(tickers.bid_qty[i])),),
-            ((int(tickers.ask_price[i]), int(tickers.ask_qty[i])),),
-            ts_event=ts_us,
-        )
+        return snap if snap.symbol == self.symbol else replace(snap, symbol=self.symbol)
 
 
 class SymbolTimeline:
