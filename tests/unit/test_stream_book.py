@@ -20,14 +20,10 @@ SYMBOL = "BTCUSDT"
 def _tape(*, diffs: bool = True, tickers: bool = True) -> MarketTape:
     bids = [(f"{99 - i * 0.01:.2f}", "1") for i in range(30)]
     asks = [(f"{100 + i * 0.01:.2f}", "2") for i in range(30)]
-    book_tickers = BookTickerTape(
-        ts_event=np.array([T0 + 40_000, T0 + 160_000], dtype=np.int64),
-        update_id=np.array([11, 12], dtype=np.int64),
-        bid_price=np.array([9_900_000_000, 9_901_000_000], dtype=np.int64),
-        bid_qty=np.array([100_000_000, 300_000_000], dtype=np.int64),
-        ask_price=np.array([10_000_000_000, 10_000_000_000], dtype=np.int64),
-        ask_qty=np.array([200_000_000, 100_000_000], dtype=np.int64),
-    )
+    # ts_event, update_id, bid price, bid qty, ask price, ask qty (mantissas)
+    rows = [(T0 + 40_000, 11, 9_900_000_000, 100_000_000, 10_000_000_000, 200_000_000),
+            (T0 + 160_000, 12, 9_901_000_000, 300_000_000, 10_000_000_000, 100_000_000)]
+    book_tickers = BookTickerTape(*np.array(rows, dtype=np.int64).T.copy())
     return market_tape(
         SYMBOL,
         [(1, T0 + 10_000, "100.00", "1", False), (2, T0 + 200_000, "100.00", "1", True)],
