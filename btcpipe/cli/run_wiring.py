@@ -132,7 +132,9 @@ class RunAdapters:
             from btcpipe.binance.recording import load_recording
 
             tape = load_recording(opts.recordings).to_tape()
-            return recorded_market(tape, now_us=now_us, history_s=opts.history_s, live_s=opts.duration_s)
+            # Loading takes seconds: place the recording on the clock as it is now, not as it was before.
+            return recorded_market(tape, now_us=self.clock.now_us(), history_s=opts.history_s,
+                                   live_s=opts.duration_s)
         if opts.symbol != "BTCUSDT":
             raise ConfigError("the simulator makes a BTCUSDT market; use --symbol BTCUSDT or --exchange binance")
         return simulated_market(now_us=now_us, history_s=opts.history_s, live_s=opts.duration_s, seed=opts.seed)

@@ -75,9 +75,11 @@ def shift_tape(tape: MarketTape, offset_us: int) -> MarketTape:
     return replace(tape, trades=trades, book_tickers=tickers, depth=depth, initial_book=book)
 
 
-# A recording keeps this much after the live part's planned end: the live services need a few seconds to start
-# (the duration counts from the first tick) and the last predictions need 10 s of market to be realized.
-RECORDING_TAIL_S = 30
+# A recording keeps this much after the live part's planned end: the offline stages run on the wall clock first
+# (a minute on a busy 2-core machine), the duration counts from the first tick, and the last predictions need
+# 10 s more market to be realized. What the recording plays while the offline stages run reaches the bus as the
+# ingestor's REST gap fill.
+RECORDING_TAIL_S = 90
 
 
 def recorded_market(
