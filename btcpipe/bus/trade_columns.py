@@ -38,7 +38,7 @@ _COLUMNS = ("id", "ts_event", "ts_recv", "price_mantissa", "qty_mantissa")
 _NUMPY_ENCODE_FROM = 400
 # Below this many bytes payloads are decoded one at a time: the vectorised reader costs ~1 ms per call
 # whatever the size (a few hundred numpy calls), fastavro ~0.5 µs per value.
-_BULK_FROM_BYTES = 16_000
+BULK_FROM_BYTES = 16_000
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -189,7 +189,7 @@ def _columns_from_record(record: dict[str, object]) -> TradeColumns:
 
 def decode_trade_columns(payload: bytes) -> TradeColumns:
     """The trades of one trade payload (any trade schema) as columns."""
-    if payload[: wire.HEADER_LEN] == wire.MARKET_TRADE_COLUMNS.header and len(payload) >= _BULK_FROM_BYTES:
+    if payload[: wire.HEADER_LEN] == wire.MARKET_TRADE_COLUMNS.header and len(payload) >= BULK_FROM_BYTES:
         return decode_trade_batches([payload]).batch(0)
     schema, record = wire.read(payload, wire.TRADE_SCHEMAS)
     if schema is wire.MARKET_TRADE_COLUMNS:
@@ -304,7 +304,7 @@ def _parse_fast(payloads: Sequence[bytes]) -> _Parsed:
     ok &= good & (pos + n_flags == limit)
     for n in counts:
         ok &= n == n_flags
-    symbols = _symbols(raw, buf, ok, sym_at, sym_len)
+    symbols = lane_symbols(raw, buf, ok, sym_at, sym_len)
     n_ok = np.where(ok, n_flags, 0)
     total = int(n_ok.sum())
     starts = np.cumsum(n_ok) - n_ok
@@ -329,7 +329,7 @@ def _parse_fast(payloads: Sequence[bytes]) -> _Parsed:
     return _Parsed(ok, n_ok, symbols, exps[0], exps[1], columns, flags.astype(np.bool_))
 
 
-def _symbols(raw: bytes, buf: npt.NDArray[np.uint8], ok: Bools, sym_at: I64, sym_len: I64) -> list[str]:
+def lane_symbols(raw: bytes, buf: npt.NDArray[np.uint8], ok: Bools, sym_at: I64, sym_len: I64) -> list[str]:
     """The symbol of every ok lane (lanes with bad UTF-8 are marked not ok); one decode when all agree."""
     lanes = np.flatnonzero(ok)
     if lanes.size == 0:
@@ -367,7 +367,7 @@ def decode_trade_batches(payloads: Sequence[bytes]) -> TradeBatches:
     header = wire.MARKET_TRADE_COLUMNS.header
     fast_lanes = [i for i, p in enumerate(payloads) if p[: wire.HEADER_LEN] == header]
     fast = [payloads[i] for i in fast_lanes]
-    parsed = _parse_fast(fast) if sum(map(len, fast)) >= _BULK_FROM_BYTES else None
+    parsed = _parse_fast(fast) if sum(map(len, fast)) >= BULK_FROM_BYTES else None
     fast_ok = parsed is not None and bool(parsed.ok.all()) and len(fast_lanes) == m
     if fast_ok:
         assert parsed is not None
@@ -401,7 +401,8 @@ def decode_trade_columns_exact(payload: bytes) -> TradeColumns:
     return decode_trade_columns(payload)
 
 
-def _floats(mantissas: I64, exponents: I64, counts: I64) -> F64:
+def floats_at_exponents(mantissas: I64, exponents: I64, counts: I64) -> F64:
+    """``to_float_array`` of each run of ``counts[i]`` mantissas at ``exponents[i]`` (one call per exponent)."""
     if exponents.size and bool((exponents == exponents[0]).all()):
         return to_float_array(mantissas, int(exponents[0]))
     per_trade = np.repeat(exponents, counts)
@@ -417,8 +418,8 @@ def _assemble_fast(p: _Parsed) -> TradeBatches:
     np.cumsum(p.counts, out=offsets[1:])
     ids, ts, recv, pm, qm = p.columns
     return TradeBatches(p.symbols, offsets, p.price_exponent, p.qty_exponent, ids, ts, recv, pm, qm,
-                        p.is_buyer_maker, _floats(pm, p.price_exponent, p.counts),
-                        _floats(qm, p.qty_exponent, p.counts))
+                        p.is_buyer_maker, floats_at_exponents(pm, p.price_exponent, p.counts),
+                        floats_at_exponents(qm, p.qty_exponent, p.counts))
 
 
 def _assemble(pieces: list[TradeColumns | None], errors: dict[int, DataError]) -> TradeBatches:
@@ -433,4 +434,4 @@ def _assemble(pieces: list[TradeColumns | None], errors: dict[int, DataError]) -
     qe = np.array([STD_EXPONENT if c is None else c.qty_exponent for c in pieces], dtype=np.int64)
     ids, ts, recv, pm, qm = cols
     return TradeBatches(["" if c is None else c.symbol for c in pieces], offsets, pe, qe, ids, ts, recv, pm, qm,
-                        ibm, _floats(pm, pe, counts), _floats(qm, qe, counts), errors)
+                        ibm, floats_at_exponents(pm, pe, counts), floats_at_exponents(qm, qe, counts), errors)

@@ -31,6 +31,7 @@ consumer name (``processor-i-of-n``) and positions.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,14 +39,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
+import numpy.typing as npt
 
-from btcpipe.bus.avro_wire import TRADE_SCHEMAS, expect_schema
-from btcpipe.bus.codec import decode_best_bid_ask, decode_trade_batches, encode_feature_vector
+from btcpipe.bus.bbo_columns import decode_best_bid_ask_batches
+from btcpipe.bus.codec import decode_trade_batches, encode_feature_vector
 from btcpipe.bus.consumer import BusConsumer, Delivery, shards_for_keys
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_FEATURES, STREAM_TRADES, Bus, PositionStore, hash_shard
 from btcpipe.domain.errors import BusError, ConfigError, LakeError, StoreError
 from btcpipe.domain.messages import FeatureVector1s
-from btcpipe.domain.records import BestBidAsk
 from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 from btcpipe.metrics import Metrics
@@ -88,7 +89,7 @@ class ProcessorStats:
     bbo_records: int = 0
     trades: int = 0
     foreign_records: int = 0  # records of symbols another partition owns (shared shard)
-    undecodable_records: int = 0  # trade payloads with a known header whose body did not decode (skipped)
+    undecodable_records: int = 0  # payloads with a known header whose body did not decode (skipped)
     rows: int = 0
     store_errors: int = 0
     publish_errors: int = 0
@@ -115,9 +116,9 @@ def partition_symbols(symbols: Sequence[str], index: int, count: int) -> list[st
     return [s for s in symbols if hash_shard(s, count) == index]
 
 
-def _trade_payload(payload: bytes) -> bytes:
-    """The consumer's check: a trade payload by its header (bodies are decoded per poll, in bulk)."""
-    expect_schema(payload, TRADE_SCHEMAS)
+def _raw(payload: bytes) -> bytes:
+    """Consumers hand payloads over undecoded: a poll is decoded at once (decode_trade_batches,
+    decode_best_bid_ask_batches), which reports unknown schemas and corrupt bodies per payload."""
     return payload
 
 
@@ -138,10 +139,33 @@ class _Rewind:
     def __init__(self, start: dict[str, str | None]) -> None:
         self._marks: dict[str, deque[tuple[int, str | None]]] = {s: deque([(-1, a)]) for s, a in start.items()}
         self._last: dict[str, str | None] = dict(start)
+        self._last_sec: dict[str, int] = {}  # second of the last record seen with events, per shard
 
-    def see(self, shard: str, record_id: str, first_ts: int) -> None:
-        self._marks.setdefault(shard, deque()).append((first_ts, self._last.get(shard)))
-        self._last[shard] = record_id
+    def see_poll(self, deliveries: Sequence[Delivery[bytes]], first_ts: npt.NDArray[np.int64]) -> None:
+        """Note a poll's records: a mark (first event time, position before it) only where a record starts
+        a new second (``first_ts`` −1: a record without events).
+
+        ``positions`` then answers with the first record of a second instead of the exact record: never
+        a later position, so a restart re-reads at most a second more (and de-duplicates it).
+        """
+        if not deliveries:
+            return
+        shards = [d.record.shard for d in deliveries]
+        ids = [d.record.id for d in deliveries]
+        cuts = [0, *(i for i in range(1, len(shards)) if shards[i] != shards[i - 1]), len(shards)]
+        for a, b in itertools.pairwise(cuts):
+            shard = shards[a]
+            ts = first_ts[a:b]
+            at = np.flatnonzero(ts >= 0)
+            if at.size:
+                sec = ts[at] // US_PER_SEC
+                prev = self._last_sec.get(shard)
+                new = np.concatenate(([prev is None or int(sec[0]) != prev], sec[1:] != sec[:-1]))
+                marks = self._marks.setdefault(shard, deque())
+                for k in at[new].tolist():
+                    marks.append((int(ts[k]), ids[a + k - 1] if k else self._last.get(shard)))
+                self._last_sec[shard] = int(sec[-1])
+            self._last[shard] = ids[b - 1]
 
     def positions(self, cutoff_us: int) -> dict[str, str]:
         """Per shard, the position before the newest record starting at or before ``cutoff_us``."""
@@ -199,15 +223,15 @@ class Processor:
         start: Literal["earliest", "latest"] = "latest" if self.settings.start == "latest" else "earliest"
         # Payloads are decoded a whole poll at a time (decode_trade_batches); the consumer only checks headers.
         self._trades: BusConsumer[bytes] = BusConsumer(
-            bus, STREAM_TRADES, _trade_payload, name=name, positions=positions,
+            bus, STREAM_TRADES, _raw, name=name, positions=positions,
             shards=shards_for_keys(bus, STREAM_TRADES, self.symbols), start=start,
         )
         self._trade_rewind = _Rewind({s: p.after for s, p in self._trades.positions.items()})
-        self._bbo: BusConsumer[BestBidAsk] | None = None
+        self._bbo: BusConsumer[bytes] | None = None
         self._bbo_rewind: _Rewind | None = None
         if self.use_bbo:
             self._bbo = BusConsumer(
-                bus, STREAM_BEST_BID_ASK, decode_best_bid_ask, name=name, positions=positions,
+                bus, STREAM_BEST_BID_ASK, _raw, name=name, positions=positions,
                 shards=shards_for_keys(bus, STREAM_BEST_BID_ASK, self.symbols), start=start,
             )
             self._bbo_rewind = _Rewind({s: p.after for s, p in self._bbo.positions.items()})
@@ -277,9 +301,7 @@ class Processor:
         first_ts = np.full(len(deliveries), -1, dtype=np.int64)
         has = counts > 0
         first_ts[has] = batches.ts_event[starts[has]]
-        see = self._trade_rewind.see
-        for d, ts in zip(deliveries, first_ts.tolist(), strict=True):
-            see(d.record.shard, d.record.id, ts)
+        self._trade_rewind.see_poll(deliveries, first_ts)
         symbols = batches.symbols
         owned = [s in self.states for s in symbols]
         self.stats.foreign_records += sum(1 for s, n, own in zip(symbols, counts.tolist(), owned, strict=True)
@@ -299,16 +321,30 @@ class Processor:
             state.add_trade_arrays(*cols)
             self.stats.trades += int(cols[0].shape[0])
 
-    def _apply_bbo(self, deliveries: list[Delivery[BestBidAsk]]) -> None:
+    def _apply_bbo(self, deliveries: list[Delivery[bytes]]) -> None:
         assert self._bbo_rewind is not None
-        for d in deliveries:
-            self._bbo_rewind.see(d.record.shard, d.record.id, d.value.ts_event)
-            state = self.states.get(d.value.symbol)
-            if state is None:
-                self.stats.foreign_records += 1
-                continue
-            state.add_bbo(d.value)
         self.stats.bbo_records += len(deliveries)
+        if not deliveries:
+            return
+        batch = decode_best_bid_ask_batches([d.value for d in deliveries])
+        for i, exc in batch.errors.items():
+            record = deliveries[i].record
+            self.stats.undecodable_records += 1
+            log.warning("skipped an undecodable best bid/ask payload",
+                        extra={"stream": record.stream, "shard": record.shard, "id": record.id, "error": str(exc)})
+        self._bbo_rewind.see_poll(deliveries, np.where(batch.ok, batch.ts_event, -1))
+        symbols = batch.symbols
+        distinct = set(symbols) - {""}
+        for symbol in distinct:
+            state = self.states.get(symbol)
+            sel = None if len(distinct) == 1 and not batch.errors else np.array([s == symbol for s in symbols])
+            if state is None:
+                self.stats.foreign_records += len(symbols) if sel is None else int(sel.sum())
+                continue
+            cols = (batch.ts_event, batch.update_id, batch.bid_price, batch.ask_price)
+            if sel is not None:
+                cols = tuple(c[sel] for c in cols)
+            state.add_bbo_arrays(*cols)
 
     # --- outputs -------------------------------------------------------------------------------------
     def _emit(self, vectors: list[FeatureVector1s]) -> None:

@@ -160,19 +160,39 @@ class SymbolFeatureState:
 
     def add_bbo(self, bbo: BestBidAsk) -> bool:
         """Buffer a best bid/ask update; False when it is late or a repeat of an update id already taken."""
+        return self._add_bbo(bbo.ts_event, bbo.update_id, bbo.bid_price, bbo.ask_price)
+
+    def add_bbo_arrays(self, ts: I64, update_id: I64, bid: F64, ask: F64) -> int:
+        """Buffer best bid/ask updates given as columns in arrival order; returns how many were taken."""
+        n = int(ts.shape[0])
+        if n == 0:
+            return 0
         closed = self.closed_until
-        if bbo.update_id <= self._max_bbo_id and any(b[1] == bbo.update_id for b in self._bbo):
+        rising = n == 1 or bool((np.diff(update_id) > 0).all())
+        if rising and int(update_id[0]) > self._max_bbo_id and (closed is None or int(ts.min()) >= closed):
+            # The usual case: new ids in order, nothing late; the rule below would take every one.
+            self._bbo.extend(zip(ts.tolist(), update_id.tolist(), bid.tolist(), ask.tolist(), strict=True))
+            self._max_bbo_id = int(update_id[-1])
+            self.bbo_watermark = max(self.bbo_watermark, int(ts.max()))
+            self.stats.bbo += n
+            return n
+        add = self._add_bbo
+        return sum(add(*row) for row in zip(ts.tolist(), update_id.tolist(), bid.tolist(), ask.tolist(), strict=True))
+
+    def _add_bbo(self, ts: int, update_id: int, bid: float, ask: float) -> bool:
+        closed = self.closed_until
+        if update_id <= self._max_bbo_id and any(b[1] == update_id for b in self._bbo):
             self.stats.duplicate_bbo += 1
             return False
-        if closed is not None and bbo.ts_event < closed:
-            if bbo.update_id <= self._max_bbo_id:
+        if closed is not None and ts < closed:
+            if update_id <= self._max_bbo_id:
                 self.stats.duplicate_bbo += 1
             else:
                 self.stats.late_bbo += 1
             return False
-        self._bbo.append((bbo.ts_event, bbo.update_id, bbo.bid_price, bbo.ask_price))
-        self._max_bbo_id = max(self._max_bbo_id, bbo.update_id)
-        self.bbo_watermark = max(self.bbo_watermark, bbo.ts_event)
+        self._bbo.append((ts, update_id, bid, ask))
+        self._max_bbo_id = max(self._max_bbo_id, update_id)
+        self.bbo_watermark = max(self.bbo_watermark, ts)
         self.stats.bbo += 1
         return True
 
