@@ -9,6 +9,14 @@ Composition only (ports in, ports out):
   ``latest``), publishes it to ``features-1s`` (``FeatureVector1s`` Avro) and hands it to the live silver
   sink (batched Parquet in the lake).
 
+**Input in columns.** The consumers hand over raw payloads; each poll is decoded at once
+(``decode_trade_batches``: ``MarketTradeColumns`` through the numpy reader, older trade schemas through
+fastavro; ``decode_best_bid_ask_batches`` likewise), and each symbol's trades go to its state as arrays
+— duplicate and late filtering per batch (``processor_ids``), the engine's ``add_trades`` per second.
+A payload that does not decode is counted (``undecodable_records``, ``skipped_payloads()``), logged and
+passed over. Consumer lag in records (``btcpipe_consumer_lag_records``) is sampled once per
+``lag_interval_s`` (``processor_lag``).
+
 **When a second closes.** Per symbol, second ``t`` closes once a trade at or after ``t + lateness`` has
 been read — and, when the schema reads best bid/ask, once the bid/ask stream has also got that far or
 has nothing more to give. When every input is caught up (a poll came back short) the clock closes
