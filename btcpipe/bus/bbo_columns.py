@@ -17,7 +17,8 @@ import numpy.typing as npt
 from btcpipe.bus import avro_wire as wire
 from btcpipe.bus.avro_varint import read_longs_at
 from btcpipe.bus.codec import decode_best_bid_ask
-from btcpipe.bus.trade_columns import BULK_FROM_BYTES, MAX_EXPONENT, floats_at_exponents, lane_symbols
+from btcpipe.bus.trade_batches import BULK_FROM_BYTES, floats_at_exponents, lane_symbols
+from btcpipe.bus.trade_columns import MAX_EXPONENT
 from btcpipe.domain.errors import DataError, PayloadDecodeError
 from btcpipe.domain.records import BestBidAsk
 

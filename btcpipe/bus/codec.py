@@ -8,7 +8,8 @@ the schemaless Avro body. The fingerprint lets a reader refuse a payload written
 Trades travel in batches because the per-message overhead of Avro dominates for single trades:
 ``MarketTradeColumns`` (one symbol's trades as columns, see ``btcpipe.bus.trade_columns``) is what
 ``encode_trades`` writes; ``MarketTradeBatch`` (an array of records) and ``MarketTrade`` (one trade) are
-older forms that ``decode_trades``, ``decode_trade_columns`` and ``decode_trade_batches`` still read.
+older forms that ``decode_trades``, ``decode_trade_columns`` and ``decode_trade_batches`` (a whole poll at
+once, ``btcpipe.bus.trade_batches``) still read.
 """
 
 from __future__ import annotations
@@ -33,14 +34,8 @@ from btcpipe.bus.avro_wire import (
 )
 from btcpipe.bus.avro_wire import read as _read_record
 from btcpipe.bus.avro_wire import write as _write
-from btcpipe.bus.trade_columns import (
-    TradeBatches,
-    TradeColumns,
-    decode_trade_batches,
-    decode_trade_columns,
-    encode_trade_columns,
-    encode_trade_list,
-)
+from btcpipe.bus.trade_batches import TradeBatches, decode_trade_batches, decode_trade_columns
+from btcpipe.bus.trade_columns import TradeColumns, encode_trade_columns, encode_trade_list
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.messages import FeatureVector1s, Prediction1s
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade

@@ -3,29 +3,26 @@
 A trade batch is one symbol's trades as columns (``TradeColumns``): ids, times, exact mantissas at one
 price and one quantity exponent, and buyer-maker flags. On the wire it is standard Avro (the
 ``MarketTradeColumns`` schema, single-object encoding), so fastavro or any Avro reader can read it;
-btcpipe writes and reads it with the hand-written code below because fastavro materialises one Python
-int per value (about 0.3 µs each), which is most of a processor's budget at 100 000 trades/s.
+btcpipe reads it with a hand-written numpy reader (``trade_batches``) because fastavro materialises one
+Python int per value (about 0.3 µs each), which is most of a processor's budget at 100 000 trades/s.
 
-``decode_trade_batches(payloads)`` decodes a whole poll of payloads at once — every varint of every
-payload in a few numpy passes — and is what the processor uses. Payloads the vectorised reader cannot
-take (old ``MarketTradeBatch``/``MarketTrade`` messages, an Avro writer that splits arrays into several
-blocks, corrupt bodies) go one by one through fastavro, so a rolling upgrade reads old and new
-messages side by side and a corrupt payload gets a precise ``PayloadDecodeError`` without costing the
-good ones anything. Floats come from ``btcpipe.domain.decimal.to_float_array``, the one conversion.
+This module holds the columns, the encoders and the exact (fastavro) decoder of one payload, which
+also reads the older ``MarketTradeBatch``/``MarketTrade`` messages; ``btcpipe.bus.trade_batches`` reads
+a whole poll at once. Floats come from ``btcpipe.domain.decimal.to_float_array``, the one conversion.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
 from btcpipe.bus import avro_wire as wire
-from btcpipe.bus.avro_varint import VarintIndex, append_long, encode_longs, read_longs_at
+from btcpipe.bus.avro_varint import append_long, encode_longs
 from btcpipe.domain.decimal import STD_EXPONENT, rescale, to_float_array
-from btcpipe.domain.errors import DataError, MalformedRecordError, PayloadDecodeError
+from btcpipe.domain.errors import MalformedRecordError, PayloadDecodeError
 from btcpipe.domain.records import Trade
 
 I64 = npt.NDArray[np.int64]
@@ -33,12 +30,9 @@ F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
 MAX_EXPONENT = 18  # |exponent| that to_float/to_float_array convert (10^18 is the largest power in their table)
-_COLUMNS = ("id", "ts_event", "ts_recv", "price_mantissa", "qty_mantissa")
+COLUMNS = ("id", "ts_event", "ts_recv", "price_mantissa", "qty_mantissa")
 # From this many trades the numpy encoder beats fastavro (whose cost is ~0.5 µs per value here).
 _NUMPY_ENCODE_FROM = 400
-# Below this many bytes payloads are decoded one at a time: the vectorised reader costs ~1 ms per call
-# whatever the size (a few hundred numpy calls), fastavro ~0.5 µs per value.
-BULK_FROM_BYTES = 16_000
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -58,7 +52,7 @@ class TradeColumns:
     def __post_init__(self) -> None:
         _check_exponents(self.price_exponent, self.qty_exponent)
         n = self.id.shape[0]
-        if any(getattr(self, c).shape != (n,) for c in (*_COLUMNS, "is_buyer_maker")):
+        if any(getattr(self, c).shape != (n,) for c in (*COLUMNS, "is_buyer_maker")):
             raise MalformedRecordError("trade columns must be one-dimensional and of equal length")
 
     def __len__(self) -> int:
@@ -132,10 +126,10 @@ def encode_trade_columns(columns: TradeColumns) -> bytes:
         raise MalformedRecordError("a trade batch needs at least one trade")
     if n < _NUMPY_ENCODE_FROM:
         return _encode_record(columns.symbol, columns.price_exponent, columns.qty_exponent,
-                              [getattr(columns, c).tolist() for c in _COLUMNS],
+                              [getattr(columns, c).tolist() for c in COLUMNS],
                               np.ascontiguousarray(columns.is_buyer_maker, dtype=np.bool_).view(np.uint8).tobytes())
     out = _prefix(columns.symbol, columns.price_exponent, columns.qty_exponent)
-    for c in _COLUMNS:
+    for c in COLUMNS:
         append_long(out, n)
         out += encode_longs(getattr(columns, c))
         out.append(0)
@@ -146,7 +140,7 @@ def encode_trade_columns(columns: TradeColumns) -> bytes:
 
 def _encode_record(symbol: str, price_exponent: int, qty_exponent: int, columns: list[list[int]],
                    is_buyer_maker: bytes) -> bytes:
-    record: dict[str, object] = dict(zip(_COLUMNS, columns, strict=True))
+    record: dict[str, object] = dict(zip(COLUMNS, columns, strict=True))
     record.update(symbol=symbol, price_exponent=price_exponent, qty_exponent=qty_exponent,
                   is_buyer_maker=is_buyer_maker)
     return wire.write(wire.MARKET_TRADE_COLUMNS, record)
@@ -165,7 +159,7 @@ def encode_trade_list(trades: Sequence[Trade]) -> bytes:
 
 
 # --- decoding one payload exactly (fastavro) ----------------------------------------------------------
-def _make(symbol: str, columns: list[I64], ibm: Bools, price_exponent: int, qty_exponent: int) -> TradeColumns:
+def make_columns(symbol: str, columns: list[I64], ibm: Bools, price_exponent: int, qty_exponent: int) -> TradeColumns:
     ids, ts, recv, pm, qm = columns
     return TradeColumns(symbol, ids, ts, recv, pm, qm, ibm, price_exponent, qty_exponent)
 
@@ -177,20 +171,18 @@ def _columns_from_record(record: dict[str, object]) -> TradeColumns:
     if ibm.size and int(ibm.max()) > 1:
         raise PayloadDecodeError("corrupt MarketTradeColumns payload: buyer-maker flags other than 0/1")
     try:
-        arrays = [np.array(record[c], dtype=np.int64) for c in _COLUMNS]
+        arrays = [np.array(record[c], dtype=np.int64) for c in COLUMNS]
         symbol, pe, qe = record["symbol"], record["price_exponent"], record["qty_exponent"]
         assert isinstance(symbol, str)
         assert isinstance(pe, int)
         assert isinstance(qe, int)
-        return _make(symbol, arrays, ibm.astype(np.bool_), pe, qe)
+        return make_columns(symbol, arrays, ibm.astype(np.bool_), pe, qe)
     except MalformedRecordError as exc:
         raise PayloadDecodeError(f"corrupt MarketTradeColumns payload: {exc}") from exc
 
 
-def decode_trade_columns(payload: bytes) -> TradeColumns:
-    """The trades of one trade payload (any trade schema) as columns."""
-    if payload[: wire.HEADER_LEN] == wire.MARKET_TRADE_COLUMNS.header and len(payload) >= BULK_FROM_BYTES:
-        return decode_trade_batches([payload]).batch(0)
+def decode_trade_columns_exact(payload: bytes) -> TradeColumns:
+    """The trades of one trade payload (any trade schema, any layout Avro allows) as columns, via fastavro."""
     schema, record = wire.read(payload, wire.TRADE_SCHEMAS)
     if schema is wire.MARKET_TRADE_COLUMNS:
         return _columns_from_record(record)
@@ -209,229 +201,3 @@ def decode_trade_columns(payload: bytes) -> TradeColumns:
         ])
     except MalformedRecordError as exc:
         raise PayloadDecodeError(f"corrupt {schema.name} payload: {exc}") from exc
-
-
-# --- decoding many payloads at once ------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class TradeBatches:
-    """The trades of many payloads, concatenated in payload order.
-
-    Payload ``i`` holds trades ``offsets[i]:offsets[i + 1]`` of symbol ``symbols[i]`` at exponents
-    ``price_exponent[i]``/``qty_exponent[i]``; ``price``/``qty`` are the float64 of each trade at its own
-    payload's exponents. A payload that could not be decoded has no trades, symbol ``""``, and its
-    error in ``errors``.
-    """
-
-    symbols: list[str]
-    offsets: I64
-    price_exponent: I64
-    qty_exponent: I64
-    id: I64
-    ts_event: I64
-    ts_recv: I64
-    price_mantissa: I64
-    qty_mantissa: I64
-    is_buyer_maker: Bools
-    price: F64
-    qty: F64
-    errors: dict[int, DataError] = field(default_factory=dict)
-
-    def __len__(self) -> int:
-        return len(self.symbols)
-
-    @property
-    def counts(self) -> I64:
-        return np.diff(self.offsets)
-
-    def batch(self, i: int) -> TradeColumns:
-        if i in self.errors:
-            raise self.errors[i]
-        a, b = int(self.offsets[i]), int(self.offsets[i + 1])
-        return TradeColumns(self.symbols[i], self.id[a:b], self.ts_event[a:b], self.ts_recv[a:b],
-                            self.price_mantissa[a:b], self.qty_mantissa[a:b], self.is_buyer_maker[a:b],
-                            int(self.price_exponent[i]), int(self.qty_exponent[i]))
-
-
-@dataclass(slots=True)
-class _Parsed:
-    ok: Bools
-    counts: I64
-    symbols: list[str]
-    price_exponent: I64
-    qty_exponent: I64
-    columns: list[I64]
-    is_buyer_maker: Bools
-
-
-def _parse_fast(payloads: Sequence[bytes]) -> _Parsed:
-    """Vectorised read of ``MarketTradeColumns`` bodies laid out as btcpipe (and fastavro) write them.
-
-    Every payload is a lane; a lane that breaks any rule (a field past its end, arrays of different
-    lengths, several blocks per array, flags other than 0/1, a varint over 10 bytes, bad UTF-8) is
-    marked not ok and left to the exact path.
-    """
-    m = len(payloads)
-    lens = np.fromiter(map(len, payloads), dtype=np.int64, count=m)
-    limit = np.cumsum(lens)
-    raw = b"".join(payloads)
-    buf = np.frombuffer(raw, dtype=np.uint8)
-    index = VarintIndex(buf)
-    pos = limit - lens + wire.HEADER_LEN
-    sym_len, pos, ok = read_longs_at(buf, pos, limit)
-    ok &= sym_len >= 0
-    sym_at = pos
-    pos = pos + np.where(ok, sym_len, 0)
-    exps = []
-    for _ in range(2):
-        e, pos, good = read_longs_at(buf, pos, limit)
-        ok &= good & (e >= -MAX_EXPONENT) & (e <= MAX_EXPONENT)
-        exps.append(e)
-    counts: list[I64] = []
-    firsts: list[I64] = []
-    last = buf.shape[0] - 1
-    for _ in _COLUMNS:
-        n, pos, good = read_longs_at(buf, pos, limit)
-        ok &= good & (n >= 0)
-        n = np.where(ok, n, 0)
-        first, end, good = index.skip(pos, n, limit)
-        ok &= good
-        has = n > 0
-        ok &= ~has | ((end < limit) & (buf[np.minimum(end, last)] == 0))  # one block, then the 0 count
-        pos = np.where(has, end + 1, end)
-        counts.append(n)
-        firsts.append(first)
-    n_flags, pos, good = read_longs_at(buf, pos, limit)
-    ok &= good & (pos + n_flags == limit)
-    for n in counts:
-        ok &= n == n_flags
-    symbols = lane_symbols(raw, buf, ok, sym_at, sym_len)
-    n_ok = np.where(ok, n_flags, 0)
-    total = int(n_ok.sum())
-    starts = np.cumsum(n_ok) - n_ok
-    flag_at = np.repeat(pos - starts, n_ok) + np.arange(total, dtype=np.int64)
-    flags = buf[flag_at]
-    bad = flags > 1
-    columns = []
-    for first in firsts:
-        values, proper = index.values(np.where(ok, first, 0), n_ok)
-        bad |= ~proper
-        columns.append(values)
-    if bad.any():
-        lane_of = np.repeat(np.arange(m, dtype=np.int64), n_ok)
-        bad_lanes = np.unique(lane_of[bad])
-        keep = ~np.isin(lane_of, bad_lanes)
-        columns = [c[keep] for c in columns]
-        flags = flags[keep]
-        dropped = set(bad_lanes.tolist())
-        symbols = [s for lane, s in zip(np.flatnonzero(ok).tolist(), symbols, strict=True) if lane not in dropped]
-        ok[bad_lanes] = False
-        n_ok = np.where(ok, n_flags, 0)
-    return _Parsed(ok, n_ok, symbols, exps[0], exps[1], columns, flags.astype(np.bool_))
-
-
-def lane_symbols(raw: bytes, buf: npt.NDArray[np.uint8], ok: Bools, sym_at: I64, sym_len: I64) -> list[str]:
-    """The symbol of every ok lane (lanes with bad UTF-8 are marked not ok); one decode when all agree."""
-    lanes = np.flatnonzero(ok)
-    if lanes.size == 0:
-        return []
-    at, length = sym_at[lanes], sym_len[lanes]
-    n0 = int(length[0])
-    if bool((length == n0).all()):
-        first = raw[int(at[0]) : int(at[0]) + n0]
-        rows = buf[at[:, None] + np.arange(n0, dtype=np.int64)] if n0 else None
-        if rows is None or bool((rows == rows[0]).all()):
-            try:
-                return [first.decode("utf-8")] * lanes.size
-            except UnicodeDecodeError:
-                pass  # sorted out lane by lane below
-    symbols: list[str] = []
-    cache: dict[bytes, str] = {}
-    for lane in lanes.tolist():
-        a = int(sym_at[lane])
-        key = raw[a : a + int(sym_len[lane])]
-        name = cache.get(key)
-        if name is None:
-            try:
-                name = cache[key] = key.decode("utf-8")
-            except UnicodeDecodeError:
-                ok[lane] = False
-                continue
-        symbols.append(name)
-    return symbols
-
-
-def decode_trade_batches(payloads: Sequence[bytes]) -> TradeBatches:
-    """Decode many trade payloads (any trade schema) into one set of columns; bad ones are reported in
-    ``errors``, never raised."""
-    m = len(payloads)
-    header = wire.MARKET_TRADE_COLUMNS.header
-    fast_lanes = [i for i, p in enumerate(payloads) if p[: wire.HEADER_LEN] == header]
-    fast = [payloads[i] for i in fast_lanes]
-    parsed = _parse_fast(fast) if sum(map(len, fast)) >= BULK_FROM_BYTES else None
-    fast_ok = parsed is not None and bool(parsed.ok.all()) and len(fast_lanes) == m
-    if fast_ok:
-        assert parsed is not None
-        return _assemble_fast(parsed)
-    # Mixed: slow lanes decoded one by one, then everything put together in payload order.
-    pieces: list[TradeColumns | None] = [None] * m
-    errors: dict[int, DataError] = {}
-    done = np.zeros(m, dtype=np.bool_)
-    if parsed is not None:
-        ok_lanes = np.flatnonzero(parsed.ok).tolist()
-        offs = np.concatenate(([0], np.cumsum(parsed.counts)))
-        for k, lane in enumerate(ok_lanes):
-            a, b = int(offs[lane]), int(offs[lane + 1])
-            i = fast_lanes[lane]
-            pieces[i] = _make(parsed.symbols[k], [c[a:b] for c in parsed.columns], parsed.is_buyer_maker[a:b],
-                              int(parsed.price_exponent[lane]), int(parsed.qty_exponent[lane]))
-            done[i] = True
-    for i in np.flatnonzero(~done).tolist():
-        try:
-            pieces[i] = decode_trade_columns_exact(payloads[i])
-        except DataError as exc:
-            errors[i] = exc
-    return _assemble(pieces, errors)
-
-
-def decode_trade_columns_exact(payload: bytes) -> TradeColumns:
-    """``decode_trade_columns`` through fastavro only (any layout Avro allows)."""
-    schema, record = wire.read(payload, wire.TRADE_SCHEMAS)
-    if schema is wire.MARKET_TRADE_COLUMNS:
-        return _columns_from_record(record)
-    return decode_trade_columns(payload)
-
-
-def floats_at_exponents(mantissas: I64, exponents: I64, counts: I64) -> F64:
-    """``to_float_array`` of each run of ``counts[i]`` mantissas at ``exponents[i]`` (one call per exponent)."""
-    if exponents.size and bool((exponents == exponents[0]).all()):
-        return to_float_array(mantissas, int(exponents[0]))
-    per_trade = np.repeat(exponents, counts)
-    out = np.empty(mantissas.shape[0], dtype=np.float64)
-    for e in np.unique(per_trade).tolist():
-        sel = per_trade == e
-        out[sel] = to_float_array(mantissas[sel], int(e))
-    return out
-
-
-def _assemble_fast(p: _Parsed) -> TradeBatches:
-    offsets = np.zeros(p.counts.shape[0] + 1, dtype=np.int64)
-    np.cumsum(p.counts, out=offsets[1:])
-    ids, ts, recv, pm, qm = p.columns
-    return TradeBatches(p.symbols, offsets, p.price_exponent, p.qty_exponent, ids, ts, recv, pm, qm,
-                        p.is_buyer_maker, floats_at_exponents(pm, p.price_exponent, p.counts),
-                        floats_at_exponents(qm, p.qty_exponent, p.counts))
-
-
-def _assemble(pieces: list[TradeColumns | None], errors: dict[int, DataError]) -> TradeBatches:
-    empty = np.zeros(0, dtype=np.int64)
-    counts = np.array([0 if c is None else len(c) for c in pieces], dtype=np.int64)
-    offsets = np.zeros(len(pieces) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    present = [c for c in pieces if c is not None]
-    cols = [np.concatenate([getattr(c, name) for c in present]) if present else empty for name in _COLUMNS]
-    ibm = np.concatenate([c.is_buyer_maker for c in present]) if present else np.zeros(0, dtype=np.bool_)
-    pe = np.array([STD_EXPONENT if c is None else c.price_exponent for c in pieces], dtype=np.int64)
-    qe = np.array([STD_EXPONENT if c is None else c.qty_exponent for c in pieces], dtype=np.int64)
-    ids, ts, recv, pm, qm = cols
-    return TradeBatches(["" if c is None else c.symbol for c in pieces], offsets, pe, qe, ids, ts, recv, pm, qm,
-                        ibm, floats_at_exponents(pm, pe, counts), floats_at_exponents(qm, qe, counts), errors)

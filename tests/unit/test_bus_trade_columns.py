@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from btcpipe.binance.recording import load_recording
-from btcpipe.bus import avro_wire, trade_columns
+from btcpipe.bus import avro_wire
 from btcpipe.bus.avro_varint import append_long, encode_longs
 from btcpipe.bus.codec import (
     TradeColumns,
@@ -127,7 +127,7 @@ def test_a_poll_of_many_payloads_decodes_like_each_payload_alone() -> None:
 def test_old_trade_schemas_still_decode_in_order_beside_columns() -> None:
     a, b = make_trades(3, start_id=1), make_trades(2, start_id=4)
     mixed = [Trade("BTCUSDT", 6, T0, 61_837_63, 5, True, -2, -8), Trade("BTCUSDT", 7, T0, 6_183_763_000_000, 1, False)]
-    old_batch = trade_columns.wire.write(avro_wire.MARKET_TRADE_BATCH, {"symbol": "BTCUSDT", "trades": [
+    old_batch = avro_wire.write(avro_wire.MARKET_TRADE_BATCH, {"symbol": "BTCUSDT", "trades": [
         {"id": t.id, "ts_event": t.ts_event, "ts_recv": t.ts_recv, "price_mantissa": t.price_mantissa,
          "price_exponent": t.price_exponent, "qty_mantissa": t.qty_mantissa, "qty_exponent": t.qty_exponent,
          "is_buyer_maker": t.is_buyer_maker} for t in a]})
