@@ -39,15 +39,12 @@ consumer name (``processor-i-of-n``) and positions.
 
 from __future__ import annotations
 
-import itertools
 import logging
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
-import numpy.typing as npt
 
 from btcpipe.bus.bbo_columns import decode_best_bid_ask_batches
 from btcpipe.bus.codec import decode_trade_batches, encode_feature_vector
@@ -59,6 +56,7 @@ from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 from btcpipe.metrics import Metrics
 from btcpipe.services.processor_lag import ConsumerLag
+from btcpipe.services.processor_rewind import Rewind
 from btcpipe.services.processor_silver import LiveSilverSink
 from btcpipe.services.processor_symbol import SymbolFeatureState
 from btcpipe.store.port import DEFAULT_TTL_S, OnlineStore
@@ -141,52 +139,6 @@ def _parse_emitted(value: str | None) -> tuple[int | None, int | None]:
         raise ConfigError(f"stored processor state {value!r} is not 'last_row,bars_from'") from exc
 
 
-class _Rewind:
-    """Per shard, (first event time, position before the record) of the records read, oldest first."""
-
-    def __init__(self, start: dict[str, str | None]) -> None:
-        self._marks: dict[str, deque[tuple[int, str | None]]] = {s: deque([(-1, a)]) for s, a in start.items()}
-        self._last: dict[str, str | None] = dict(start)
-        self._last_sec: dict[str, int] = {}  # second of the last record seen with events, per shard
-
-    def see_poll(self, deliveries: Sequence[Delivery[bytes]], first_ts: npt.NDArray[np.int64]) -> None:
-        """Note a poll's records: a mark (first event time, position before it) only where a record starts
-        a new second (``first_ts`` −1: a record without events).
-
-        ``positions`` then answers with the first record of a second instead of the exact record: never
-        a later position, so a restart re-reads at most a second more (and de-duplicates it).
-        """
-        if not deliveries:
-            return
-        shards = [d.record.shard for d in deliveries]
-        ids = [d.record.id for d in deliveries]
-        cuts = [0, *(i for i in range(1, len(shards)) if shards[i] != shards[i - 1]), len(shards)]
-        for a, b in itertools.pairwise(cuts):
-            shard = shards[a]
-            ts = first_ts[a:b]
-            at = np.flatnonzero(ts >= 0)
-            if at.size:
-                sec = ts[at] // US_PER_SEC
-                prev = self._last_sec.get(shard)
-                new = np.concatenate(([prev is None or int(sec[0]) != prev], sec[1:] != sec[:-1]))
-                marks = self._marks.setdefault(shard, deque())
-                for k in at[new].tolist():
-                    marks.append((int(ts[k]), ids[a + k - 1] if k else self._last.get(shard)))
-                self._last_sec[shard] = int(sec[-1])
-            self._last[shard] = ids[b - 1]
-
-    def positions(self, cutoff_us: int) -> dict[str, str]:
-        """Per shard, the position before the newest record starting at or before ``cutoff_us``."""
-        out: dict[str, str] = {}
-        for shard, marks in self._marks.items():
-            while len(marks) > 1 and marks[1][0] <= cutoff_us:
-                marks.popleft()
-            after = marks[0][1]
-            if after is not None:
-                out[shard] = after
-        return out
-
-
 class Processor:
     def __init__(
         self,
@@ -234,15 +186,15 @@ class Processor:
             bus, STREAM_TRADES, _raw, name=name, positions=positions,
             shards=shards_for_keys(bus, STREAM_TRADES, self.symbols), start=start,
         )
-        self._trade_rewind = _Rewind({s: p.after for s, p in self._trades.positions.items()})
+        self._trade_rewind = Rewind({s: p.after for s, p in self._trades.positions.items()})
         self._bbo: BusConsumer[bytes] | None = None
-        self._bbo_rewind: _Rewind | None = None
+        self._bbo_rewind: Rewind | None = None
         if self.use_bbo:
             self._bbo = BusConsumer(
                 bus, STREAM_BEST_BID_ASK, _raw, name=name, positions=positions,
                 shards=shards_for_keys(bus, STREAM_BEST_BID_ASK, self.symbols), start=start,
             )
-            self._bbo_rewind = _Rewind({s: p.after for s, p in self._bbo.positions.items()})
+            self._bbo_rewind = Rewind({s: p.after for s, p in self._bbo.positions.items()})
         self._reported = {s: (0, 0) for s in self.symbols}  # (late, duplicates) already in the metrics
         self._lag = ConsumerLag(bus, name, int(self.settings.lag_interval_s * US_PER_SEC))
         if self.stats.resumed_from:
