@@ -216,11 +216,14 @@ class _LiveRun:
         # The trades since the backfill ended come as a gap at the first stream trade, filled from REST.
         ingestor.sequencers[self.symbol].last_id = last_backfilled
         self.workers.append(_Worker("ingestor", lambda: asyncio.run(ingestor.run())).start())
-        # ... and on the bus (the publisher queues): the processor must read the fill before any live second
-        # closes, or those trades would come too late for their seconds.
-        self._wait("the first stream trade and the REST fill of the trades since the backfill",
-                   lambda: ingestor.last_trade_id(self.symbol) > last_backfilled and not ingestor.open_gaps
-                   and ingestor.publisher.pending == 0)
+        # The processor must read the fill before any live second closes, or those trades would come too late for
+        # their seconds: wait until the stream has begun, every gap is filled (a fill in flight is neither open nor
+        # filled yet) and the publisher's queue is on the bus.
+        def joined() -> bool:
+            return (ingestor.last_trade_id(self.symbol) > last_backfilled and not ingestor.open_gaps
+                    and all(gap.filled for gap in list(ingestor.gaps)) and ingestor.publisher.pending == 0)
+
+        self._wait("the first stream trade and the REST fill of the trades since the backfill", joined)
         gaps = ingestor.stats.gap_fills.get("filled", 0)
         log.info("live stream joined to the backfill", extra={"first_gap_fills": gaps,
                                                                "filled_trades": ingestor.stats.gap_trades_filled})

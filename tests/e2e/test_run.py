@@ -47,7 +47,7 @@ def _predictions(out: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
-def _assert_live_run(proc: subprocess.CompletedProcess[str], out: Path) -> dict[str, Any]:
+def _assert_live_run(proc: subprocess.CompletedProcess[str], out: Path, max_late: int = 5) -> dict[str, Any]:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert f"report: {out / 'report.html'}" in proc.stdout
     summary = _summary(out)
@@ -59,6 +59,10 @@ def _assert_live_run(proc: subprocess.CompletedProcess[str], out: Path) -> dict[
     # The trades that happened while the offline stages ran came back as one REST-filled gap.
     assert live["counters"]["gaps"] >= 1
     assert live["counters"]["gap_trades_filled"] > 0
+    # ... and the processor read them before closing their seconds. Had it started before the fill reached the bus,
+    # every filled trade (hundreds) would be late; a loaded machine (or Kinesis on moto_server, whose reads take
+    # 100-300 ms) may still bring a few stream trades past the 200 ms lateness.
+    assert live["counters"]["late"] <= max_late
 
     rows = _predictions(out)
     ts = [int(r["ts_sec"]) for r in rows]
@@ -114,7 +118,7 @@ def test_run_on_services_uses_kinesis_s3_and_redis(
     env = {"BTCPIPE__STORE__REDIS_URL": redis_url, "BTCPIPE__BUS__KINESIS_ENDPOINT": moto_server.endpoint,
            "BTCPIPE__LAKE__S3_ENDPOINT": moto_server.endpoint}
     proc = _btcpipe([*SHORT, "--out", str(out), "--services", "--use-running", "--lake", lake_uri], env=env)
-    summary = _assert_live_run(proc, out)
+    summary = _assert_live_run(proc, out, max_late=30)
     assert summary["wiring"]["bus"].startswith("kinesis")
     assert summary["wiring"]["lake"] == lake_uri
     # The rows really went through redis-server: the processor's latest pointer is there.
