@@ -181,7 +181,7 @@ class Processor:
             self.states[symbol] = SymbolFeatureState(symbol, params, lateness_us=self.lateness_us,
                                                      resume_after=resume, resume_bars_from=bars_from)
         start: Literal["earliest", "latest"] = "latest" if self.settings.start == "latest" else "earliest"
-        # Payloads are decoded a whole poll at a time (decode_trade_batches); the consumer only checks headers.
+        # Payloads are decoded a whole poll at a time (decode_trade_batches), not by the consumer.
         self._trades: BusConsumer[bytes] = BusConsumer(
             bus, STREAM_TRADES, _raw, name=name, positions=positions,
             shards=shards_for_keys(bus, STREAM_TRADES, self.symbols), start=start,
