@@ -34,8 +34,8 @@ from btcpipe.bus.avro_wire import (
 )
 from btcpipe.bus.avro_wire import read as _read_record
 from btcpipe.bus.avro_wire import write as _write
-from btcpipe.bus.trade_batches import TradeBatches, decode_trade_batches, decode_trade_columns
-from btcpipe.bus.trade_columns import TradeColumns, encode_trade_columns, encode_trade_list
+from btcpipe.bus.trade_batches import BULK_FROM_BYTES, TradeBatches, decode_trade_batches, decode_trade_columns
+from btcpipe.bus.trade_columns import TradeColumns, decode_trade_list, encode_trade_columns, encode_trade_list
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.messages import FeatureVector1s, Prediction1s
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
@@ -112,7 +112,9 @@ def decode_trades(payload: bytes) -> list[Trade]:
     """Trades of any trade payload (``MarketTradeColumns``, ``MarketTradeBatch``, ``MarketTrade``), in the
     order written, each with its exact mantissas and exponents."""
     if payload[:HEADER_LEN] == MARKET_TRADE_COLUMNS.header:
-        return decode_trade_columns(payload).to_trades()
+        if len(payload) >= BULK_FROM_BYTES:
+            return decode_trade_columns(payload).to_trades()
+        return decode_trade_list(payload)
     schema, r = _read(payload, (MARKET_TRADE_BATCH, MARKET_TRADE, MARKET_TRADE_COLUMNS))
     if schema is MARKET_TRADE:
         return [

@@ -181,6 +181,21 @@ def _columns_from_record(record: dict[str, object]) -> TradeColumns:
         raise PayloadDecodeError(f"corrupt MarketTradeColumns payload: {exc}") from exc
 
 
+def decode_trade_list(payload: bytes) -> list[Trade]:
+    """A ``MarketTradeColumns`` payload straight to ``Trade`` records via fastavro (no numpy in between:
+    the cheaper way for the small payloads of a consumer that wants records)."""
+    _, record = wire.read(payload, (wire.MARKET_TRADE_COLUMNS,))
+    symbol, pe, qe, flags = record["symbol"], record["price_exponent"], record["qty_exponent"], record["is_buyer_maker"]
+    columns = [record[c] for c in COLUMNS]
+    if any(len(c) != len(flags) for c in columns) or any(f > 1 for f in flags):
+        raise PayloadDecodeError("corrupt MarketTradeColumns payload: columns of different lengths or bad flags")
+    if abs(pe) > MAX_EXPONENT or abs(qe) > MAX_EXPONENT:
+        raise PayloadDecodeError(f"corrupt MarketTradeColumns payload: exponents beyond ±{MAX_EXPONENT}")
+    ids, ts, recv, pm, qm = columns
+    return [Trade(symbol, i, t, p, q, f == 1, pe, qe, r)
+            for i, t, r, p, q, f in zip(ids, ts, recv, pm, qm, flags, strict=True)]
+
+
 def decode_trade_columns_exact(payload: bytes) -> TradeColumns:
     """The trades of one trade payload (any trade schema, any layout Avro allows) as columns, via fastavro."""
     schema, record = wire.read(payload, wire.TRADE_SCHEMAS)
