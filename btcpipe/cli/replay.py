@@ -37,7 +37,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     kinesis_endpoint: str | None, speed: float | None, kinds: str, as_json: bool,
 ) -> None:
     """Publish recorded (--recording) or bronze (--lake --start --end) market events onto the bus in exchange
-    time: trades as MarketTradeBatch, best bid/ask as BestBidAsk, depth diffs as DepthDelta — the messages
+    time: trades as MarketTradeColumns, best bid/ask as BestBidAsk, depth diffs as DepthDelta — the messages
     the ingestor publishes — keyed by symbol, so a processor cannot tell a replay from live data.
     """
     from btcpipe.config import load_config
