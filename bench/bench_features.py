@@ -2,11 +2,12 @@
 the streaming engine's per-trade and per-second cost. Prints JSON.
 
 A simulated day (≥ 1.5 M trades) is written as a bronze trades Parquet file by the lake's own writer
-(snappy, decimals as INT64); btcpipe's builder reads the five columns it needs, converts the exact decimals, computes
-features and labels and writes gold Parquet; the pandas version (bench/pandas_features.py) does the
-same from the same file. After one untimed warm-up round each, the two run in alternating rounds so
-machine load (the machine is shared) hits both alike; medians are reported. The streaming engine then
-replays the first hours trade by trade and second by second, and its rows are checked equal to the
+(zstd, delta-encoded ids and times, decimals as INT64); btcpipe's builder reads the five columns it
+needs, converts the exact decimals, computes features and labels and writes gold Parquet as the lake
+encodes it; the pandas version (bench/pandas_features.py) does the same from the same file. After one
+untimed warm-up round each, the two run in alternating rounds so machine load (the machine is shared)
+hits both alike; medians are reported. The streaming engine then replays the first hours trade by
+trade and second by second, and its rows are checked equal to the
 batch rows.
 """
 
@@ -72,7 +73,7 @@ def btcpipe_build_gold(
     gold = gold_table(labeled, y, kind, params, "BTCUSDT")
     stages["labels"] = time.perf_counter() - t
     t = time.perf_counter()
-    pq.write_table(gold, gold_path, **FEATURE_PARQUET_OPTIONS)  # type: ignore[arg-type]
+    Path(gold_path).write_bytes(table_to_parquet(gold, FEATURE_PARQUET_OPTIONS))  # as Lake.write_table encodes gold
     stages["write"] = time.perf_counter() - t
     return len(labeled), stages
 
@@ -161,7 +162,7 @@ def main() -> None:
     params = fit_params(trades_all.qty)
     with tempfile.TemporaryDirectory() as tmp:
         bronze = f"{tmp}/bronze.parquet"
-        # Exactly the bytes the lake writes for a bronze part (snappy, decimals stored as INT64).
+        # Exactly the bytes the lake writes for a bronze part (``lake.manifest.parquet_options``).
         Path(bronze).write_bytes(table_to_parquet(bronze_trades_table(tape.trades)))
         batch = batch_rounds(bronze, tmp, params, start, end)
     ours = statistics.median(batch["ours"])  # type: ignore[arg-type]

@@ -360,7 +360,7 @@ class Lake:
     ) -> Manifest:
         """Replace the ``day`` partition of a silver/gold dataset with ``table`` (atomic, with a manifest).
 
-        ``parquet_options``: ``pq.write_table`` keywords over the default (snappy, decimals as INT64),
+        ``parquet_options``: ``pq.write_table`` keywords over the lake's defaults (``manifest.parquet_options``),
         e.g. no compression."""
         if layer not in ("silver", "gold"):  # bronze is append-only: append_bronze
             raise LakeError(f"write_table writes silver or gold, not {layer!r}")

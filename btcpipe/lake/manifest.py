@@ -151,17 +151,48 @@ class Manifest:
 
 
 # --- Parquet parts ------------------------------------------------------------------------------------
-def table_to_parquet(table: pa.Table, options: dict[str, Any] | None = None) -> bytes:
-    """Parquet bytes of ``table``: snappy with statistics unless ``options`` (``pq.write_table`` keywords) differ.
+# Ids and times rise row by row: delta encoding stores them in a few bits each and decodes several times faster than
+# dictionary or plain pages (a simulated day's five feature columns: 95 ms → 29 ms, file 48 → 26 MB with zstd).
+_DELTA_COLUMNS = frozenset(
+    {
+        "id",
+        "agg_id",
+        "first_trade_id",
+        "last_trade_id",
+        "update_id",
+        "first_update_id",
+        "last_update_id",
+        "ts_event",
+        "ts_recv",
+        "open_time",
+        "close_time",
+        "ts_sec",
+    }
+)
 
-    Chosen for read speed, since every feature build re-reads bronze: on a simulated day (1.75 M trades) the five
-    feature columns decode in ~46 ms with snappy against ~95 ms with zstd, for files ~1.5x larger. Decimals that
-    fit 64 bits are stored as INT64 (still logical DECIMAL for every reader), another ~3x on decode.
+
+def parquet_options(table: pa.Table, options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``pq.write_table`` keywords for ``table``: the lake's defaults, then ``options`` over them.
+
+    zstd with statistics; id and time columns delta-encoded, the others dictionary-encoded; decimals that fit
+    64 bits stored as INT64 (still logical DECIMAL for every reader), ~3x faster to decode than 9-byte decimals.
     """
+    delta = [f.name for f in table.schema if f.name in _DELTA_COLUMNS and pa.types.is_integer(f.type)]
+    out: dict[str, Any] = {"compression": "zstd", "write_statistics": True, "store_decimal_as_integer": True}
+    if delta:
+        out["use_dictionary"] = [n for n in table.column_names if n not in delta]
+        out["column_encoding"] = dict.fromkeys(delta, "DELTA_BINARY_PACKED")
+    out.update(options or {})
+    if out.get("use_dictionary") is True:  # a caller asking for dictionaries everywhere gets exactly that
+        out.pop("column_encoding", None)
+    return out
+
+
+def table_to_parquet(table: pa.Table, options: dict[str, Any] | None = None) -> bytes:
+    """Parquet bytes of ``table`` with ``parquet_options`` (``options``: ``pq.write_table`` keywords over them)."""
     sink = pa.BufferOutputStream()
-    defaults: dict[str, Any] = {"compression": "snappy", "write_statistics": True, "store_decimal_as_integer": True}
     try:
-        pq.write_table(table, sink, **{**defaults, **(options or {})})
+        pq.write_table(table, sink, **parquet_options(table, options))
     except pa.ArrowException as exc:
         raise LakeError(f"cannot encode a Parquet part: {exc}") from exc
     return bytes(sink.getvalue().to_pybytes())
