@@ -55,11 +55,24 @@ def cli() -> None:
     """btcpipe: 10-second-ahead BTCUSDT return prediction, trained offline, served live."""
 
 
+# The ``service`` field of every log line: the same names the EMF dimensions and the alert rules use.
+_SERVICE_NAMES = {"ingest": "ingestor", "process": "processor", "infer": "inference"}
+
+
+def service_name(args: list[str]) -> str:
+    """The service a command line runs (``btcpipe ingest ...`` → ``ingestor``), for the logs."""
+    command = next((a for a in args if not a.startswith("-")), "")
+    if command not in COMMANDS:
+        return "btcpipe"
+    return _SERVICE_NAMES.get(command, command)
+
+
 def main(argv: list[str] | None = None) -> Any:
     from btcpipe.logs import configure_logging
 
-    configure_logging()
-    return cli.main(args=argv if argv is not None else sys.argv[1:], prog_name="btcpipe")
+    args = argv if argv is not None else sys.argv[1:]
+    configure_logging(service=service_name(args))
+    return cli.main(args=args, prog_name="btcpipe")
 
 
 if __name__ == "__main__":
