@@ -26,6 +26,7 @@ from btcpipe.binance.rest import RestResponse, RestStats
 from btcpipe.binance.rest_parsing import DumpKind, in_time_range
 from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.time import US_PER_DAY, day_of, day_start_us, iso
+from btcpipe.lake.ports import BronzeSink
 from btcpipe.lake.schemas import ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -37,20 +38,8 @@ SOURCES: tuple[Source, ...] = ("rest", "dumps")
 
 
 # --- ports --------------------------------------------------------------------------------------------
-class AppendOutcome(Protocol):
-    @property
-    def rows_added(self) -> int: ...
-
-    @property
-    def rows_duplicate(self) -> int: ...
-
-
-class BronzeSink(Protocol):
-    """The part of ``btcpipe.lake.lake.Lake`` a backfill writes through."""
-
-    def append_bronze(
-        self, kind: str, symbol: str, table: pa.Table, *, raw: bytes, raw_format: str, source: str
-    ) -> AppendOutcome: ...
+class BackfillSink(BronzeSink, Protocol):
+    """The part of ``btcpipe.lake.lake.Lake`` a backfill writes through: appends, and where to resume."""
 
     def bronze_max_id(self, kind: str, symbol: str) -> int | None: ...
 
@@ -155,7 +144,7 @@ class BackfillResult:
 # --- entry point --------------------------------------------------------------------------------------
 def backfill(
     client: RestSource | DumpSource,
-    lake: BronzeSink,
+    lake: BackfillSink,
     *,
     symbol: str,
     kind: str,
@@ -200,7 +189,7 @@ def backfill(
 
 # --- the run's bookkeeping ----------------------------------------------------------------------------
 class _Run:
-    def __init__(self, lake: BronzeSink, result: BackfillResult, *, progress: ProgressSink | None,
+    def __init__(self, lake: BackfillSink, result: BackfillResult, *, progress: ProgressSink | None,
                  clock: Callable[[], float]) -> None:
         self.lake = lake
         self.progress = progress

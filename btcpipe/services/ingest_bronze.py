@@ -17,7 +17,6 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
 
 import numpy as np
 import orjson
@@ -25,6 +24,7 @@ import pyarrow as pa
 
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Level, Trade
+from btcpipe.lake.ports import BronzeSink
 from btcpipe.lake.schemas import (
     BRONZE_BOOK_TICKER,
     BRONZE_DEPTH,
@@ -39,22 +39,6 @@ log = logging.getLogger(__name__)
 _SCALE = 10**8
 
 BronzeRecord = Trade | BestBidAsk | DepthDiff
-
-
-class AppendOutcome(Protocol):
-    @property
-    def rows_added(self) -> int: ...
-
-    @property
-    def rows_duplicate(self) -> int: ...
-
-
-class BronzeSink(Protocol):
-    """What the ingestor needs of the lake (``btcpipe.lake.lake.Lake`` is one)."""
-
-    def append_bronze(
-        self, kind: str, symbol: str, table: pa.Table, *, raw: bytes, raw_format: str, source: str
-    ) -> AppendOutcome: ...
 
 
 def _i64(values: Sequence[int]) -> pa.Array:

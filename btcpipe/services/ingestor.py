@@ -41,8 +41,9 @@ from btcpipe.bus.codec import encode_best_bid_ask, encode_depth_delta, encode_tr
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
 from btcpipe.domain.errors import DataError, ExchangeError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade, TradeGap
+from btcpipe.lake.ports import BronzeSink
 from btcpipe.metrics import Metrics
-from btcpipe.services.ingest_bronze import BronzeSink, BronzeWriter
+from btcpipe.services.ingest_bronze import BronzeWriter
 from btcpipe.services.ingest_publish import BusPublisher
 from btcpipe.services.ingest_trades import TradeSequencer
 
