@@ -36,21 +36,37 @@ class ReplayClock:
     """Tape time that advances with the wall clock from ``tape_start_us`` at ``speed`` × real time.
 
     The replay starts when the clock is created (or at ``wall_start_us``), so a tape starting at
-    09:00 is at 09:00:10 ten wall seconds later.
+    09:00 is at 09:00:10 ten wall seconds later. A ``held`` clock stays at ``tape_start_us`` until
+    ``start()``, so clients can connect before the first event is due.
     """
 
     def __init__(
-        self, tape_start_us: int, *, speed: float = 1.0, wall: Clock | None = None, wall_start_us: int | None = None
+        self,
+        tape_start_us: int,
+        *,
+        speed: float = 1.0,
+        wall: Clock | None = None,
+        wall_start_us: int | None = None,
+        held: bool = False,
     ) -> None:
         if speed <= 0:
             raise ValueError(f"replay speed must be positive, got {speed}")
         self._wall = wall or SystemClock()
         self.tape_start_us = tape_start_us
         self.speed = speed
-        self.wall_start_us = self._wall.now_us() if wall_start_us is None else wall_start_us
+        self.wall_start_us: int | None = None
+        if not held:
+            self.wall_start_us = self._wall.now_us() if wall_start_us is None else wall_start_us
+
+    def start(self) -> None:
+        """Start (or restart) the replay from ``tape_start_us`` now."""
+        self.wall_start_us = self._wall.now_us()
 
     def now_us(self) -> int:
-        return self.tape_start_us + int((self._wall.now_us() - self.wall_start_us) * self.speed)
+        started = self.wall_start_us
+        if started is None:
+            return self.tape_start_us
+        return self.tape_start_us + int((self._wall.now_us() - started) * self.speed)
 
 
 class ManualClock:

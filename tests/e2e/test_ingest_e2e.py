@@ -26,7 +26,7 @@ from btcpipe.bus.codec import decode_depth_delta, decode_trades
 from btcpipe.bus.port import STREAM_DEPTH, STREAM_TRADES, Position
 from btcpipe.bus.redis_streams import RedisStreamsBus
 from btcpipe.domain.records import Trade
-from btcpipe.exchange.clock import SystemClock
+from btcpipe.exchange.clock import ReplayClock
 from btcpipe.exchange.server import LocalExchange
 from btcpipe.exchange.streams import StreamConfig
 from btcpipe.metrics import Metrics
@@ -35,23 +35,6 @@ from btcpipe.services.ingestor import Ingestor
 SYMBOL = "BTCUSDT"
 KEY = "e2e-ingest-key-31c8d0"
 SPEED = 25.0
-
-
-class GatedReplayClock:
-    """Tape time held just before the first event until ``release()``, then ``speed`` × wall time."""
-
-    def __init__(self, start_us: int, speed: float) -> None:
-        self.start_us, self.speed = start_us, speed
-        self._wall = SystemClock()
-        self._released_at: int | None = None
-
-    def release(self) -> None:
-        self._released_at = self._wall.now_us()
-
-    def now_us(self) -> int:
-        if self._released_at is None:
-            return self.start_us
-        return self.start_us + int((self._wall.now_us() - self._released_at) * self.speed)
 
 
 def _read_all(bus: RedisStreamsBus, stream: str) -> list[bytes]:
@@ -77,7 +60,7 @@ def test_real_recording_over_sbe_to_redis_survives_disconnects_and_fills_the_gap
     drop_at = [tape.start_us + (tape.end_us - tape.start_us) * k // 4 for k in (1, 2, 3)]  # tape times
     last_id, last_u = int(ids[-1]), int(tape.depth.last_update_id[-1])  # type: ignore[union-attr]
 
-    clock = GatedReplayClock(tape.start_us - 1, SPEED)
+    clock = ReplayClock(tape.start_us - 1, speed=SPEED, held=True)
     config = StreamConfig(api_keys=frozenset({KEY}), ping_interval_s=0.5, pong_timeout_s=5.0)
     client_redis = redis.Redis.from_url(redis_url)
     bus = RedisStreamsBus(client_redis)
@@ -98,7 +81,7 @@ def test_real_recording_over_sbe_to_redis_survives_disconnects_and_fills_the_gap
         async def disrupt() -> None:
             await asyncio.to_thread(control.wait_until, lambda s: s.connections_open == 1)
             control.skip_trade(skipped_id)
-            clock.release()
+            clock.start()
             control.wake()
             for target in drop_at:
                 # the replay is paced by the clock: wait for tape time `target`, then for a live connection

@@ -15,7 +15,6 @@ from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
 from btcpipe.binance.ws_messages import MarketEvent
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.clock import SystemClock
 from btcpipe.exchange.server import LocalExchange
 from btcpipe.exchange.sim_config import SimConfig
 from btcpipe.exchange.simulator import simulate
@@ -27,27 +26,6 @@ API_KEY = "h10-ingest-key-7f3a9c1e5b"
 
 def sim_tape(duration_s: int = 900, seed: int = 7) -> MarketTape:
     return simulate(SimConfig(seed=seed, duration_s=duration_s))
-
-
-class GatedReplayClock:
-    """Tape time frozen at ``start_us`` until ``release()``, then advancing at ``speed`` × wall time.
-
-    Lets a test connect its clients before anything is replayed, so they see the tape from its start.
-    """
-
-    def __init__(self, start_us: int, speed: float) -> None:
-        self.start_us = start_us
-        self.speed = speed
-        self._wall = SystemClock()
-        self._released_at: int | None = None
-
-    def release(self) -> None:
-        self._released_at = self._wall.now_us()
-
-    def now_us(self) -> int:
-        if self._released_at is None:
-            return self.start_us
-        return self.start_us + int((self._wall.now_us() - self._released_at) * self.speed)
 
 
 @contextlib.contextmanager

@@ -11,7 +11,6 @@ from ingest_support import (
     API_KEY,
     SYMBOL,
     Collector,
-    GatedReplayClock,
     assert_contiguous,
     exchange,
     running,
@@ -22,7 +21,7 @@ from ingest_support import (
 
 from btcpipe.binance.ws_client import MarketStreamClient
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.clock import ManualClock
+from btcpipe.exchange.clock import ManualClock, ReplayClock
 from btcpipe.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(60)
@@ -68,7 +67,7 @@ def test_sbe_and_json_streams_give_identical_normalized_records(tape: MarketTape
 
 
 def test_client_reconnects_after_the_connection_drops(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us, speed=5)
+    clock = ReplayClock(tape.start_us, speed=5, held=True)
     with exchange(tape, clock) as ex:
         client = MarketStreamClient([SYMBOL], settings(ex))
         events = Collector()
@@ -76,7 +75,7 @@ def test_client_reconnects_after_the_connection_drops(tape: MarketTape) -> None:
         async def scenario() -> None:
             async with running(client, events):
                 await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
-                clock.release()
+                clock.start()
                 await events.wait_for(lambda c: len(c.trade_ids()) >= 20)
                 assert await asyncio.to_thread(ex.streams.drop_connections) == 1
                 before = len(events.trade_ids())
@@ -90,7 +89,7 @@ def test_client_reconnects_after_the_connection_drops(tape: MarketTape) -> None:
 
 
 def test_server_shutdown_is_honoured_by_opening_the_new_connection_first_without_loss(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us, speed=5)
+    clock = ReplayClock(tape.start_us, speed=5, held=True)
     with exchange(tape, clock, shutdown_grace_s=1.0) as ex:
         client = MarketStreamClient([SYMBOL], settings(ex))
         events = Collector()
@@ -98,7 +97,7 @@ def test_server_shutdown_is_honoured_by_opening_the_new_connection_first_without
         async def scenario() -> None:
             async with running(client, events):
                 await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
-                clock.release()
+                clock.start()
                 await events.wait_for(lambda c: len(c.trade_ids()) >= 20)
                 assert await asyncio.to_thread(ex.streams.server_shutdown) == 1
                 # the replacement is open while the old connection still is
@@ -116,7 +115,7 @@ def test_server_shutdown_is_honoured_by_opening_the_new_connection_first_without
 
 
 def test_rotation_before_max_age_has_no_duplicates_and_no_loss(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us, speed=5)
+    clock = ReplayClock(tape.start_us, speed=5, held=True)
     with exchange(tape, clock, max_connection_age_s=1.5) as ex:
         client = MarketStreamClient([SYMBOL], settings(ex, max_connection_age_s=1.5, rotate_before_s=1.0))
         events = Collector()
@@ -124,7 +123,7 @@ def test_rotation_before_max_age_has_no_duplicates_and_no_loss(tape: MarketTape)
         async def scenario() -> None:
             async with running(client, events):
                 await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open >= 1)
-                clock.release()
+                clock.start()
                 await events.wait_for(lambda c: client.stats.reconnects.get("max_age", 0) >= 3)
 
         asyncio.run(scenario())
@@ -135,7 +134,7 @@ def test_rotation_before_max_age_has_no_duplicates_and_no_loss(tape: MarketTape)
 
 
 def test_silence_watchdog_reconnects_a_stalled_stream(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us, speed=5)
+    clock = ReplayClock(tape.start_us, speed=5, held=True)
     with exchange(tape, clock) as ex:
         client = MarketStreamClient([SYMBOL], settings(ex, silence_timeout_s=0.5))
         events = Collector()
@@ -143,7 +142,7 @@ def test_silence_watchdog_reconnects_a_stalled_stream(tape: MarketTape) -> None:
         async def scenario() -> None:
             async with running(client, events):
                 await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
-                clock.release()
+                clock.start()
                 await events.wait_for(lambda c: len(c.events) >= 50)
                 await asyncio.to_thread(ex.streams.stall, 1.5)
                 await events.wait_for(lambda c: client.stats.reconnects.get("silence", 0) >= 1, timeout=10)
@@ -156,7 +155,7 @@ def test_silence_watchdog_reconnects_a_stalled_stream(tape: MarketTape) -> None:
 
 
 def test_garbage_frame_is_counted_logged_and_skipped(tape: MarketTape, caplog: pytest.LogCaptureFixture) -> None:
-    clock = GatedReplayClock(tape.start_us, speed=5)
+    clock = ReplayClock(tape.start_us, speed=5, held=True)
     metrics = Metrics()
     with exchange(tape, clock) as ex:
         client = MarketStreamClient([SYMBOL], settings(ex), metrics=metrics)
@@ -165,7 +164,7 @@ def test_garbage_frame_is_counted_logged_and_skipped(tape: MarketTape, caplog: p
         async def scenario() -> None:
             async with running(client, events):
                 await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
-                clock.release()
+                clock.start()
                 await events.wait_for(lambda c: len(c.events) >= 20)
                 assert await asyncio.to_thread(ex.streams.send_garbage) == 1
                 await events.wait_for(lambda c: client.stats.decode_errors == 1)
@@ -185,7 +184,7 @@ def test_garbage_frame_is_counted_logged_and_skipped(tape: MarketTape, caplog: p
 def test_refused_api_key_falls_back_to_json_streams_with_a_loud_warning(
     tape: MarketTape, caplog: pytest.LogCaptureFixture
 ) -> None:
-    clock = GatedReplayClock(tape.start_us, speed=5)
+    clock = ReplayClock(tape.start_us, speed=5, held=True)
     with exchange(tape, clock, api_keys=frozenset({"another-key"})) as ex:
         client = MarketStreamClient([SYMBOL], settings(ex))
         events = Collector()
@@ -193,7 +192,7 @@ def test_refused_api_key_falls_back_to_json_streams_with_a_loud_warning(
         async def scenario() -> None:
             async with running(client, events):
                 await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
-                clock.release()
+                clock.start()
                 await events.wait_for(lambda c: len(c.trade_ids()) >= 10)
 
         with caplog.at_level(logging.WARNING, logger="btcpipe.binance.ws_client"):
@@ -216,7 +215,7 @@ def test_missing_api_key_uses_json_streams_and_warns(tape: MarketTape, caplog: p
 
 
 def test_api_key_never_appears_in_logs_or_reprs(tape: MarketTape, caplog: pytest.LogCaptureFixture) -> None:
-    clock = GatedReplayClock(tape.start_us, speed=5)
+    clock = ReplayClock(tape.start_us, speed=5, held=True)
     with exchange(tape, clock) as ex:
         accepted = MarketStreamClient([SYMBOL], settings(ex))
         events = Collector()
@@ -224,7 +223,7 @@ def test_api_key_never_appears_in_logs_or_reprs(tape: MarketTape, caplog: pytest
         async def scenario() -> None:
             async with running(accepted, events):
                 await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
-                clock.release()
+                clock.start()
                 await events.wait_for(lambda c: len(c.trade_ids()) >= 5)
                 await asyncio.to_thread(ex.streams.drop_connections)
                 await events.wait_for(lambda c: accepted.stats.connections_opened == 2)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ingest_support import SYMBOL, GatedReplayClock, exchange, settings, sim_tape
+from ingest_support import SYMBOL, exchange, settings, sim_tape
 
 from btcpipe.binance.order_book import OrderBook
 from btcpipe.binance.rest import BinanceRestClient
@@ -20,6 +20,7 @@ from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, P
 from btcpipe.domain.errors import BusError
 from btcpipe.domain.records import Trade
 from btcpipe.domain.tape import MarketTape
+from btcpipe.exchange.clock import ReplayClock
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.schemas import decimal_mantissas
 from btcpipe.metrics import Metrics, serve_metrics
@@ -47,14 +48,14 @@ def tape_trade_ids(tape: MarketTape, first: int, last: int) -> list[int]:
     return [int(i) for i in tape.trades.id if first <= i <= last]
 
 
-async def run_until(ingestor: Ingestor, clock: GatedReplayClock, ex: object, until: object,
+async def run_until(ingestor: Ingestor, clock: ReplayClock, ex: object, until: object,
                     during: Sequence[object] = ()) -> None:
     """Start the replay once the ingestor is connected; apply ``during`` faults after the first trades."""
     control = ex.streams  # type: ignore[attr-defined]
 
     async def drive() -> None:
         await asyncio.to_thread(control.wait_until, lambda s: s.connections_open == 1)
-        clock.release()
+        clock.start()
         control.wake()
         for fault in during:
             fault()  # type: ignore[operator]
@@ -65,7 +66,7 @@ async def run_until(ingestor: Ingestor, clock: GatedReplayClock, ex: object, unt
 
 
 def test_skipped_trade_is_filled_from_rest_and_published_in_id_order(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us - 1, speed=10)
+    clock = ReplayClock(tape.start_us - 1, speed=10, held=True)
     skipped = int(tape.trades.id[150])
     stop_at = int(tape.trades.id[400])
     metrics = Metrics()
@@ -87,7 +88,7 @@ def test_skipped_trade_is_filled_from_rest_and_published_in_id_order(tape: Marke
 
 
 def test_missed_depth_diff_resyncs_the_book_to_the_exchanges_book(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us - 1, speed=10)
+    clock = ReplayClock(tape.start_us - 1, speed=10, held=True)
     metrics = Metrics()
     with exchange(tape, clock) as ex, BinanceRestClient(ex.base_url) as rest:
         client = MarketStreamClient([SYMBOL], settings(ex), metrics=metrics)
@@ -126,7 +127,7 @@ def test_missed_depth_diff_resyncs_the_book_to_the_exchanges_book(tape: MarketTa
 
 
 def test_bronze_receives_trades_book_tickers_depth_and_the_gap_fill(tape: MarketTape, tmp_path: Path) -> None:
-    clock = GatedReplayClock(tape.start_us - 1, speed=10)
+    clock = ReplayClock(tape.start_us - 1, speed=10, held=True)
     skipped = int(tape.trades.id[100])
     stop_at = int(tape.trades.id[300])
     lake = Lake.open(str(tmp_path / "lake"))
@@ -155,7 +156,7 @@ def test_bronze_receives_trades_book_tickers_depth_and_the_gap_fill(tape: Market
 
 
 def test_health_endpoint_and_metrics_report_the_running_ingestor(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us - 1, speed=10)
+    clock = ReplayClock(tape.start_us - 1, speed=10, held=True)
     metrics = Metrics()
     seen: list[tuple[int, dict[str, object]]] = []
     with exchange(tape, clock) as ex, BinanceRestClient(ex.base_url) as rest:
@@ -202,7 +203,7 @@ class FlakyBus(InProcessBus):
 
 
 def test_bus_outage_delays_but_loses_nothing(tape: MarketTape) -> None:
-    clock = GatedReplayClock(tape.start_us - 1, speed=10)
+    clock = ReplayClock(tape.start_us - 1, speed=10, held=True)
     stop_at = int(tape.trades.id[200])
     bus = FlakyBus(failures=5)
     with exchange(tape, clock) as ex:

@@ -26,3 +26,13 @@ def test_replay_clock_advances_tape_time_with_the_wall_at_its_speed() -> None:
 def test_replay_speed_must_be_positive() -> None:
     with pytest.raises(ValueError, match="positive"):
         ReplayClock(0, speed=0.0)
+
+
+def test_a_held_replay_stays_at_the_tape_start_until_started_then_runs_at_its_speed() -> None:
+    wall = ManualClock(5_000_000)
+    clock = ReplayClock(1_000_000, speed=4.0, wall=wall, held=True)
+    wall.advance(10)
+    assert clock.now_us() == 1_000_000
+    clock.start()
+    wall.advance(0.5)
+    assert clock.now_us() == 1_000_000 + 2_000_000
