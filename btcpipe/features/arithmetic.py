@@ -75,7 +75,10 @@ def aggregate_seconds(
     counts = np.bincount(sec_idx, minlength=n_bars)
     # One pass for both sides: bin 2s holds second s's taker buys, 2s + 1 its taker sells, each summed
     # in arrival order (the same floats as summing each side with zeros in place of the other side).
-    side_vol = np.bincount(2 * sec_idx + is_buyer_maker, weights=qty, minlength=2 * n_bars).reshape(n_bars, 2)
+    side_idx = np.left_shift(sec_idx, 1)
+    side_idx |= is_buyer_maker
+    side_vol = np.bincount(side_idx, weights=qty, minlength=2 * n_bars).reshape(n_bars, 2)
+    del side_idx
     notional = np.bincount(sec_idx, weights=price * qty, minlength=n_bars)
     max_qty = np.zeros(n_bars, dtype=np.float64)
     last_price = np.full(n_bars, np.nan)
@@ -196,6 +199,41 @@ def _sum_oldest_first(windows: F64) -> F64:
     return acc
 
 
+def _sum_sq_dev_oldest_first(windows: F64, mean: F64) -> F64:
+    """``_sum_oldest_first((windows − mean)²)`` without the 2-D temporaries for a batch of many rows.
+
+    Each term is the same subtraction then the same multiplication, added in the same order, so the
+    floats equal the two-step form's.
+    """
+    if windows.shape[-2] <= _FEW_ROWS:
+        dev = windows - mean[..., None]
+        dev *= dev
+        return _sum_oldest_first(dev)
+    acc: F64 = windows[..., 0] - mean
+    acc *= acc
+    term = np.empty_like(acc)
+    for k in range(1, windows.shape[-1]):
+        np.subtract(windows[..., k], mean, out=term)
+        term *= term
+        acc += term
+    return acc
+
+
+def _max_of_windows(windows: F64) -> F64:
+    """Each window's maximum (last axis), NaN if any value is NaN (unknown stays unknown).
+
+    The maximum is exact in any order; a batch of many rows takes it column by column (contiguous
+    ``np.maximum`` calls) rather than one short strided reduction per row.
+    """
+    if windows.shape[-2] <= _FEW_ROWS:
+        few: F64 = np.maximum.reduce(windows, axis=-1)
+        return few
+    acc: F64 = windows[..., 0].copy()
+    for k in range(1, windows.shape[-1]):
+        np.maximum(acc, windows[..., k], out=acc)
+    return acc
+
+
 def _imbalance(buy: F64, sell: F64) -> F64:
     total = buy + sell
     empty = total == 0.0
@@ -266,9 +304,7 @@ def _compute(bars: BarRun, params: FeatureParams, n_rows: int) -> F64:
     rets = logp[1:] - logp[:-1]  # rets[i] is the return of bar i + 1
     ten = _windows(rets[_LAST - 10 :], 10, n_rows)
     mean = _sum_oldest_first(ten) / 10.0
-    dev = ten - mean[:, None]
-    dev *= dev
-    np.sqrt(_sum_oldest_first(dev) / 9.0, out=vol_ret)
+    np.sqrt(_sum_sq_dev_oldest_first(ten, mean) / 9.0, out=vol_ret)
     np.subtract(lp0, _lag(logp, 1, n_rows), out=ret_1s)
     np.subtract(lp0, _lag(logp, 2, n_rows), out=ret_2s)
     np.subtract(lp0, _lag(logp, 5, n_rows), out=ret_5s)
@@ -276,8 +312,7 @@ def _compute(bars: BarRun, params: FeatureParams, n_rows: int) -> F64:
     median_n = _median_of_counts(bars.n, n_rows)
     np.divide(n0, np.maximum(median_n, 1.0), out=burst)  # NaN median (warm-up) gives NaN
 
-    # max is exact in any order; maximum.reduce keeps NaN (unknown stays unknown).
-    max5 = np.maximum.reduce(_windows(bars.max_qty[_LAST - 4 :], 5, n_rows), axis=-1)
+    max5 = _max_of_windows(_windows(bars.max_qty[_LAST - 4 :], 5, n_rows))
     np.greater(max5, params.trade_size_p95, out=flag)
     flag[np.isnan(max5)] = np.nan
 

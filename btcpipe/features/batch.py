@@ -78,8 +78,10 @@ def bar_run(
     if k0 < n_bars:
         lo, hi = (int(i) for i in np.searchsorted(trades.ts_event, [known_from, bars_end], side="left"))
         ts = trades.ts_event[lo:hi]
+        sec_idx = ts - known_from
+        sec_idx //= US_PER_SEC
         agg = aggregate_seconds(
-            (ts - known_from) // US_PER_SEC, ts, trades.price[lo:hi], trades.qty[lo:hi],
+            sec_idx, ts, trades.price[lo:hi], trades.qty[lo:hi],
             trades.is_buyer_maker[lo:hi], n_bars=n_bars - k0,
         )
         seed_price = float(trades.price[lo - 1]) if lo > 0 else float("nan")
