@@ -116,7 +116,9 @@ def feature_table(frame: FeatureFrame, params: FeatureParams, symbol: str) -> pa
     if frame.names != params.names:
         raise DataError("feature frame columns do not match the params' schema")
     arrays = [pa.array(frame.ts_sec, pa.int64())] + [pa.array(np.ascontiguousarray(c)) for c in frame.columns]
-    fields = [pa.field("ts_sec", pa.int64())] + [pa.field(n, pa.float64()) for n in frame.names]
+    # Never null (an unknown value is NaN): REQUIRED columns skip definition levels, half the write time.
+    fields = [pa.field("ts_sec", pa.int64(), nullable=False)]
+    fields += [pa.field(n, pa.float64(), nullable=False) for n in frame.names]
     return pa.Table.from_arrays(arrays, schema=pa.schema(fields, metadata=_metadata(params, symbol)))
 
 
@@ -126,8 +128,8 @@ def gold_table(frame: FeatureFrame, y: F64, label_mid: str, params: FeatureParam
     mid_col = pa.DictionaryArray.from_arrays(
         pa.array(np.zeros(len(frame), dtype=np.int8)), pa.array([label_mid], pa.string())
     )
-    table = silver.append_column(pa.field("y", pa.float64()), pa.array(y, pa.float64()))
-    table = table.append_column(pa.field("label_mid", mid_col.type), mid_col)
+    table = silver.append_column(pa.field("y", pa.float64(), nullable=False), pa.array(y, pa.float64()))
+    table = table.append_column(pa.field("label_mid", mid_col.type, nullable=False), mid_col)
     meta = dict(silver.schema.metadata or {})
     meta[META_LABEL_MID] = label_mid.encode()
     return table.replace_schema_metadata(meta)

@@ -88,6 +88,9 @@ def conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
         return table
     if table.column_names != schema.names:
         raise LakeError(f"{what}: columns {table.column_names} differ from the schema's {schema.names}")
+    for required in (f for f in schema if not f.nullable):
+        if table[required.name].null_count:
+            raise LakeError(f"{what}: {table[required.name].null_count} rows have no {required.name}")
     try:
         return table.cast(schema, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
@@ -167,9 +170,6 @@ class Lake:
         table = conform(table, BRONZE_SCHEMAS[kind], f"bronze {kind}")
         if table.num_rows == 0:
             return AppendResult(0, 0, [])
-        for col in (id_col, ts_col):
-            if table[col].null_count:
-                raise LakeError(f"bronze {kind}: {table[col].null_count} rows have no {col}")
         payload_ids = column_range(table, id_col)
         table, duplicates = sort_dedup(table, id_col)
 
@@ -404,8 +404,10 @@ class Lake:
         if not tables:
             return schema.empty_table() if schema is not None else pa.table({})
         try:
-            return pa.concat_tables(tables)
-        except pa.ArrowInvalid as exc:
+            # "default" merges nullability only: days written before the feature columns became REQUIRED
+            # read together with newer days; a column of another type is still refused.
+            return pa.concat_tables(tables, promote_options="default")
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
             raise LakeError(f"{layer}/{dataset}/{symbol}: partitions have different schemas: {exc}") from exc
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from btcpipe.domain.decimal import parse_decimal, to_float
@@ -21,7 +22,16 @@ from btcpipe.domain.errors import LakeError, LakeIntegrityError
 from btcpipe.domain.time import US_PER_SEC, day_start_us
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.manifest import sha256_hex
-from btcpipe.lake.schemas import BRONZE_KLINES, BRONZE_TRADES, PRICE, QTY, QUOTE, SILVER_TRADES, mantissas_to_decimal
+from btcpipe.lake.schemas import (
+    BRONZE_KLINES,
+    BRONZE_SCHEMAS,
+    BRONZE_TRADES,
+    PRICE,
+    QTY,
+    QUOTE,
+    SILVER_TRADES,
+    mantissas_to_decimal,
+)
 from btcpipe.lake.store import LocalObjectStore, ObjectStore, list_dirs
 
 SYMBOL = "BTCUSDT"
@@ -307,6 +317,34 @@ def test_bad_appends_are_refused_with_clear_errors(store: ObjectStore) -> None:
     assert (empty.rows_added, store.list()) == (0, [])
 
 
+def test_a_null_in_a_required_bronze_column_is_refused_by_name(store: ObjectStore) -> None:
+    lake = Lake(store)
+    table = span(1, 3, MIDNIGHT)
+    loose = pa.schema([f.with_nullable(True) for f in BRONZE_TRADES])
+    price = pa.array([None, *table["price"].to_pylist()[1:]], PRICE)
+    with_null = table.cast(loose).set_column(2, loose.field("price"), price)
+    with pytest.raises(LakeError, match="1 rows have no price"):
+        append(lake, with_null)
+    assert store.list() == []
+
+
+def test_parts_written_before_the_columns_were_required_still_read(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A lake written when every bronze column was nullable reads back with today's schema."""
+    lake = Lake(store)
+    old_schema = pa.schema([f.with_nullable(True) for f in BRONZE_TRADES])
+    with monkeypatch.context() as m:
+        m.setitem(BRONZE_SCHEMAS, "trades", old_schema)
+        append(lake, span(1, 3, MIDNIGHT).cast(old_schema))
+    old_part = next(k for k in store.list() if k.endswith(".parquet"))
+    assert pq.read_metadata(pa.BufferReader(store.get(old_part))).schema.column(0).max_definition_level == 1
+    append(lake, span(4, 3, MIDNIGHT + 2 * 3_600 * US_PER_SEC))
+    back = lake.read_bronze("trades", SYMBOL)
+    assert back.schema.equals(BRONZE_TRADES)
+    assert back["id"].to_pylist() == list(range(1, 7))
+
+
 def test_silver_trades_floats_are_the_exact_decimal_conversion(store: ObjectStore) -> None:
     lake = Lake(store)
     prices = ["61837.63000000", "0.00000001", "99999.99999999", "61837.62", "0.1", "12345678.90123456"]
@@ -343,6 +381,20 @@ def test_write_table_replaces_the_partition_and_reads_by_day(store: ObjectStore)
     assert (empty.num_rows, empty.schema) == (0, features(D8, 1, 1.0).schema)
     assert lake.read_table("silver", "nothing", SYMBOL).num_rows == 0
     assert lake.table_days("silver", "features_v1", SYMBOL) == []
+
+
+def test_days_written_nullable_and_required_read_together_but_other_types_do_not(store: ObjectStore) -> None:
+    lake = Lake(store)
+    old_day = features(D8, 3, 1.0)
+    required = pa.schema([f.with_nullable(False) for f in old_day.schema])
+    lake.write_table("gold", "features_v1", SYMBOL, D8, old_day)
+    lake.write_table("gold", "features_v1", SYMBOL, D9, features(D9, 2, 2.0).cast(required))
+    both = lake.read_table("gold", "features_v1", SYMBOL)
+    assert both["ret_1s"].to_pylist() == [0.0, 1.0, 2.0, 0.0, 2.0]
+    lake.write_table("gold", "features_v1", SYMBOL, D9, features(D9, 2, 2.0).cast(
+        pa.schema([("ts_sec", pa.int64()), ("ret_1s", pa.float32())])))
+    with pytest.raises(LakeError, match="different schemas"):
+        lake.read_table("gold", "features_v1", SYMBOL)
 
 
 def test_write_table_is_idempotent_and_refuses_bronze(store: ObjectStore) -> None:
