@@ -8,6 +8,8 @@ of ten is correctly rounded in IEEE-754, which multiplying by 1e-8 is not.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import numpy.typing as npt
 
@@ -70,6 +72,27 @@ def to_float(mantissa: int, exponent: int = STD_EXPONENT) -> float:
 
 def to_float_array(mantissas: npt.NDArray[np.int64], exponent: int = STD_EXPONENT) -> npt.NDArray[np.float64]:
     """Vector twin of ``to_float``: the same IEEE division, element by element."""
-    if exponent >= 0:
-        return (mantissas * _POW10[exponent]).astype(np.float64)
-    return mantissas.astype(np.float64) / float(_POW10[-exponent])
+    return to_float_concat([mantissas], exponent)
+
+
+def to_float_concat(
+    parts: Sequence[npt.NDArray[np.int64]], exponent: int = STD_EXPONENT
+) -> npt.NDArray[np.float64]:
+    """``to_float_array`` of the parts one after another, without first concatenating the mantissas.
+
+    Each part is cast straight into its slice of the result (any strides; the low words of a
+    ``decimal128`` buffer need no copy), then the whole result is divided in place: the floats equal
+    ``to_float_array(np.concatenate(parts))``.
+    """
+    out = np.empty(sum(int(p.shape[0]) for p in parts), dtype=np.float64)
+    pos = 0
+    for part in parts:
+        n = int(part.shape[0])
+        if exponent >= 0:
+            out[pos : pos + n] = part * _POW10[exponent]
+        else:
+            out[pos : pos + n] = part
+        pos += n
+    if exponent < 0:
+        np.divide(out, float(_POW10[-exponent]), out=out)
+    return out

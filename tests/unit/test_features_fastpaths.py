@@ -188,3 +188,17 @@ def test_bronze_decimals_convert_exactly_and_refuse_values_beyond_int64() -> Non
     too_negative = pa.array([-decimal.Decimal(2**64) / 10**8], QUOTE)
     with pytest.raises(OverflowError):
         decimal_to_float(too_negative)
+
+
+def test_converting_parts_in_place_gives_the_floats_of_converting_them_joined() -> None:
+    from btcpipe.domain.decimal import to_float, to_float_array, to_float_concat
+
+    rng = np.random.default_rng(7)
+    whole = rng.integers(0, 10**13, 1001, dtype=np.int64)
+    words = np.stack((whole, np.zeros_like(whole)), axis=1)  # the low words of decimal128 values: strided
+    parts = [words[:400, 0], whole[400:401], whole[401:401], words[401:, 0]]
+    for exponent in (-8, -2, 0, 3):
+        joined = to_float_concat(parts, exponent)
+        assert joined.tobytes() == to_float_array(whole, exponent).tobytes()
+        assert [to_float(int(m), exponent) for m in whole[:50]] == joined[:50].tolist()
+    assert to_float_concat([], -8).shape == (0,)
