@@ -14,6 +14,7 @@ import pyarrow as pa
 from btcpipe.domain.decimal import STD_EXPONENT, to_float_concat
 
 SCALE = -STD_EXPONENT
+_INT64_DIGITS = 18  # every decimal of at most this many digits has an int64 mantissa
 # Precision 18 fits an int64 mantissa (up to ~1e10 at 8 decimals: any BTC price or quantity), so Parquet stores
 # price and quantity as plain INT64 (``store_decimal_as_integer``), which decodes ~3x faster than the 9-byte
 # fixed-length form a precision of 20 needs. Quote amounts can exceed that and keep precision 28.
@@ -128,10 +129,13 @@ def _low_words(arr: pa.Array | pa.ChunkedArray) -> tuple[pa.Array, npt.NDArray[n
     if not pa.types.is_decimal(arr.type) or arr.type.scale != SCALE:
         raise TypeError(f"expected decimal128 with scale {SCALE}, got {arr.type}")
     # decimal128 is two little-endian 64-bit words per value; our magnitudes fit the low word, and the
-    # high word is the sign extension. Checked so an out-of-range value cannot pass silently.
+    # high word is the sign extension. A precision of 18 digits or fewer always fits (|v| < 10^18 < 2^63);
+    # a wider type is checked so an out-of-range value cannot pass silently.
     words = np.frombuffer(arr.buffers()[1], dtype=np.int64, count=2 * (arr.offset + len(arr)))
     words = words[2 * arr.offset :].reshape(-1, 2)
     low, high = words[:, 0], words[:, 1]
+    if arr.type.precision <= _INT64_DIGITS:
+        return arr, low
     # Prices and quantities are non-negative: all-zero high words and no negative low word pass the
     # check without the full comparison's temporaries.
     if (high.any() or (low.shape[0] and low.min() < 0)) and not np.array_equal(high, low >> 63):
