@@ -161,3 +161,18 @@ def test_trades_that_go_back_in_time_are_refused_by_the_batch_builder() -> None:
     trades = _trades([(1.5, 100.0, 0.1, False), (1.2, 100.0, 0.1, False)])
     with pytest.raises(DataError, match="back in time"):
         build_features(trades, FeatureParams(0.5), start_us=T0 + SEC, end_us=T0 + 3 * SEC)
+
+
+def test_burst_median_is_the_plain_window_median_across_many_sorting_blocks() -> None:
+    """The median of counts is sorted block by block; over a long run it is still each window's median."""
+    from btcpipe.features.arithmetic import _median_of_counts
+
+    rng = np.random.default_rng(11)
+    n = rng.poisson(rng.gamma(0.6, 40.0, 20_000)).astype(np.float64)  # 2.4 blocks of rows, counts up to ~1000
+    n[:37] = np.nan  # unknown bars at the start
+    n[9_000] = np.nan  # and one in the middle
+    n_rows = n.shape[0] - WINDOW_BARS + 1
+    expected = np.array([np.median(n[r : r + WINDOW_BARS]) for r in range(n_rows)])  # NaN if any is NaN
+    got = _median_of_counts(n, n_rows)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.isnan(got).sum() == 37 + WINDOW_BARS
