@@ -14,6 +14,7 @@ from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import day_of, parse_time
 
 EXIT_FAILED = 1
+DEFAULT_WORKERS = 2  # a day's build has two independent branches at a time (see features.pipeline.build_day)
 
 
 def _day(text: str) -> dt.date:
@@ -55,10 +56,12 @@ def cli() -> None:
               help="Fit params on this earliest share of the span (the training split).")
 @click.option("--write-params", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the schema document (params and hash) to this JSON file.")
+@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
+              help="Threads per day (conversions, label and writes side by side); 1 runs everything in turn.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(  # noqa: PLR0917 - click passes every option positionally
     lake_uri: str, endpoint_url: str | None, symbol: str, start: str, end: str, params_file: Path | None,
-    train_fraction: float, write_params: Path | None, as_json: bool,
+    train_fraction: float, write_params: Path | None, workers: int, as_json: bool,
 ) -> None:
     """Read bronze trades (and bookTicker when every day has it) and write, per UTC day,
     silver/features_1s and gold/features_labeled.
@@ -86,7 +89,7 @@ def build(  # noqa: PLR0917 - click passes every option positionally
                 )
 
         fitted, days = build_span(lake, symbol, start_day, end_day, params, train_fraction=train_fraction,
-                                  on_day=report)
+                                  on_day=report, workers=workers)
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)

@@ -13,6 +13,7 @@ midnight and the previous day's trades gives exactly the rows of building both d
 
 from __future__ import annotations
 
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,12 +21,20 @@ import numpy.typing as npt
 
 from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.features.arithmetic import BarRun, aggregate_seconds, carry_forward, compute_feature_columns
+from btcpipe.features.arithmetic import (
+    BarRun,
+    SecondBars,
+    aggregate_seconds,
+    carry_forward,
+    compute_feature_columns,
+)
 from btcpipe.features.inputs import BboArrays, TradeArrays
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams
+from btcpipe.features.threads import run_beside
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
+_MIN_SPLIT_BARS = 1_800  # below half an hour of bars per half, a thread hand-off costs more than it saves
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,24 +75,48 @@ def bbo_asof_before(bbo: BboArrays, ts: I64) -> tuple[F64, F64]:
     return bid, ask
 
 
+def _aggregate_bars(trades: TradeArrays, first_us: int, n_bars: int, executor: Executor | None) -> SecondBars:
+    """``aggregate_seconds`` of the ``n_bars`` one-second bars from ``first_us``.
+
+    Each bar's sums involve only its own trades, so the bars can be aggregated in two halves: with an
+    executor the first half runs on it while this thread does the second (bincount releases the GIL).
+    """
+
+    def bars(b0: int, b1: int) -> SecondBars:
+        start = first_us + b0 * US_PER_SEC
+        lo, hi = (int(i) for i in np.searchsorted(trades.ts_event, [start, first_us + b1 * US_PER_SEC]))
+        ts = trades.ts_event[lo:hi]
+        sec_idx = ts - start
+        sec_idx //= US_PER_SEC
+        return aggregate_seconds(
+            sec_idx, ts, trades.price[lo:hi], trades.qty[lo:hi], trades.is_buyer_maker[lo:hi], n_bars=b1 - b0
+        )
+
+    if executor is None or n_bars < 2 * _MIN_SPLIT_BARS:
+        return bars(0, n_bars)
+    half = n_bars // 2
+    first = run_beside(executor, bars, 0, half)
+    second = bars(half, n_bars)
+    return SecondBars.concatenate((first(), second))
+
+
 def bar_run(
-    trades: TradeArrays, *, first_bar_us: int, n_bars: int, history_start_us: int, bbo: BboArrays | None = None
+    trades: TradeArrays,
+    *,
+    first_bar_us: int,
+    n_bars: int,
+    history_start_us: int,
+    bbo: BboArrays | None = None,
+    executor: Executor | None = None,
 ) -> BarRun:
     """``n_bars`` consecutive one-second bars starting at ``first_bar_us``, as stage 2 reads them."""
     ends = first_bar_us + US_PER_SEC * np.arange(1, n_bars + 1, dtype=np.int64)
     known_from = max(history_start_us, first_bar_us)
     k0 = min(n_bars, max(0, (known_from - first_bar_us) // US_PER_SEC))
-    bars_end = first_bar_us + n_bars * US_PER_SEC
     fields = {k: np.full(n_bars, np.nan) for k in ("n", "buy_vol", "sell_vol", "notional", "max_qty", "price", "ts")}
     if k0 < n_bars:
-        lo, hi = (int(i) for i in np.searchsorted(trades.ts_event, [known_from, bars_end], side="left"))
-        ts = trades.ts_event[lo:hi]
-        sec_idx = ts - known_from
-        sec_idx //= US_PER_SEC
-        agg = aggregate_seconds(
-            sec_idx, ts, trades.price[lo:hi], trades.qty[lo:hi],
-            trades.is_buyer_maker[lo:hi], n_bars=n_bars - k0,
-        )
+        lo = int(np.searchsorted(trades.ts_event, known_from, side="left"))
+        agg = _aggregate_bars(trades, known_from, n_bars - k0, executor)
         seed_price = float(trades.price[lo - 1]) if lo > 0 else float("nan")
         seed_ts = float(trades.ts_event[lo - 1]) if lo > 0 else float("nan")
         fields["n"][k0:] = agg.n
@@ -119,11 +152,13 @@ def build_features(
     end_us: int,
     history_start_us: int | None = None,
     bbo: BboArrays | None = None,
+    executor: Executor | None = None,
 ) -> FeatureFrame:
     """Feature rows for ``ts_sec`` in ``[start_us, end_us)`` (whole seconds).
 
     ``history_start_us`` defaults to ``start_us − 1 s`` (only the first row's own second is known
-    before the first row). Trades and best bid/ask must be in time order.
+    before the first row). Trades and best bid/ask must be in time order. ``executor`` (threads) shares
+    the per-second aggregation; the rows are the same without it.
     """
     _check_second("start_us", start_us)
     _check_second("end_us", end_us)
@@ -145,6 +180,7 @@ def build_features(
         n_bars=n_rows + WINDOW_BARS - 1,
         history_start_us=hist,
         bbo=bbo,
+        executor=executor,
     )
     columns = compute_feature_columns(run, params)
     ts_sec = start_us + US_PER_SEC * np.arange(n_rows, dtype=np.int64)

@@ -1,7 +1,7 @@
 """Feature build over the lake: bronze trades (and bookTicker) → silver ``features_1s`` → gold ``features_labeled``.
 
 Composition only: the lake is a port (``FeatureLake``, which ``btcpipe.lake.lake.Lake`` satisfies) and
-all arithmetic is ``build_features`` / ``labels``. Each day is built on its own, with
+all arithmetic is ``span_tables`` (``build_features`` / ``labels``). Each day is built on its own, with
 
 - warm-up: the previous day's last ``WINDOW_BARS`` seconds (when the lake has that day), so the rows
   equal those of building the days together, and the last trade before the warm-up (looked up to a day
@@ -14,10 +14,13 @@ be told apart after it) and gold drops the rows whose label horizon passes the d
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Literal, Protocol
 
 import numpy as np
@@ -27,21 +30,18 @@ from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.domain.tape import BookTickerTape
 from btcpipe.domain.time import US_PER_DAY, US_PER_SEC, day_start_us, floor_sec
 from btcpipe.features import labels
-from btcpipe.features.batch import build_features, fit_params
-from btcpipe.features.inputs import BboArrays
+from btcpipe.features.batch import fit_params
+from btcpipe.features.span import span_tables
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 from btcpipe.features.tables import (
     BRONZE_TRADE_COLUMNS,
     FEATURE_PARQUET_OPTIONS,
     GOLD_DATASET,
     SILVER_DATASET,
-    attach_labels,
     book_tape_from_bronze,
-    feature_table,
-    gold_table,
-    label_mid_from_arrays,
     trade_arrays_from_bronze,
 )
+from btcpipe.features.threads import run_beside
 from btcpipe.lake.schemas import decimal_to_float
 
 log = logging.getLogger(__name__)
@@ -141,9 +141,19 @@ def _read_span(
 
 
 def build_day(
-    lake: FeatureLake, symbol: str, day: dt.date, params: FeatureParams, *, use_book: bool
+    lake: FeatureLake,
+    symbol: str,
+    day: dt.date,
+    params: FeatureParams,
+    *,
+    use_book: bool,
+    executor: Executor | None = None,
 ) -> DayBuild:
-    """Build and write one day's silver and gold partitions."""
+    """Build and write one day's silver and gold partitions.
+
+    ``executor`` (threads) runs independent steps side by side: the two decimal conversions, the label
+    beside the features, the silver and gold writes. The partitions are the same without it.
+    """
     start = day_start_us(day)
     end = start + US_PER_DAY
     trade_days = set(lake.bronze_days("trades", symbol))
@@ -152,7 +162,7 @@ def build_day(
     hist = start - WARMUP_US if warmed else start
     read_end = end + labels.LABEL_HORIZON_US
     trades = trade_arrays_from_bronze(
-        _read_span(lake, "trades", symbol, hist, read_end, seed=warmed, columns=BRONZE_TRADE_COLUMNS)
+        _read_span(lake, "trades", symbol, hist, read_end, seed=warmed, columns=BRONZE_TRADE_COLUMNS), executor
     )
     book: BookTickerTape | None = None
     if use_book or params.with_spread:
@@ -162,23 +172,24 @@ def build_day(
     if not has_next:
         last_ts = int(trades.ts_event[-1]) if len(trades) else start
         row_end = max(start, min(end, floor_sec(last_ts) + US_PER_SEC))
-    frame = build_features(
-        trades, params, start_us=start, end_us=row_end, history_start_us=hist,
-        bbo=BboArrays.from_tape(book) if book is not None else None,
+    built = span_tables(
+        trades, params, symbol, start_us=start, end_us=row_end, history_start_us=hist, book=book,
+        use_book=use_book, data_end_us=data_end, executor=executor,
     )
-    mid_kind, mid_ts, mid = label_mid_from_arrays(trades, book if use_book else None)
-    labeled, y = attach_labels(frame, mid_ts, mid, data_end_us=data_end)
-    silver = feature_table(frame, params, symbol)
-    gold = gold_table(labeled, y, mid_kind, params, symbol)
-    lake.write_table("silver", SILVER_DATASET, symbol, day, silver, parquet_options=FEATURE_PARQUET_OPTIONS)
-    lake.write_table("gold", GOLD_DATASET, symbol, day, gold, parquet_options=FEATURE_PARQUET_OPTIONS)
+    write = partial(lake.write_table, parquet_options=FEATURE_PARQUET_OPTIONS)
+    writes = [
+        run_beside(executor, write, layer, dataset, symbol, day, table)
+        for layer, dataset, table in (("silver", SILVER_DATASET, built.silver), ("gold", GOLD_DATASET, built.gold))
+    ]
+    for written in writes:
+        written()
     lo, hi = np.searchsorted(trades.ts_event, [start, end])
     n_day = int(hi - lo)
-    result = DayBuild(day, n_day, len(frame), len(labeled), mid_kind, warmed)
+    result = DayBuild(day, n_day, len(built.frame), built.gold_rows, built.label_mid, warmed)
     log.info(
         "features built",
-        extra={"symbol": symbol, "day": day.isoformat(), "trades": n_day, "silver_rows": len(frame),
-               "gold_rows": len(labeled), "label_mid": mid_kind, "warmed_up": warmed},
+        extra={"symbol": symbol, "day": day.isoformat(), "trades": n_day, "silver_rows": len(built.frame),
+               "gold_rows": built.gold_rows, "label_mid": built.label_mid, "warmed_up": warmed},
     )
     return result
 
@@ -192,8 +203,15 @@ def build_span(
     *,
     train_fraction: float = DEFAULT_TRAIN_FRACTION,
     on_day: Callable[[DayBuild], None] | None = None,
+    workers: int = 2,
 ) -> tuple[FeatureParams, list[DayBuild]]:
-    """Build every day of ``[start_day, end_day]``; fit params on the span's training part unless given."""
+    """Build every day of ``[start_day, end_day]``; fit params on the span's training part unless given.
+
+    ``workers``: threads per day (see ``build_day``; two is all a day's build can use); 1 runs every step
+    in turn. The output is the same either way.
+    """
+    if workers < 1:
+        raise ConfigError(f"workers must be at least 1, got {workers}")
     days = days_in(start_day, end_day)
     have_trades = set(lake.bronze_days("trades", symbol))
     missing = [d for d in days if d not in have_trades]
@@ -207,10 +225,11 @@ def build_span(
     elif params.with_spread and not use_book:
         raise ConfigError("the params ask for 'spread' but the span has no complete bookTicker history")
     results = []
-    for day in days:
-        result = build_day(lake, symbol, day, params, use_book=use_book)
-        results.append(result)
-        if on_day is not None:
-            on_day(result)
+    with contextlib.ExitStack() as stack:
+        executor = stack.enter_context(ThreadPoolExecutor(workers)) if workers > 1 else None
+        for day in days:
+            result = build_day(lake, symbol, day, params, use_book=use_book, executor=executor)
+            results.append(result)
+            if on_day is not None:
+                on_day(result)
     return params, results
-

@@ -9,6 +9,7 @@ symbol in the Arrow schema metadata (``btcpipe.*`` keys).
 from __future__ import annotations
 
 import json
+from concurrent.futures import Executor
 
 import numpy as np
 import numpy.typing as npt
@@ -21,6 +22,7 @@ from btcpipe.features import labels
 from btcpipe.features.batch import FeatureFrame
 from btcpipe.features.inputs import TradeArrays
 from btcpipe.features.spec import FeatureParams, schema_hash
+from btcpipe.features.threads import run_beside
 from btcpipe.lake.schemas import decimal_mantissas, decimal_to_float
 
 F64 = npt.NDArray[np.float64]
@@ -55,20 +57,23 @@ def trade_tape_from_bronze(table: pa.Table) -> TradeTape:
     )
 
 
-def trade_arrays_from_bronze(table: pa.Table) -> TradeArrays:
+def trade_arrays_from_bronze(table: pa.Table, executor: Executor | None = None) -> TradeArrays:
     """A bronze ``trades`` table (sorted by id) straight to the arithmetic's float arrays.
 
     The floats are ``to_float_array`` of the exact mantissas, as ``TradeArrays.from_tape`` gives, without
     building the tape in between. Reads ``ts_event``, ``price``, ``qty`` and ``is_buyer_maker``; a null
-    in any of them is refused (a decimal null would otherwise read as a zero price).
+    in any of them is refused (a decimal null would otherwise read as a zero price). With an executor,
+    the quantities convert on it while this thread converts the prices.
     """
     for name in BRONZE_TRADE_COLUMNS[1:]:
         if table[name].null_count:
             raise DataError(f"bronze trades: {table[name].null_count} rows have no {name}")
+    qty = run_beside(executor, decimal_to_float, table["qty"])
+    price = decimal_to_float(table["price"])
     return TradeArrays(
         table["ts_event"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
-        decimal_to_float(table["price"]),
-        decimal_to_float(table["qty"]),
+        price,
+        qty(),
         np.asarray(table["is_buyer_maker"].to_numpy(zero_copy_only=False), dtype=np.bool_),
     )
 
@@ -170,13 +175,22 @@ def label_mid_from_arrays(trades: TradeArrays, book: BookTickerTape | None) -> t
     return LABEL_MID_TRADE, trades.ts_event, trades.price
 
 
+def label_rows(
+    ts_sec: npt.NDArray[np.int64], mid_ts: npt.NDArray[np.int64], mid: F64, data_end_us: int | None = None
+) -> tuple[F64, int]:
+    """``labels.forward_log_return`` at each row time, and how many leading rows keep a label.
+
+    Rows are in time order, so the rows whose horizon stays inside the data are a prefix.
+    """
+    y = labels.forward_log_return(ts_sec, mid_ts, mid, labels.LABEL_HORIZON_US, data_end_us=data_end_us)
+    end = data_end_us if data_end_us is not None else (int(mid_ts[-1]) if mid_ts.shape[0] else None)
+    n_keep = 0 if end is None else int(np.searchsorted(ts_sec, end - labels.LABEL_HORIZON_US, side="right"))
+    return y, n_keep
+
+
 def attach_labels(
     frame: FeatureFrame, mid_ts: npt.NDArray[np.int64], mid: F64, *, data_end_us: int | None = None
 ) -> tuple[FeatureFrame, F64]:
     """Label each row with ``labels.forward_log_return``; rows whose horizon passes the data end are dropped."""
-    y = labels.forward_log_return(frame.ts_sec, mid_ts, mid, labels.LABEL_HORIZON_US, data_end_us=data_end_us)
-    end = data_end_us if data_end_us is not None else (int(mid_ts[-1]) if mid_ts.shape[0] else None)
-    # Rows are in time order, so the rows kept are a prefix: a slice (views, no copy of the columns).
-    n_keep = 0 if end is None else int(np.searchsorted(frame.ts_sec, end - labels.LABEL_HORIZON_US, side="right"))
-    return frame.take(slice(0, n_keep)), y[:n_keep]
-
+    y, n_keep = label_rows(frame.ts_sec, mid_ts, mid, data_end_us)
+    return frame.take(slice(0, n_keep)), y[:n_keep]  # a slice: views, no copy of the columns

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import pytest
 from test_features_support import SEC, T0, assert_same_rows, make_tape, stream_rows
 
+from btcpipe.features import batch as batch_module
+from btcpipe.features.arithmetic import aggregate_seconds
 from btcpipe.features.batch import build_features, fit_params
 from btcpipe.features.inputs import BboArrays, TradeArrays
 from btcpipe.features.spec import FeatureParams
@@ -31,6 +35,30 @@ def test_stream_equals_batch_on_two_synthetic_hours_with_spread(synthetic: tuple
     assert np.isfinite(batch.columns[:, 120:]).all()
     assert np.nanstd(batch.column("ret_1s")) > 0
     assert engine.late_trades == 0
+
+
+def test_batch_split_across_two_threads_equals_one_thread_and_the_stream(
+    synthetic: tuple[TradeArrays, BboArrays], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    trades, bbo = synthetic
+    params = fit_params(trades.qty, with_spread=True)
+    start, end = T0 + SEC, T0 + 2 * 3600 * SEC
+    calls: list[int] = []
+
+    def counted(*args: object, n_bars: int) -> object:
+        calls.append(n_bars)
+        return aggregate_seconds(*args, n_bars=n_bars)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(batch_module, "aggregate_seconds", counted)
+    one = build_features(trades, params, start_us=start, end_us=end, history_start_us=T0, bbo=bbo)
+    with ThreadPoolExecutor(2) as pool:
+        two = build_features(trades, params, start_us=start, end_us=end, history_start_us=T0, bbo=bbo,
+                             executor=pool)
+    assert len(calls) == 3  # once for the one-thread build, twice (two halves) for the threaded one
+    assert calls[1] + calls[2] == calls[0]
+    assert one.columns.tobytes() == two.columns.tobytes()
+    engine = StreamingFeatureEngine("BTCUSDT", params, start_us=T0)
+    assert_same_rows(stream_rows(engine, trades, bbo, two.ts_sec), two.columns, params.names)
 
 
 def test_stream_fed_one_trade_at_a_time_equals_batch(synthetic: tuple[TradeArrays, BboArrays]) -> None:

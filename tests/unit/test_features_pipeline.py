@@ -56,10 +56,10 @@ def _lake(path: Path, tape: MarketTape, *, book: bool) -> Lake:
 def test_days_built_separately_equal_days_built_together(tmp_path: Path, tape: MarketTape) -> None:
     params = FeatureParams(0.002, with_spread=True)
     together = _lake(tmp_path / "a", tape, book=True)
-    build_span(together, "BTCUSDT", D1, D2, params)
+    build_span(together, "BTCUSDT", D1, D2, params)  # two threads per day (the default) ...
     apart = _lake(tmp_path / "b", tape, book=True)
-    build_span(apart, "BTCUSDT", D2, D2, params)  # D2 alone, before D1 exists in silver
-    build_span(apart, "BTCUSDT", D1, D1, params)
+    build_span(apart, "BTCUSDT", D2, D2, params, workers=1)  # ... equal one: D2 alone, before D1 exists
+    build_span(apart, "BTCUSDT", D1, D1, params, workers=1)
     for layer, dataset in (("silver", SILVER_DATASET), ("gold", GOLD_DATASET)):
         for day in (D1, D2):
             a = together.read_table(layer, dataset, "BTCUSDT", day, day)  # type: ignore[arg-type]
@@ -119,12 +119,16 @@ def test_params_are_fitted_on_the_earliest_share_of_the_span(tmp_path: Path, tap
     assert params.trade_size_p95 == float(np.percentile(qty, 95))
 
 
-def test_spread_without_book_history_and_missing_days_are_refused(tmp_path: Path, tape: MarketTape) -> None:
+def test_spread_without_book_history_missing_days_and_zero_workers_are_refused(
+    tmp_path: Path, tape: MarketTape
+) -> None:
     lake = _lake(tmp_path, tape, book=False)
     with pytest.raises(ConfigError, match="spread"):
         build_span(lake, "BTCUSDT", D1, D2, FeatureParams(0.001, with_spread=True))
     with pytest.raises(DataError, match="2024-03-03"):
         build_span(lake, "BTCUSDT", D1, dt.date(2024, 3, 3))
+    with pytest.raises(ConfigError, match="workers"):
+        build_span(lake, "BTCUSDT", D1, D2, workers=0)
 
 
 def test_cli_build_writes_both_layers_and_reports_json(tmp_path: Path, tape: MarketTape) -> None:
