@@ -14,11 +14,17 @@ import pandas as pd
 US = 1_000_000
 
 
-def build_gold(bronze_path: str, gold_path: str, *, trade_size_p95: float, start_us: int, end_us: int,
-               history_start_us: int, horizon_us: int = 10 * US) -> int:
+def read_trades(bronze_path: str) -> pd.DataFrame:
+    """The four columns, prices and quantities as float64 (pandas reads the decimals as Decimal objects)."""
     df = pd.read_parquet(bronze_path, columns=["ts_event", "price", "qty", "is_buyer_maker"])
     df["price"] = df["price"].astype("float64")
     df["qty"] = df["qty"].astype("float64")
+    return df
+
+
+def build_gold(bronze_path: str, gold_path: str, *, trade_size_p95: float, start_us: int, end_us: int,
+               history_start_us: int, horizon_us: int = 10 * US) -> int:
+    df = read_trades(bronze_path)
     df = df[df["ts_event"] >= history_start_us]
     df["sec"] = (df["ts_event"] - history_start_us) // US
     df["buy"] = df["qty"].where(~df["is_buyer_maker"], 0.0)
