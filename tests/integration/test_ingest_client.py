@@ -36,6 +36,8 @@ def test_sbe_and_json_streams_give_identical_normalized_records(tape: MarketTape
     clock = ManualClock(tape.start_us)
     until = tape.start_us + 30_000_000
     last_id = int(tape.trades.id[tape.trades.ts_event <= until][-1])
+    assert tape.book_tickers is not None
+    last_ticker = int(tape.book_tickers.update_id[tape.book_tickers.ts_event <= until][-1])
     with exchange(tape, clock) as ex:
         sbe_client = MarketStreamClient([SYMBOL], settings(ex))
         json_client = MarketStreamClient([SYMBOL], settings(ex, api_key=None))
@@ -48,6 +50,8 @@ def test_sbe_and_json_streams_give_identical_normalized_records(tape: MarketTape
                 ex.streams.wake()
                 for events in (sbe_events, json_events):
                     await events.wait_for(lambda c: c.last_trade_id() >= last_id)
+                    # the streams are separate connections: each client must also have read every ticker
+                    await events.wait_for(lambda c: bool(c.tickers()) and c.tickers()[-1].update_id >= last_ticker)
                 # everything up to `until` has been replayed; wait for both to hold the same last diff
                 want = max(d.last_update_id for d in sbe_events.diffs())
                 await json_events.wait_for(lambda c: bool(c.diffs()) and c.diffs()[-1].last_update_id >= want)
