@@ -186,11 +186,3 @@ def label_rows(
     end = data_end_us if data_end_us is not None else (int(mid_ts[-1]) if mid_ts.shape[0] else None)
     n_keep = 0 if end is None else int(np.searchsorted(ts_sec, end - labels.LABEL_HORIZON_US, side="right"))
     return y, n_keep
-
-
-def attach_labels(
-    frame: FeatureFrame, mid_ts: npt.NDArray[np.int64], mid: F64, *, data_end_us: int | None = None
-) -> tuple[FeatureFrame, F64]:
-    """Label each row with ``labels.forward_log_return``; rows whose horizon passes the data end are dropped."""
-    y, n_keep = label_rows(frame.ts_sec, mid_ts, mid, data_end_us)
-    return frame.take(slice(0, n_keep)), y[:n_keep]  # a slice: views, no copy of the columns
