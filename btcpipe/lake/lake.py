@@ -83,14 +83,16 @@ def sort_dedup(table: pa.Table, id_column: str) -> tuple[pa.Table, int]:
 
 
 def conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
-    """``table`` with exactly ``schema`` (same names and order; lossless casts only)."""
-    if table.schema.equals(schema):
-        return table
+    """``table`` with exactly ``schema`` (same names and order; lossless casts only, no null where the
+    schema has a REQUIRED column)."""
     if table.column_names != schema.names:
         raise LakeError(f"{what}: columns {table.column_names} differ from the schema's {schema.names}")
+    # Checked even when the schemas are equal: Arrow lets a table declared non-nullable hold nulls.
     for required in (f for f in schema if not f.nullable):
         if table[required.name].null_count:
             raise LakeError(f"{what}: {table[required.name].null_count} rows have no {required.name}")
+    if table.schema.equals(schema):
+        return table
     try:
         return table.cast(schema, safe=True)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:

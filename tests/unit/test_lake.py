@@ -325,6 +325,11 @@ def test_a_null_in_a_required_bronze_column_is_refused_by_name(store: ObjectStor
     with_null = table.cast(loose).set_column(2, loose.field("price"), price)
     with pytest.raises(LakeError, match="1 rows have no price"):
         append(lake, with_null)
+    # Arrow lets a table declared with the required schema itself hold a null: refused all the same.
+    ids = pa.array([1, None, 3], pa.int64())
+    declared = pa.Table.from_arrays([ids, *table.columns[1:]], schema=BRONZE_TRADES)
+    with pytest.raises(LakeError, match="1 rows have no id"):
+        append(lake, declared)
     assert store.list() == []
 
 
