@@ -188,25 +188,26 @@ def _windows(x: _Arr, width: int, n_rows: int) -> _Arr:
     return cast(_Arr, np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False))
 
 
-def _sum_oldest_first(windows: F64) -> F64:
-    """Each window's sum (last axis), added strictly left to right: oldest bar first.
+def _fold_oldest_first(windows: F64, ufunc: np.ufunc = np.add) -> F64:
+    """Each window (last axis) folded strictly left to right, oldest bar first: a sum, or with
+    ``np.maximum`` a maximum (NaN if any value is NaN: unknown stays unknown).
 
-    Both ways below add in exactly that order (``accumulate`` is sequential by definition, unlike
+    Both ways below fold in exactly that order (``accumulate`` is sequential by definition, unlike
     ``sum``, whose pairwise order depends on length and layout), so they give the same floats: one
     ``accumulate`` call is cheapest for the streaming engine's single row, a loop over columns (fast
-    contiguous adds) for a batch of many rows.
+    contiguous calls) for a batch of many rows.
     """
     if windows.shape[-2] <= _FEW_ROWS:
-        few: F64 = np.add.accumulate(windows, axis=-1)[..., -1]
+        few: F64 = ufunc.accumulate(windows, axis=-1)[..., -1]
         return few
     acc: F64 = windows[..., 0].copy()
     for k in range(1, windows.shape[-1]):
-        acc += windows[..., k]
+        ufunc(acc, windows[..., k], out=acc)
     return acc
 
 
 def _sum_sq_dev_oldest_first(windows: F64, mean: F64) -> F64:
-    """``_sum_oldest_first((windows − mean)²)`` without the 2-D temporaries for a batch of many rows.
+    """``_fold_oldest_first((windows − mean)²)`` without the 2-D temporaries for a batch of many rows.
 
     Each term is the same subtraction then the same multiplication, added in the same order, so the
     floats equal the two-step form's.
@@ -214,7 +215,7 @@ def _sum_sq_dev_oldest_first(windows: F64, mean: F64) -> F64:
     if windows.shape[-2] <= _FEW_ROWS:
         dev = windows - mean[..., None]
         dev *= dev
-        return _sum_oldest_first(dev)
+        return _fold_oldest_first(dev)
     acc: F64 = windows[..., 0] - mean
     acc *= acc
     term = np.empty_like(acc)
@@ -222,21 +223,6 @@ def _sum_sq_dev_oldest_first(windows: F64, mean: F64) -> F64:
         np.subtract(windows[..., k], mean, out=term)
         term *= term
         acc += term
-    return acc
-
-
-def _max_of_windows(windows: F64) -> F64:
-    """Each window's maximum (last axis), NaN if any value is NaN (unknown stays unknown).
-
-    The maximum is exact in any order; a batch of many rows takes it column by column (contiguous
-    ``np.maximum`` calls) rather than one short strided reduction per row.
-    """
-    if windows.shape[-2] <= _FEW_ROWS:
-        few: F64 = np.maximum.reduce(windows, axis=-1)
-        return few
-    acc: F64 = windows[..., 0].copy()
-    for k in range(1, windows.shape[-1]):
-        np.maximum(acc, windows[..., k], out=acc)
     return acc
 
 
@@ -301,7 +287,7 @@ def _compute(bars: BarRun, params: FeatureParams, n_rows: int) -> F64:
     tail = bars.n.shape[0] - (_LAST - 4)  # the bars any row's 5-bar window can reach
     flows = np.concatenate((bars.buy_vol[-tail:] + bars.sell_vol[-tail:], bars.notional[-tail:],
                             bars.buy_vol[-tail:], bars.sell_vol[-tail:], bars.n[-tail:])).reshape(5, tail)
-    own_and_5s = np.stack((flows[:, 4:], _sum_oldest_first(_windows(flows, 5, n_rows))))
+    own_and_5s = np.stack((flows[:, 4:], _fold_oldest_first(_windows(flows, 5, n_rows))))
     (vol0, _, buy0, sell0, n0), (vol5, notional5, buy5, sell5, n5) = own_and_5s
     np.log(p0 / (notional5 / vol5), out=vwap_dev)
     vwap_dev[vol5 == 0.0] = 0.0
@@ -316,7 +302,7 @@ def _compute(bars: BarRun, params: FeatureParams, n_rows: int) -> F64:
     # Ten 1-s returns ending at the row, oldest first; sample std in two passes.
     rets = logp[1:] - logp[:-1]  # rets[i] is the return of bar i + 1
     ten = _windows(rets[_LAST - 10 :], 10, n_rows)
-    mean = _sum_oldest_first(ten) / 10.0
+    mean = _fold_oldest_first(ten) / 10.0
     np.sqrt(_sum_sq_dev_oldest_first(ten, mean) / 9.0, out=vol_ret)
     np.subtract(lp0, _lag(logp, 1, n_rows), out=ret_1s)
     np.subtract(lp0, _lag(logp, 2, n_rows), out=ret_2s)
@@ -325,7 +311,7 @@ def _compute(bars: BarRun, params: FeatureParams, n_rows: int) -> F64:
     median_n = _median_of_counts(bars.n, n_rows)
     np.divide(n0, np.maximum(median_n, 1.0), out=burst)  # NaN median (warm-up) gives NaN
 
-    max5 = _max_of_windows(_windows(bars.max_qty[_LAST - 4 :], 5, n_rows))
+    max5 = _fold_oldest_first(_windows(bars.max_qty[_LAST - 4 :], 5, n_rows), np.maximum)
     np.greater(max5, params.trade_size_p95, out=flag)
     flag[np.isnan(max5)] = np.nan
 

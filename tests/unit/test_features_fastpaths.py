@@ -16,8 +16,8 @@ from btcpipe.domain.errors import LakeError
 from btcpipe.domain.time import day_of
 from btcpipe.features.arithmetic import (
     SecondAccumulator,
+    _fold_oldest_first,
     _median_of_counts,
-    _sum_oldest_first,
     _windows,
     aggregate_seconds,
 )
@@ -61,11 +61,23 @@ def test_second_accumulator_equals_aggregate_seconds_bit_for_bit() -> None:
 def test_window_sums_for_one_row_equal_those_for_many_rows() -> None:
     rng = np.random.default_rng(2)
     x = rng.lognormal(0, 3, 500)
-    many = _sum_oldest_first(_windows(x, 10, 491))  # the column loop (many rows)
-    ones = np.array([_sum_oldest_first(_windows(x[r:], 10, 1))[0] for r in range(491)])  # accumulate (one row)
+    many = _fold_oldest_first(_windows(x, 10, 491))  # the column loop (many rows)
+    ones = np.array([_fold_oldest_first(_windows(x[r:], 10, 1))[0] for r in range(491)])  # accumulate (one row)
     sequential = np.array([functools.reduce(operator.add, x[r : r + 10].tolist()) for r in range(491)])
     assert (many == ones).all()
     assert (many == sequential).all()
+
+
+def test_window_maxima_for_one_row_equal_those_for_many_rows_and_keep_nan() -> None:
+    rng = np.random.default_rng(4)
+    x = rng.lognormal(0, 3, 500)
+    x[[0, 250]] = np.nan  # unknown bars
+    many = _fold_oldest_first(_windows(x, 5, 496), np.maximum)
+    ones = np.array([_fold_oldest_first(_windows(x[r:], 5, 1), np.maximum)[0] for r in range(496)])
+    plain = np.array([np.max(x[r : r + 5]) for r in range(496)])  # NaN when the window has a NaN
+    assert np.array_equal(many, ones, equal_nan=True)
+    assert np.array_equal(many, plain, equal_nan=True)
+    assert np.isnan(many).sum() == 1 + 5
 
 
 def test_median_of_counts_is_numpys_median_and_nan_over_unknown_bars() -> None:
