@@ -19,9 +19,9 @@ import orjson
 
 from btcpipe.binance.rest import WEIGHTS, BinanceRestClient
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.sim_config import SimConfig
-from btcpipe.exchange.simulator import simulate
 from btcpipe.lake.lake import Lake
+from btcpipe.market.config import SimConfig
+from btcpipe.market.simulator import simulate
 from btcpipe.services.backfill import backfill
 
 START_US = 1_735_689_600_000_000  # 2025-01-01

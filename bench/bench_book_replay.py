@@ -16,8 +16,8 @@ import time
 import orjson
 
 from btcpipe.exchange.book import BookReplayer
-from btcpipe.exchange.sim_book import book_at
-from btcpipe.exchange.simulator import SimConfig, simulate
+from btcpipe.market.book import book_at
+from btcpipe.market.simulator import SimConfig, simulate
 
 
 def main(argv: list[str] | None = None) -> int:

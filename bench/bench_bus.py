@@ -19,8 +19,15 @@ from collections.abc import Callable
 
 from fastavro import schemaless_reader
 
-from btcpipe.bus import avro_wire
-from btcpipe.bus.codec import (
+from btcpipe.bus.kinesis import KinesisBus, kinesis_client
+from btcpipe.bus.memory import InProcessBus
+from btcpipe.bus.port import STREAM_TRADES, Bus
+from btcpipe.bus.redis_streams import RedisStreamsBus
+from btcpipe.domain.records import Trade
+from btcpipe.infra.devservers import MotoServer, RedisServer, aws_test_environment
+from btcpipe.infra.redis_connection import RedisOptions
+from btcpipe.wire import avro_wire
+from btcpipe.wire.codec import (
     TradeColumns,
     decode_trade_batches,
     decode_trades,
@@ -28,13 +35,6 @@ from btcpipe.bus.codec import (
     encode_trade_columns,
     encode_trades,
 )
-from btcpipe.bus.kinesis import KinesisBus, kinesis_client
-from btcpipe.bus.memory import InProcessBus
-from btcpipe.bus.port import STREAM_TRADES, Bus
-from btcpipe.bus.redis_streams import RedisStreamsBus
-from btcpipe.devservers import MotoServer, RedisServer, aws_test_environment
-from btcpipe.domain.records import Trade
-from btcpipe.store.redis_connection import RedisOptions
 
 BATCH = 100
 

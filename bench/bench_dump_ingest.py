@@ -19,10 +19,10 @@ import orjson
 
 from btcpipe.binance.dumps import read_archive
 from btcpipe.domain.time import day_start_us
-from btcpipe.exchange.dumps import daily_dump
-from btcpipe.exchange.sim_config import SimConfig
-from btcpipe.exchange.simulator import simulate
+from btcpipe.exchange.rest.dumps import daily_dump
 from btcpipe.lake.lake import Lake
+from btcpipe.market.config import SimConfig
+from btcpipe.market.simulator import simulate
 
 DAY = dt.date(2025, 1, 1)
 MIN_ROWS = 1_500_000

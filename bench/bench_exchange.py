@@ -15,9 +15,9 @@ import orjson
 
 from btcpipe.domain.tape import aggregate_trades
 from btcpipe.domain.time import day_start_us
-from btcpipe.exchange.dumps import daily_csv, daily_dump
-from btcpipe.exchange.handmade import synthetic_tape
+from btcpipe.exchange.rest.dumps import daily_csv, daily_dump
 from btcpipe.exchange.server import LocalExchange
+from btcpipe.market.handmade import synthetic_tape
 
 
 def main(argv: list[str] | None = None) -> int:

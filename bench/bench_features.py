@@ -34,11 +34,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "unit"))
 
 import pandas_features
-from test_features_support import bronze_trades_table
+from support.features import bronze_trades_table
 
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.simulator import SimConfig, simulate
 from btcpipe.features.batch import build_features, fit_params
 from btcpipe.features.inputs import TradeArrays
 from btcpipe.features.span import span_tables
@@ -46,6 +45,7 @@ from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 from btcpipe.features.streaming import StreamingFeatureEngine
 from btcpipe.features.tables import BRONZE_TRADE_COLUMNS, FEATURE_PARQUET_OPTIONS, trade_arrays_from_bronze
 from btcpipe.lake.manifest import parquet_options
+from btcpipe.market.simulator import SimConfig, simulate
 
 ROUNDS = 5
 WORKERS = 2  # as ``btcpipe features build`` runs a day (its --workers default)

@@ -23,14 +23,14 @@ from btcpipe.bus.kinesis import KinesisBus, kinesis_client
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
 from btcpipe.bus.redis_streams import RedisStreamsBus
-from btcpipe.devservers import MotoServer, RedisServer, aws_test_environment
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.sim_config import SimConfig
-from btcpipe.exchange.simulator import simulate
-from btcpipe.exchange.streams import StreamConfig
-from btcpipe.services.ingestor import Ingestor
-from btcpipe.store.redis_connection import RedisOptions
+from btcpipe.exchange.streams.routes import StreamConfig
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.infra.devservers import MotoServer, RedisServer, aws_test_environment
+from btcpipe.infra.redis_connection import RedisOptions
+from btcpipe.market.config import SimConfig
+from btcpipe.market.simulator import simulate
+from btcpipe.services.ingest.ingestor import Ingestor
 
 SYMBOL = "BTCUSDT"
 KEY = "bench-key"

@@ -1,7 +1,7 @@
 """Per-hop latency of the live path, embedded and on real servers, as JSON (p50/p90/p99 in ms).
 
 The path of ``btcpipe run``'s live stage: local exchange (SBE WebSocket) → ingestor → bus → processor →
-online store → inference. Hops (see ``btcpipe.services.run_live_stats``): ``exchange→ingest`` (receive −
+online store → inference. Hops (see ``btcpipe.run.live_stats``): ``exchange→ingest`` (receive −
 exchange time of each stream trade), ``ingest→bus`` (a bus reader got it − receive time), ``second end→feature
 row`` (row computed − its second, includes the processor's 200 ms lateness), ``feature row→prediction``
 (prediction − row, includes the wait for the tick at +300 ms / +500 ms), ``tick`` (read features + ONNX +
@@ -53,7 +53,7 @@ def _rest_client(endpoints: Any) -> Any:
 
 
 def _percentiles(values: list[float]) -> dict[str, float | int]:
-    from btcpipe.services.run_report import percentiles
+    from btcpipe.run.report import percentiles
 
     return percentiles(values)
 
@@ -61,9 +61,9 @@ def _percentiles(values: list[float]) -> dict[str, float | int]:
 def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, services: Any | None) -> dict[str, Any]:
     from btcpipe.bus.memory import InProcessBus
     from btcpipe.bus.positions import InMemoryPositionStore
-    from btcpipe.services.inference import InferenceSettings
-    from btcpipe.services.processor import ProcessorSettings
-    from btcpipe.services.run_live import LivePipeline, LivePorts, LiveSettings
+    from btcpipe.run.live import LivePipeline, LivePorts, LiveSettings
+    from btcpipe.services.infer.inference import InferenceSettings
+    from btcpipe.services.process.processor import ProcessorSettings
     from btcpipe.store.memory import InProcessOnlineStore
 
     margin = 100.0
@@ -75,7 +75,7 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
         from btcpipe.bus.kinesis import KinesisBus, kinesis_client
         from btcpipe.bus.port import ALL_STREAMS
         from btcpipe.bus.positions import RedisPositionStore
-        from btcpipe.store.redis_connection import RedisOptions
+        from btcpipe.infra.redis_connection import RedisOptions
         from btcpipe.store.redis_store import RedisOnlineStore
 
         redis_url, moto_endpoint = services
@@ -110,7 +110,7 @@ def _servers(enabled: bool) -> Iterator[tuple[str, str] | None]:
     if not enabled:
         yield None
         return
-    from btcpipe.devservers import MotoServer, RedisServer, aws_test_environment
+    from btcpipe.infra.devservers import MotoServer, RedisServer, aws_test_environment
 
     os.environ.update({k: os.environ.get(k, v) for k, v in aws_test_environment().items()})
     with RedisServer() as redis_server, MotoServer() as moto:
@@ -125,14 +125,14 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 
-    from btcpipe.exchange.clock import ReplayClock, SystemClock
     from btcpipe.exchange.server import LocalExchange
-    from btcpipe.exchange.streams import StreamConfig
+    from btcpipe.exchange.streams.routes import StreamConfig
+    from btcpipe.infra.clocks import ReplayClock, SystemClock
     from btcpipe.lake.lake import Lake
     from btcpipe.model.train import TrainConfig
-    from btcpipe.services.pipeline_run import ExchangeEndpoints
-    from btcpipe.services.run_market import simulated_market
-    from btcpipe.services.run_offline import run_backfill, run_features, run_promote, run_train
+    from btcpipe.run.market import simulated_market
+    from btcpipe.run.offline import run_backfill, run_features, run_promote, run_train
+    from btcpipe.run.orchestrator import ExchangeEndpoints
 
     started = time.monotonic()
     wall = SystemClock()

@@ -10,11 +10,11 @@ import json
 import time
 from collections.abc import Callable
 
-from btcpipe.devservers import RedisServer
 from btcpipe.domain.messages import FeatureVector1s
+from btcpipe.infra.devservers import RedisServer
+from btcpipe.infra.redis_connection import RedisOptions
 from btcpipe.store.memory import InProcessOnlineStore
 from btcpipe.store.port import OnlineStore
-from btcpipe.store.redis_connection import RedisOptions
 from btcpipe.store.redis_store import RedisOnlineStore
 
 T0 = 1_723_100_000_000_000

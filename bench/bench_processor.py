@@ -20,11 +20,11 @@ from typing import Any
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.port import Bus
 from btcpipe.bus.positions import InMemoryPositionStore
-from btcpipe.devservers import RedisServer
-from btcpipe.exchange.clock import ManualClock
-from btcpipe.exchange.simulator import SimConfig, simulate
 from btcpipe.features.spec import FeatureParams
-from btcpipe.services.processor import Processor, ProcessorSettings
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.infra.devservers import RedisServer
+from btcpipe.market.simulator import SimConfig, simulate
+from btcpipe.services.process.processor import Processor, ProcessorSettings
 from btcpipe.services.replay import replay
 from btcpipe.store.memory import InProcessOnlineStore
 from btcpipe.store.port import OnlineStore
@@ -78,7 +78,7 @@ def main() -> None:
     server = RedisServer()
     with server:
         from btcpipe.bus.redis_streams import RedisStreamsBus
-        from btcpipe.store.redis_connection import RedisOptions
+        from btcpipe.infra.redis_connection import RedisOptions
         from btcpipe.store.redis_store import RedisOnlineStore
 
         rbus = RedisStreamsBus(RedisOptions(server.url))

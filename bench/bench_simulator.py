@@ -12,7 +12,7 @@ import time
 
 import orjson
 
-from btcpipe.exchange.simulator import SimConfig, oracle_score, simulate
+from btcpipe.market.simulator import SimConfig, oracle_score, simulate
 
 
 def main(argv: list[str] | None = None) -> int:

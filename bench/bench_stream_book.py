@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.simulator import SimConfig, simulate
-from btcpipe.exchange.stream_timeline import KIND_DEPTH20, SymbolTimeline
+from btcpipe.exchange.streams.timeline import KIND_DEPTH20, SymbolTimeline
+from btcpipe.market.simulator import SimConfig, simulate
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("BTCPIPE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

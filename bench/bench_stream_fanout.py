@@ -21,11 +21,11 @@ import aiohttp
 
 from btcpipe.binance.sbe import encode
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.simulator import SimConfig, simulate
-from btcpipe.exchange.stream_timeline import KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
-from btcpipe.exchange.streams import StreamConfig
+from btcpipe.exchange.streams.routes import StreamConfig
+from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.market.simulator import SimConfig, simulate
 
 KEY = "bench"
 STREAMS = "btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"

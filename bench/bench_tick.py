@@ -49,11 +49,11 @@ def _model(tmp: str) -> Any:
 def _run(registry: Any, rows: np.ndarray, store: Any, bus: Any, *, ticks: int, warmup: int) -> dict[str, Any]:
     from btcpipe.domain.messages import FeatureVector1s
     from btcpipe.domain.time import US_PER_SEC
-    from btcpipe.exchange.clock import SystemClock
     from btcpipe.features.spec import FeatureParams, schema_hash
-    from btcpipe.metrics import Metrics
-    from btcpipe.services.inference import InferenceService, TickResult
-    from btcpipe.services.inference_model import ModelWatcher
+    from btcpipe.infra.clocks import SystemClock
+    from btcpipe.infra.metrics import Metrics
+    from btcpipe.services.infer.inference import InferenceService, TickResult
+    from btcpipe.services.infer.model_loader import ModelWatcher
 
     clock = SystemClock()
     metrics = Metrics()
@@ -109,10 +109,10 @@ def main() -> None:
 
     from btcpipe.bus.memory import InProcessBus
     from btcpipe.bus.redis_streams import RedisStreamsBus
-    from btcpipe.devservers import RedisServer
-    from btcpipe.exchange.clock import SystemClock
+    from btcpipe.infra.clocks import SystemClock
+    from btcpipe.infra.devservers import RedisServer
+    from btcpipe.infra.redis_connection import RedisOptions
     from btcpipe.store.memory import InProcessOnlineStore
-    from btcpipe.store.redis_connection import RedisOptions
     from btcpipe.store.redis_store import RedisOnlineStore
 
     with tempfile.TemporaryDirectory() as tmp:

@@ -28,9 +28,9 @@ def main() -> None:
     t0 = time.perf_counter()
     import torch
 
+    from btcpipe.domain.scores import score
     from btcpipe.model.dataset import split_by_time
     from btcpipe.model.export import export_onnx
-    from btcpipe.model.metrics import score
     from btcpipe.model.synthetic import synthetic_rows
     from btcpipe.model.train import TrainConfig, train_mlp
 
@@ -38,7 +38,7 @@ def main() -> None:
     t0 = time.perf_counter()
     sim = None
     if args.source == "sim":
-        from btcpipe.exchange.sim_config import SimConfig
+        from btcpipe.market.config import SimConfig
         from btcpipe.model.dataset import drop_incomplete
         from btcpipe.model.simulated import simulated_rows
 

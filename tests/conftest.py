@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from btcpipe.devservers import MotoServer, RedisServer, aws_test_environment
+from btcpipe.infra.devservers import MotoServer, RedisServer, aws_test_environment
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = Path(os.environ.get("BTCPIPE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))

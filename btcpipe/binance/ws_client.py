@@ -46,7 +46,7 @@ from btcpipe.binance.ws_messages import (
 )
 from btcpipe.domain.backoff import backoff_delay
 from btcpipe.domain.errors import AuthRefusedError, DataError, StreamError
-from btcpipe.metrics import Metrics
+from btcpipe.infra.metrics import Metrics
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import redis
 
 from btcpipe.domain.errors import BusError
-from btcpipe.store.redis_connection import RedisOptions, connect_redis
+from btcpipe.infra.redis_connection import RedisOptions, connect_redis
 
 
 class InMemoryPositionStore:

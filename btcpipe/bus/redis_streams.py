@@ -17,7 +17,7 @@ import redis
 
 from btcpipe.bus.port import BusRecord, BusStats, Position, hash_shard
 from btcpipe.domain.errors import BusError
-from btcpipe.store.redis_connection import RedisOptions, connect_redis
+from btcpipe.infra.redis_connection import RedisOptions, connect_redis
 
 log = logging.getLogger(__name__)
 

@@ -37,9 +37,9 @@ def cli(
     the oracle. Baselines are fitted on the model's own training span (from its manifest)."""
     from btcpipe.lake.lake import Lake
     from btcpipe.model.gold import load_gold
-    from btcpipe.model.pipeline import SimulatedOrigin, evaluate_model
     from btcpipe.model.registry import ModelRegistry
     from btcpipe.model.runtime import OnnxPredictor
+    from btcpipe.model.training_run import SimulatedOrigin, evaluate_model
 
     if (start is None) != (end is None):
         raise click.BadParameter("give both --start and --end, or neither")
@@ -58,7 +58,7 @@ def cli(
         gold = load_gold(lake, symbol, lo, hi)
         sim = None
         if sim_seed is not None:
-            from btcpipe.exchange.sim_config import SimConfig
+            from btcpipe.market.config import SimConfig
 
             defaults = SimConfig()
             sim = SimulatedOrigin(

@@ -21,8 +21,8 @@ def _load_tape(
         from btcpipe.binance.recording import load_recording
 
         return load_recording(recordings).to_tape()
-    from btcpipe.exchange.sim_config import DEFAULT_START_US
-    from btcpipe.exchange.simulator import SimConfig, simulate
+    from btcpipe.market.config import DEFAULT_START_US
+    from btcpipe.market.simulator import SimConfig, simulate
 
     if sim_hours <= 0:
         raise click.BadParameter("must be positive", param_hint="--sim-hours")
@@ -80,9 +80,9 @@ def serve(  # noqa: PLR0917 - one parameter per click option
 ) -> None:
     """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,depth}, daily dumps
     under /data/spot/daily/ and the WebSocket streams (SBE /ws/<stream>, /stream?streams=...; JSON under
-    /json/, see btcpipe.exchange.streams) until Ctrl-C. Prints the base URL first."""
+    /json/, see btcpipe.exchange.streams.routes) until Ctrl-C. Prints the base URL first."""
     from btcpipe.exchange.server import LocalExchange
-    from btcpipe.exchange.streams import StreamConfig, replay_clock
+    from btcpipe.exchange.streams.routes import StreamConfig, replay_clock
 
     try:
         tape = _load_tape(sim_seed, sim_hours, sim_start, recordings)

@@ -70,7 +70,7 @@ def build(  # noqa: PLR0917 - click passes every option positionally
     days built one at a time equal days built together. Params (the trade-size 95th percentile) are fitted
     on the earliest --train-fraction of the span unless --params gives them.
     """
-    from btcpipe.features.pipeline import build_span
+    from btcpipe.features.day_build import build_span
     from btcpipe.features.spec import schema_document
     from btcpipe.lake.lake import Lake
 

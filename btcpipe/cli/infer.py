@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from btcpipe.cli.process_wiring import bus_choice, bus_options, open_bus, open_store
+from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus, open_store
 from btcpipe.domain.errors import BtcpipeError
 
 EXIT_FAILED = 1
@@ -72,16 +72,16 @@ def cli(  # noqa: PLR0917 - click passes every option
     (gold/predictions_1s). Outcomes, latency, shadow MAE/hit rate and feature drift are Prometheus metrics;
     with BTCPIPE_EMF=1 the key ones also go to stdout as CloudWatch EMF lines (Service=inference).
     """
-    from btcpipe.config import load_config
-    from btcpipe.emf import start_emf_reporter
-    from btcpipe.exchange.clock import SystemClock
+    from btcpipe.cli.wiring.config import load_config
+    from btcpipe.infra.clocks import SystemClock
+    from btcpipe.infra.emf import start_emf_reporter
+    from btcpipe.infra.metrics import Metrics, serve_metrics
     from btcpipe.lake.lake import Lake
-    from btcpipe.metrics import Metrics, serve_metrics
     from btcpipe.model.registry import ModelRegistry
-    from btcpipe.services.inference import InferenceService, InferenceSettings
-    from btcpipe.services.inference_archive import PredictionArchive
-    from btcpipe.services.inference_fallback import MarketTap
-    from btcpipe.services.inference_model import ModelWatcher
+    from btcpipe.services.infer.archive import PredictionArchive
+    from btcpipe.services.infer.fallback import MarketTap
+    from btcpipe.services.infer.inference import InferenceService, InferenceSettings
+    from btcpipe.services.infer.model_loader import ModelWatcher
 
     clock = SystemClock()
     try:

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
-from btcpipe.cli.process_wiring import bus_choice, bus_options, open_bus
+from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus
 from btcpipe.domain.errors import BtcpipeError, ConfigError
 
 EXIT_FAILED = 1
@@ -75,10 +75,10 @@ def cli(  # noqa: PLR0917 - click passes every option
     """
     from btcpipe.binance.rest import BinanceRestClient
     from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
-    from btcpipe.config import load_config, secret
-    from btcpipe.emf import start_emf_reporter
-    from btcpipe.metrics import Metrics, serve_metrics
-    from btcpipe.services.ingestor import Ingestor, IngestSettings
+    from btcpipe.cli.wiring.config import load_config, secret
+    from btcpipe.infra.emf import start_emf_reporter
+    from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
 
     try:
         config = load_config(config_path)

@@ -68,7 +68,7 @@ def service_name(args: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> Any:
-    from btcpipe.logs import configure_logging
+    from btcpipe.infra.logs import configure_logging
 
     args = argv if argv is not None else sys.argv[1:]
     configure_logging(service=service_name(args))

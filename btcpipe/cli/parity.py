@@ -40,8 +40,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     listed apart with the reason. Exit status 0 only when every compared value is equal (1 otherwise,
     2 when the run itself failed).
     """
-    from btcpipe.cli.process_wiring import load_params
-    from btcpipe.services.parity import run_parity
+    from btcpipe.cli.wiring.live import load_params
+    from btcpipe.run.parity import run_parity
     from btcpipe.services.replay import tape_from_recording
 
     if bool(recordings) == (sim_seconds is not None):
@@ -51,7 +51,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         if recordings:
             tape = tape_from_recording(list(recordings))
         else:
-            from btcpipe.exchange.simulator import SimConfig, simulate
+            from btcpipe.market.simulator import SimConfig, simulate
 
             tape = simulate(SimConfig(seed=seed, duration_s=sim_seconds or 3600))
         report = run_parity(tape, params, speed=speed, lateness_ms=lateness_ms, timeout_s=timeout_s)

@@ -14,7 +14,7 @@ from typing import Any
 
 import click
 
-from btcpipe.cli.process_wiring import bus_choice, bus_options, load_params, open_bus, open_positions, open_store
+from btcpipe.cli.wiring.live import bus_choice, bus_options, load_params, open_bus, open_positions, open_store
 from btcpipe.domain.errors import BtcpipeError
 
 EXIT_FAILED = 1
@@ -70,11 +70,11 @@ def cli(  # noqa: PLR0917 - click passes every option
     processor re-reads the trailing window from its stored positions and continues with no hole.
     With BTCPIPE_EMF=1 the key metrics also go to stdout as CloudWatch EMF lines (Service=processor).
     """
-    from btcpipe.config import load_config
-    from btcpipe.emf import start_emf_reporter
-    from btcpipe.exchange.clock import SystemClock
-    from btcpipe.metrics import Metrics, serve_metrics
-    from btcpipe.services.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
+    from btcpipe.cli.wiring.config import load_config
+    from btcpipe.infra.clocks import SystemClock
+    from btcpipe.infra.emf import start_emf_reporter
+    from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.services.process.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
 
     try:
         config = load_config(config_path)
@@ -95,7 +95,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         silver = None
         if lake_uri and not no_silver:
             from btcpipe.lake.lake import Lake
-            from btcpipe.services.processor_silver import LiveSilverSink
+            from btcpipe.services.process.silver import LiveSilverSink
 
             silver = LiveSilverSink(Lake.open(lake_uri), params)
         metrics = Metrics()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from btcpipe.cli.process_wiring import bus_choice, bus_options, open_bus
+from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import iso, parse_time
 
@@ -40,7 +40,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     time: trades as MarketTradeColumns, best bid/ask as BestBidAsk, depth diffs as DepthDelta — the messages
     the ingestor publishes — keyed by symbol, so a processor cannot tell a replay from live data.
     """
-    from btcpipe.config import load_config
+    from btcpipe.cli.wiring.config import load_config
     from btcpipe.services.replay import replay, tape_from_lake, tape_from_recording
 
     if bool(recordings) == bool(lake_uri):

@@ -78,11 +78,11 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     Prints where the report is. Exits 0 on success; on failure it names the stage that failed, still writes
     the summary, and exits 1.
     """
-    from btcpipe.cli.run_wiring import RunAdapters, RunOptions, parse_duration
-    from btcpipe.config import load_config
-    from btcpipe.services.live_view import RichRunView, make_view
-    from btcpipe.services.pipeline_run import RunPlan, run_pipeline
-    from btcpipe.services.run_report import write_report
+    from btcpipe.cli.wiring.config import load_config
+    from btcpipe.cli.wiring.run import RunAdapters, RunOptions, parse_duration
+    from btcpipe.run.orchestrator import RunPlan, run_pipeline
+    from btcpipe.run.report import write_report
+    from btcpipe.run.view import RichRunView, make_view
 
     try:
         config = load_config(config_path)

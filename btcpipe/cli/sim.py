@@ -31,7 +31,7 @@ def _span_options(func: Any) -> Any:
 
 
 def _config(seed: int, start: str, hours: float | None, duration_s: int | None) -> Any:
-    from btcpipe.exchange.simulator import SimConfig
+    from btcpipe.market.simulator import SimConfig
 
     if hours is not None and duration_s is not None:
         raise click.UsageError("give --hours or --duration, not both")
@@ -133,7 +133,7 @@ def generate(
     *, seed: int, start: str, hours: float | None, duration_s: int | None, out: Path | None, as_json: bool
 ) -> None:
     """Simulate a span and print a summary (trades, trades/s, price range); optionally write the trades."""
-    from btcpipe.exchange.simulator import simulate
+    from btcpipe.market.simulator import simulate
 
     config = _config(seed, start, hours, duration_s)
     began = time.perf_counter()
@@ -167,7 +167,7 @@ def oracle(
 
     This is the ceiling a model trained on the simulated market can reach.
     """
-    from btcpipe.exchange.simulator import oracle_score, simulate
+    from btcpipe.market.simulator import oracle_score, simulate
 
     config = _config(seed, start, hours, duration_s)
     try:

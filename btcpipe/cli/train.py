@@ -38,10 +38,10 @@ def cli(
     """
     from btcpipe.lake.lake import Lake
     from btcpipe.model.gold import load_gold
-    from btcpipe.model.pipeline import train_from_rows
     from btcpipe.model.progress import LogReporter, RichReporter, SilentReporter, TrainingReporter, default_reporter
     from btcpipe.model.registry import ModelRegistry
     from btcpipe.model.train import TrainConfig
+    from btcpipe.model.training_run import train_from_rows
 
     try:
         start_us, end_us = parse_time(start), parse_time(end)

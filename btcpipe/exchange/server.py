@@ -25,12 +25,12 @@ from aiohttp import web
 from btcpipe.domain.errors import ConfigError, ExchangeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import Clock
-from btcpipe.exchange.dump_routes import add_dump_routes
 from btcpipe.exchange.faults import Faults, FaultStats
-from btcpipe.exchange.ratelimit import RateDecision, RateStats, WeightLimiter
-from btcpipe.exchange.rest_api import ApiError, add_rest_routes, error_response, request_weight
+from btcpipe.exchange.rest.api import ApiError, add_rest_routes, error_response, request_weight
+from btcpipe.exchange.rest.dump_routes import add_dump_routes
+from btcpipe.exchange.rest.ratelimit import RateDecision, RateStats, WeightLimiter
 from btcpipe.exchange.state import EXCHANGE, ExchangeState, build_state
-from btcpipe.exchange.streams import STREAMS, StreamConfig, StreamControl, add_stream_routes
+from btcpipe.exchange.streams.routes import STREAMS, StreamConfig, StreamControl, add_stream_routes
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class LocalExchange:
         self.app = create_app(self.state)
         for configure_app in configure:
             configure_app(self.app)
-        if streams is not None:  # the WebSocket streams (btcpipe.exchange.streams documents URLs and hooks)
+        if streams is not None:  # the WebSocket streams (btcpipe.exchange.streams.routes documents URLs and hooks)
             add_stream_routes(self.app, streams)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None

@@ -11,8 +11,8 @@ import numpy as np
 import numpy.typing as npt
 
 from btcpipe.domain.errors import DataError
+from btcpipe.domain.scores import Scores, score
 from btcpipe.model.dataset import LabeledRows, TimeSplit
-from btcpipe.model.metrics import Scores, score
 from btcpipe.model.scaler import StandardScaler
 
 F64 = npt.NDArray[np.float64]

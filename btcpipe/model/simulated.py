@@ -13,13 +13,13 @@ import numpy as np
 
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.sim_config import SimConfig
-from btcpipe.exchange.simulator import OracleScore, oracle_score, simulate
 from btcpipe.features.batch import build_features, fit_params
 from btcpipe.features.inputs import TradeArrays
 from btcpipe.features.labels import forward_log_return
 from btcpipe.features.spec import FeatureParams
 from btcpipe.features.tables import label_mid_series
+from btcpipe.market.config import SimConfig
+from btcpipe.market.simulator import OracleScore, oracle_score, simulate
 from btcpipe.model.dataset import LabeledRows, TimeSplit
 
 

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from btcpipe.bus.codec import TradeColumns, encode_best_bid_ask, encode_depth_delta, encode_trade_columns
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
 from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
 from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape, TradeTape
 from btcpipe.domain.time import US_PER_SEC
+from btcpipe.wire.codec import TradeColumns, encode_best_bid_ask, encode_depth_delta, encode_trade_columns
 
 if TYPE_CHECKING:
     from btcpipe.lake.lake import Lake

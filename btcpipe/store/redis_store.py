@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 import redis
 
-from btcpipe.bus.codec import decode_feature_vector, encode_feature_vector
 from btcpipe.domain.errors import DataError, StoreError
 from btcpipe.domain.messages import FeatureVector1s, check_ts_sec
+from btcpipe.infra.redis_connection import RedisOptions, connect_redis
 from btcpipe.store.port import DEFAULT_TTL_S, check_put, feature_key, latest_key
-from btcpipe.store.redis_connection import RedisOptions, connect_redis
+from btcpipe.wire.codec import decode_feature_vector, encode_feature_vector
 
 # KEYS[1] = latest hash; ARGV = ts_sec, payload, ttl seconds. Lua numbers are doubles: µs epochs (< 2^53) are exact.
 _MOVE_LATEST = """

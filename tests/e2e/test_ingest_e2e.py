@@ -22,15 +22,15 @@ from btcpipe.binance.order_book import BookSynchronizer
 from btcpipe.binance.recording import load_recording
 from btcpipe.binance.rest import BinanceRestClient
 from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
-from btcpipe.bus.codec import decode_depth_delta, decode_trades
 from btcpipe.bus.port import STREAM_DEPTH, STREAM_TRADES, Position
 from btcpipe.bus.redis_streams import RedisStreamsBus
 from btcpipe.domain.records import Trade
-from btcpipe.exchange.clock import ReplayClock
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.streams import StreamConfig
-from btcpipe.metrics import Metrics
-from btcpipe.services.ingestor import Ingestor
+from btcpipe.exchange.streams.routes import StreamConfig
+from btcpipe.infra.clocks import ReplayClock
+from btcpipe.infra.metrics import Metrics
+from btcpipe.services.ingest.ingestor import Ingestor
+from btcpipe.wire.codec import decode_depth_delta, decode_trades
 
 SYMBOL = "BTCUSDT"
 KEY = "e2e-ingest-key-31c8d0"

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.simulator import SimConfig, simulate
 from btcpipe.features.batch import FeatureFrame
 from btcpipe.features.spec import FeatureParams, feature_names
-from btcpipe.services.parity import ParityReport, compare_rows, run_parity
+from btcpipe.market.simulator import SimConfig, simulate
+from btcpipe.run.parity import ParityReport, compare_rows, run_parity
 
 REPO = Path(__file__).resolve().parents[2]
 

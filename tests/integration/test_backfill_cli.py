@@ -8,12 +8,12 @@ from pathlib import Path
 import boto3
 import orjson
 import pytest
-from backfill_support import US_ERA_START, assert_trades_equal_tape, sim_tape
 from click.testing import CliRunner
+from support.backfill import US_ERA_START, assert_trades_equal_tape, sim_tape
 
 from btcpipe.cli.backfill import cli
-from btcpipe.devservers import MotoServer
 from btcpipe.exchange.server import LocalExchange
+from btcpipe.infra.devservers import MotoServer
 from btcpipe.lake.lake import Lake
 
 pytestmark = pytest.mark.timeout(120)

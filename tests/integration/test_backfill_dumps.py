@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backfill_support import (
+from support.backfill import (
     MS_ERA_START,
     SYMBOL,
     US_ERA_START,

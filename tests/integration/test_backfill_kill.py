@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import orjson
 import pytest
-from backfill_support import SYMBOL, assert_trades_equal_tape, sim_tape, stored_rows
+from support.backfill import SYMBOL, assert_trades_equal_tape, sim_tape, stored_rows
 
 from btcpipe.domain.tape import MarketTape
 from btcpipe.exchange.server import LocalExchange

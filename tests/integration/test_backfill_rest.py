@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from backfill_support import (
+from support.backfill import (
     SYMBOL,
     US_ERA_START,
     assert_agg_trades_equal_tape,
@@ -19,7 +19,7 @@ from backfill_support import (
 from btcpipe.binance.rest import BinanceRestClient
 from btcpipe.domain.errors import MalformedResponseError
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.ratelimit import WeightLimiter
+from btcpipe.exchange.rest.ratelimit import WeightLimiter
 from btcpipe.exchange.server import LocalExchange
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.schemas import decimal_mantissas

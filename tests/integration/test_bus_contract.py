@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from btcpipe.bus.codec import decode_trades, encode_best_bid_ask, encode_trade, encode_trades
 from btcpipe.bus.consumer import BusConsumer, shards_for_keys
 from btcpipe.bus.kinesis import KinesisBus, kinesis_client
 from btcpipe.bus.memory import InProcessBus
@@ -16,7 +15,8 @@ from btcpipe.bus.port import STREAM_TRADES, Bus, BusRecord, Position
 from btcpipe.bus.positions import InMemoryPositionStore
 from btcpipe.bus.redis_streams import RedisStreamsBus
 from btcpipe.domain.records import BestBidAsk, Trade
-from btcpipe.store.redis_connection import RedisOptions
+from btcpipe.infra.redis_connection import RedisOptions
+from btcpipe.wire.codec import decode_trades, encode_best_bid_ask, encode_trade, encode_trades
 
 pytestmark = pytest.mark.services
 

@@ -12,8 +12,8 @@ from btcpipe.bus.consumer import BusConsumer
 from btcpipe.bus.kinesis import KinesisBus, kinesis_client
 from btcpipe.bus.port import STREAM_TRADES, Position
 from btcpipe.bus.positions import FilePositionStore
-from btcpipe.devservers import MotoServer
 from btcpipe.domain.errors import BusError
+from btcpipe.infra.devservers import MotoServer
 
 pytestmark = pytest.mark.services
 
@@ -124,7 +124,7 @@ def test_a_restarted_consumer_resumes_after_its_stored_sequence_number(moto_serv
 
 
 def test_unreachable_kinesis_is_a_bus_error() -> None:
-    from btcpipe.devservers import free_port
+    from btcpipe.infra.devservers import free_port
 
     bus = KinesisBus(kinesis_client(f"http://127.0.0.1:{free_port()}", max_attempts=1, timeout_s=1))
     with pytest.raises(BusError, match="Kinesis"):

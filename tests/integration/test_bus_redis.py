@@ -8,9 +8,9 @@ import redis
 from btcpipe.bus.port import STREAM_TRADES, Position
 from btcpipe.bus.positions import RedisPositionStore
 from btcpipe.bus.redis_streams import RedisStreamsBus
-from btcpipe.devservers import RedisServer, free_port
 from btcpipe.domain.errors import BusError
-from btcpipe.store.redis_connection import RedisOptions
+from btcpipe.infra.devservers import RedisServer, free_port
+from btcpipe.infra.redis_connection import RedisOptions
 
 pytestmark = pytest.mark.services
 

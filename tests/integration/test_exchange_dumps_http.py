@@ -18,9 +18,9 @@ import pytest
 from btcpipe.domain.decimal import parse_decimal
 from btcpipe.domain.tape import MarketTape, TradeTape
 from btcpipe.domain.time import US_PER_DAY, day_start_us
-from btcpipe.exchange.clock import ManualClock
-from btcpipe.exchange.handmade import synthetic_tape
 from btcpipe.exchange.server import LocalExchange
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.market.handmade import synthetic_tape
 
 DAY = dt.date(2024, 12, 31)
 BASE = "/data/spot/daily"

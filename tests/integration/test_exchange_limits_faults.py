@@ -11,9 +11,9 @@ import orjson
 import pytest
 
 from btcpipe.domain.errors import ConfigError, ExchangeError
-from btcpipe.exchange.handmade import synthetic_tape
-from btcpipe.exchange.ratelimit import WeightLimiter
+from btcpipe.exchange.rest.ratelimit import WeightLimiter
 from btcpipe.exchange.server import LocalExchange
+from btcpipe.market.handmade import synthetic_tape
 
 SYMBOL = "BTCUSDT"
 AGG = "/api/v3/aggTrades"

@@ -15,10 +15,10 @@ import pytest
 
 from btcpipe.domain.decimal import format_decimal, parse_decimal
 from btcpipe.domain.tape import MarketTape, TradeTape
-from btcpipe.exchange.clock import ManualClock
-from btcpipe.exchange.handmade import synthetic_tape
-from btcpipe.exchange.ratelimit import WeightLimiter
+from btcpipe.exchange.rest.ratelimit import WeightLimiter
 from btcpipe.exchange.server import LocalExchange
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.market.handmade import synthetic_tape
 
 SYMBOL = "BTCUSDT"
 US = {"X-MBX-TIME-UNIT": "MICROSECOND"}
@@ -251,7 +251,7 @@ def test_depth_of_a_tape_without_diffs_is_its_best_quote_or_empty(client: httpx.
 
 
 def test_depth_snapshot_plus_later_diffs_rebuilds_the_later_book() -> None:
-    from btcpipe.exchange.simulator import SimConfig, simulate
+    from btcpipe.market.simulator import SimConfig, simulate
 
     tape = simulate(SimConfig(seed=11, duration_s=60))
     assert tape.depth is not None

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import orjson
 import pytest
-from stream_support import (
+from support.streams import (
     KEY,
     Received,
     Window,
@@ -32,10 +32,10 @@ from btcpipe.binance.sbe import TradesEvent
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Trade
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.simulator import SimConfig, simulate
-from btcpipe.exchange.streams import StreamConfig
+from btcpipe.exchange.streams.routes import StreamConfig
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.market.simulator import SimConfig, simulate
 
 SBE_HEADERS = {"X-MBX-APIKEY": KEY}
 

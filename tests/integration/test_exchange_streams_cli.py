@@ -10,11 +10,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stream_support import Received, collect, decode_all, handshake_status, run
+from support.streams import Received, collect, decode_all, handshake_status, run
 
 from btcpipe.binance.sbe import TradesEvent
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.sim_config import DEFAULT_START_US
+from btcpipe.market.config import DEFAULT_START_US
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BTCPIPE = [sys.executable, "-m", "btcpipe.cli.main"]

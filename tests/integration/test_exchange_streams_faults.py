@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import httpx
 import orjson
 import pytest
-from stream_support import (
+from support.streams import (
     KEY,
     Received,
     Window,
@@ -28,10 +28,10 @@ from btcpipe.domain.errors import DecodeError
 from btcpipe.domain.records import DepthDiff
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.simulator import SimConfig, simulate
-from btcpipe.exchange.streams import StreamConfig
+from btcpipe.exchange.streams.routes import StreamConfig
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.market.simulator import SimConfig, simulate
 
 SBE_HEADERS = {"X-MBX-APIKEY": KEY}
 

@@ -9,14 +9,14 @@ from collections.abc import Callable, Iterator
 
 import orjson
 import pytest
-from stream_support import KEY, Received, collect, handshake, run
+from support.streams import KEY, Received, collect, handshake, run
 
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.simulator import SimConfig, simulate
-from btcpipe.exchange.streams import StreamConfig, StreamStats
+from btcpipe.exchange.streams.routes import StreamConfig, StreamStats
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.market.simulator import SimConfig, simulate
 
 SBE_HEADERS = {"X-MBX-APIKEY": KEY}
 

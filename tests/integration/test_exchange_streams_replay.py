@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import numpy as np
-from stream_support import (
+from support.streams import (
     KEY,
     Received,
     Window,
@@ -28,10 +28,10 @@ from btcpipe.binance.recording import iter_lines, load_recording
 from btcpipe.binance.sbe import TradesEvent, decode
 from btcpipe.domain.records import BestBidAsk, DepthDiff
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.exchange.server import LocalExchange
-from btcpipe.exchange.simulator import SimConfig, simulate
-from btcpipe.exchange.streams import StreamConfig, replay_clock
+from btcpipe.exchange.streams.routes import StreamConfig, replay_clock
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.market.simulator import SimConfig, simulate
 
 SBE_HEADERS = {"X-MBX-APIKEY": KEY}
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "unit"))
-from test_features_support import assert_same_rows, stream_rows
+from support.features import assert_same_rows, stream_rows
 
 from btcpipe.binance.recording import load_recording
 from btcpipe.domain.tape import MarketTape

@@ -8,21 +8,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from inference_support import SYMBOL, MarketWorld, linear_model
+from support.inference import SYMBOL, MarketWorld, linear_model
 
 from btcpipe.binance.recording import load_recording
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, ceil_sec, floor_sec
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.features.batch import build_features, fit_params
 from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.infra.metrics import Metrics
 from btcpipe.lake.store import LocalObjectStore
-from btcpipe.metrics import Metrics
 from btcpipe.model.registry import ModelRegistry
-from btcpipe.services.inference import InferenceService, TickResult
-from btcpipe.services.inference_fallback import MarketTap
-from btcpipe.services.inference_model import ModelWatcher
+from btcpipe.services.infer.fallback import MarketTap
+from btcpipe.services.infer.inference import InferenceService, TickResult
+from btcpipe.services.infer.model_loader import ModelWatcher
 from btcpipe.store.memory import InProcessOnlineStore
 
 

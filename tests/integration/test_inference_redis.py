@@ -13,27 +13,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 import redis
-from inference_support import PARAMS, SYMBOL, T0, WARM, MarketWorld, linear_model, sim_tape
+from support.inference import PARAMS, SYMBOL, T0, WARM, MarketWorld, linear_model, sim_tape
 
-from btcpipe.bus.codec import decode_prediction
 from btcpipe.bus.port import STREAM_PREDICTIONS, Position
 from btcpipe.bus.redis_streams import RedisStreamsBus
-from btcpipe.devservers import RedisServer
 from btcpipe.domain.messages import FeatureVector1s
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.features.spec import schema_hash
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.infra.devservers import RedisServer
+from btcpipe.infra.metrics import Metrics
+from btcpipe.infra.redis_connection import RedisOptions
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.store import LocalObjectStore
-from btcpipe.metrics import Metrics
 from btcpipe.model.registry import ModelRegistry
 from btcpipe.model.runtime import OnnxPredictor
-from btcpipe.services.inference import InferenceService, TickResult
-from btcpipe.services.inference_archive import PredictionArchive, read_predictions
-from btcpipe.services.inference_fallback import MarketTap
-from btcpipe.services.inference_model import ModelWatcher
-from btcpipe.store.redis_connection import RedisOptions
+from btcpipe.services.infer.archive import PredictionArchive, read_predictions
+from btcpipe.services.infer.fallback import MarketTap
+from btcpipe.services.infer.inference import InferenceService, TickResult
+from btcpipe.services.infer.model_loader import ModelWatcher
 from btcpipe.store.redis_store import RedisOnlineStore
+from btcpipe.wire.codec import decode_prediction
 
 pytestmark = pytest.mark.services
 

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 import redis
-from ingest_support import API_KEY, SYMBOL, exchange, sim_tape
+from support.ingest import API_KEY, SYMBOL, exchange, sim_tape
 
-from btcpipe.bus.codec import decode_trades
 from btcpipe.bus.port import STREAM_TRADES, Position
 from btcpipe.bus.redis_streams import RedisStreamsBus
-from btcpipe.exchange.streams import replay_clock
+from btcpipe.exchange.streams.routes import replay_clock
 from btcpipe.lake.lake import Lake
+from btcpipe.wire.codec import decode_trades
 
 pytestmark = pytest.mark.timeout(90)
 

@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 
 import pytest
-from ingest_support import (
+from support.ingest import (
     API_KEY,
     SYMBOL,
     Collector,
@@ -21,8 +21,8 @@ from ingest_support import (
 
 from btcpipe.binance.ws_client import MarketStreamClient
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.clock import ManualClock, ReplayClock
-from btcpipe.metrics import Metrics
+from btcpipe.infra.clocks import ManualClock, ReplayClock
+from btcpipe.infra.metrics import Metrics
 
 pytestmark = pytest.mark.timeout(60)
 

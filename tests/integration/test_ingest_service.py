@@ -9,22 +9,22 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ingest_support import SYMBOL, exchange, settings, sim_tape
+from support.ingest import SYMBOL, exchange, settings, sim_tape
 
 from btcpipe.binance.order_book import OrderBook
 from btcpipe.binance.rest import BinanceRestClient
 from btcpipe.binance.ws_client import MarketStreamClient
-from btcpipe.bus.codec import decode_trades
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Position
 from btcpipe.domain.errors import BusError
 from btcpipe.domain.records import Trade
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.clock import ReplayClock
+from btcpipe.infra.clocks import ReplayClock
+from btcpipe.infra.metrics import Metrics, serve_metrics
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.schemas import decimal_mantissas
-from btcpipe.metrics import Metrics, serve_metrics
-from btcpipe.services.ingestor import Ingestor, IngestSettings
+from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
+from btcpipe.wire.codec import decode_trades
 
 pytestmark = pytest.mark.timeout(60)
 

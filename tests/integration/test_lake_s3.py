@@ -14,15 +14,15 @@ from typing import Any
 import boto3
 import pytest
 
-from btcpipe.devservers import MotoServer
 from btcpipe.domain.errors import LakeError
+from btcpipe.infra.devservers import MotoServer
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.store import ObjectStore, S3ObjectStore, list_dirs, open_store
 
 pytestmark = pytest.mark.services
 
 _spec = importlib.util.spec_from_file_location(
-    "btcpipe_lake_suite", Path(__file__).resolve().parent.parent / "unit" / "test_lake.py"
+    "btcpipe_lake_suite", Path(__file__).resolve().parent.parent / "unit" / "lake" / "test_lake.py"
 )
 assert _spec is not None
 assert _spec.loader is not None
@@ -78,7 +78,7 @@ def test_missing_bucket_is_a_lake_error_naming_the_location(moto_server: MotoSer
 
 
 def test_unreachable_endpoint_is_a_lake_error() -> None:
-    from btcpipe.devservers import free_port
+    from btcpipe.infra.devservers import free_port
 
     store = S3ObjectStore("b", endpoint_url=f"http://127.0.0.1:{free_port()}", max_attempts=1)
     with pytest.raises(LakeError, match="S3 get"):

@@ -9,13 +9,13 @@ from pathlib import Path
 import boto3
 import pytest
 
-from btcpipe.devservers import MotoServer
+from btcpipe.infra.devservers import MotoServer
 from btcpipe.lake.store import ObjectStore, open_store
 
 pytestmark = pytest.mark.services
 
 _spec = importlib.util.spec_from_file_location(
-    "btcpipe_model_registry_suite", Path(__file__).resolve().parent.parent / "unit" / "test_model_registry.py"
+    "btcpipe_model_registry_suite", Path(__file__).resolve().parent.parent / "unit" / "model" / "test_registry.py"
 )
 assert _spec is not None
 assert _spec.loader is not None

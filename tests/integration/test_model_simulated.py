@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from btcpipe.cli.main import cli
 from btcpipe.domain.time import day_of, iso
-from btcpipe.exchange.sim_config import SimConfig
 from btcpipe.features.batch import FeatureFrame
 from btcpipe.features.tables import GOLD_DATASET, gold_table
 from btcpipe.lake.lake import Lake
+from btcpipe.market.config import SimConfig
 from btcpipe.model.simulated import simulated_rows
 
 SIM = SimConfig(seed=5, duration_s=6 * 3600)

@@ -11,9 +11,9 @@ import pytest
 
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.messages import FeatureVector1s
+from btcpipe.infra.redis_connection import RedisOptions
 from btcpipe.store.memory import InProcessOnlineStore
 from btcpipe.store.port import OnlineStore
-from btcpipe.store.redis_connection import RedisOptions
 from btcpipe.store.redis_store import RedisOnlineStore
 
 pytestmark = pytest.mark.services

@@ -7,10 +7,10 @@ import socket
 import pytest
 import redis
 
-from btcpipe.devservers import LOOPBACK, RedisServer
 from btcpipe.domain.errors import StoreError
 from btcpipe.domain.messages import FeatureVector1s
-from btcpipe.store.redis_connection import RedisOptions
+from btcpipe.infra.devservers import LOOPBACK, RedisServer
+from btcpipe.infra.redis_connection import RedisOptions
 from btcpipe.store.redis_store import RedisOnlineStore
 
 pytestmark = pytest.mark.services

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 import threading
-from pathlib import Path
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_processor_support import PARAMS, SEC, T0, batch_frame, mismatches
+from support.processor import PARAMS, SEC, T0, batch_frame, mismatches
 
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.positions import InMemoryPositionStore
 from btcpipe.domain.messages import FeatureVector1s
 from btcpipe.domain.tape import MarketTape, TradeTape
-from btcpipe.exchange.clock import ReplayClock, SystemClock
-from btcpipe.services.processor import Processor, ProcessorSettings
+from btcpipe.infra.clocks import ReplayClock, SystemClock
+from btcpipe.services.process.processor import Processor, ProcessorSettings
 from btcpipe.services.replay import replay
 from btcpipe.store.memory import InProcessOnlineStore
 

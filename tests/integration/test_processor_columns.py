@@ -3,15 +3,10 @@ bodies, and consumer lag in records for the metrics (in-process bus and a real r
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_processor_support import PARAMS, SEC, batch_frame, collect, last_trade_row, mismatches, sim_tape
+from support.processor import PARAMS, SEC, batch_frame, collect, last_trade_row, mismatches, sim_tape
 
-from btcpipe.bus import avro_wire
-from btcpipe.bus.codec import encode_trade, encode_trades
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.port import STREAM_TRADES, Bus
 from btcpipe.bus.positions import InMemoryPositionStore
@@ -19,12 +14,14 @@ from btcpipe.bus.redis_streams import RedisStreamsBus
 from btcpipe.domain.messages import FeatureVector1s
 from btcpipe.domain.records import Trade
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.clock import ManualClock
-from btcpipe.metrics import Metrics
-from btcpipe.services.processor import Processor, ProcessorSettings
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.infra.metrics import Metrics
+from btcpipe.infra.redis_connection import RedisOptions
+from btcpipe.services.process.processor import Processor, ProcessorSettings
 from btcpipe.services.replay import trade_batches, trade_column_batches
 from btcpipe.store.memory import InProcessOnlineStore
-from btcpipe.store.redis_connection import RedisOptions
+from btcpipe.wire import avro_wire
+from btcpipe.wire.codec import encode_trade, encode_trades
 
 LAG = "btcpipe_consumer_lag_records"
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_processor_support import (
+from support.processor import (
     PARAMS,
     SEC,
     T0,
@@ -22,20 +19,20 @@ from test_processor_support import (
     trade,
 )
 
-from btcpipe.bus.codec import decode_feature_vector, encode_trades
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.port import STREAM_FEATURES, STREAM_TRADES, Position
 from btcpipe.bus.positions import InMemoryPositionStore
 from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.records import Trade
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.features.spec import FeatureParams
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.infra.metrics import Metrics
 from btcpipe.lake.lake import Lake
-from btcpipe.metrics import Metrics
-from btcpipe.services.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
-from btcpipe.services.processor_silver import LIVE_SILVER_DATASET, LiveSilverSink
+from btcpipe.services.process.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
+from btcpipe.services.process.silver import LIVE_SILVER_DATASET, LiveSilverSink
 from btcpipe.services.replay import replay, trade_batches
 from btcpipe.store.memory import InProcessOnlineStore
+from btcpipe.wire.codec import decode_feature_vector, encode_trades
 
 
 def make(bus: InProcessBus, clock: ManualClock, params: FeatureParams = PARAMS, **kw: object) -> Processor:

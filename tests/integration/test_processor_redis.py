@@ -12,17 +12,15 @@ import time
 from pathlib import Path
 
 import redis
+from support.processor import SEC, T0, batch_frame, mismatches, sim_tape
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_processor_support import SEC, T0, batch_frame, mismatches, sim_tape
-
-from btcpipe.bus.codec import decode_feature_vector
 from btcpipe.bus.port import STREAM_FEATURES
 from btcpipe.bus.redis_streams import RedisStreamsBus
 from btcpipe.features.spec import FeatureParams, schema_document
+from btcpipe.infra.redis_connection import RedisOptions
 from btcpipe.services.replay import replay
-from btcpipe.store.redis_connection import RedisOptions
 from btcpipe.store.redis_store import RedisOnlineStore
+from btcpipe.wire.codec import decode_feature_vector
 
 PARAMS = FeatureParams(0.05, with_spread=True)
 BTCPIPE = [sys.executable, "-m", "btcpipe.cli.main"]

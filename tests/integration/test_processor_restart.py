@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_processor_support import SEC, batch_frame, collect, last_trade_row, mismatches, sim_tape
+from support.processor import SEC, batch_frame, collect, last_trade_row, mismatches, sim_tape
 
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.positions import FilePositionStore
-from btcpipe.exchange.clock import ManualClock
 from btcpipe.features.spec import FeatureParams
-from btcpipe.services.processor import Processor, ProcessorSettings
+from btcpipe.infra.clocks import ManualClock
+from btcpipe.services.process.processor import Processor, ProcessorSettings
 from btcpipe.store.memory import InProcessOnlineStore
 
 PARAMS = FeatureParams(0.05, with_spread=True)

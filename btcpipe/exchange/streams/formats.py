@@ -1,0 +1,139 @@
+"""Stream names and the public JSON messages of the local exchange's WebSockets.
+
+SBE streams (``/ws``, ``/stream``): ``<symbol>@trade``, ``@bestBidAsk``, ``@depth``, ``@depth20``.
+JSON streams (``/json/ws``, ``/json/stream``): ``<symbol>@trade``, ``@bookTicker``, ``@depth`` or
+``@depth@100ms``, ``@depth20`` or ``@depth20@100ms`` — the names Binance's public streams use; the combined
+wrapper echoes the name as requested. JSON bodies are Binance's: ``trade``, ``bookTicker`` (no event
+time), ``depthUpdate`` and the partial book (``lastUpdateId``, ``bids``, ``asks``); prices and quantities as
+8-decimal strings; times in ms, or in µs when the connection asked for ``timeUnit=MICROSECOND``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import orjson
+
+from btcpipe.domain.decimal import format_decimal
+from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
+from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_DEPTH20, KIND_TRADE
+
+WireFormat = Literal["sbe", "json"]
+
+_SBE_KINDS = {"trade": KIND_TRADE, "bestBidAsk": KIND_BBA, "depth": KIND_DEPTH, "depth20": KIND_DEPTH20}
+_JSON_KINDS = {
+    "trade": KIND_TRADE,
+    "bookTicker": KIND_BBA,
+    "depth": KIND_DEPTH,
+    "depth@100ms": KIND_DEPTH,
+    "depth20": KIND_DEPTH20,
+    "depth20@100ms": KIND_DEPTH20,
+}
+
+
+class StreamNameError(ValueError):
+    """A requested stream name this exchange does not serve (answered with HTTP 400 before the upgrade)."""
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSpec:
+    name: str  # as requested, lowercase symbol (echoed in the combined wrapper)
+    symbol: str  # upper case, as in the tape
+    kind: int
+
+
+def parse_stream_name(name: str, fmt: WireFormat, symbols: Sequence[str]) -> StreamSpec:
+    symbol, sep, rest = name.partition("@")
+    kinds = _SBE_KINDS if fmt == "sbe" else _JSON_KINDS
+    if not sep or rest not in kinds:
+        served = ", ".join(kinds)
+        raise StreamNameError(f"unknown {fmt.upper()} stream {name!r}; this exchange serves <symbol>@{{{served}}}")
+    if symbol != symbol.lower():
+        raise StreamNameError(f"stream {name!r}: symbols in stream names are lowercase")
+    if symbol.upper() not in symbols:
+        raise StreamNameError(f"stream {name!r}: unknown symbol; this exchange serves {sorted(symbols)}")
+    return StreamSpec(name, symbol.upper(), kinds[rest])
+
+
+def parse_stream_list(raw: str, fmt: WireFormat, symbols: Sequence[str], max_streams: int) -> list[StreamSpec]:
+    names = [n for n in raw.split("/") if n]
+    if not names:
+        raise StreamNameError("no stream given; use /ws/<stream> or /stream?streams=<s1>/<s2>")
+    if len(names) > max_streams:
+        raise StreamNameError(f"{len(names)} streams exceed the {max_streams} allowed per connection")
+    specs: dict[str, StreamSpec] = {}
+    for name in names:
+        specs.setdefault(name, parse_stream_name(name, fmt, symbols))
+    return list(specs.values())
+
+
+def _t(ts_us: int, micros: bool) -> int:
+    return ts_us if micros else ts_us // 1000
+
+
+def _levels(levels: Sequence[Level], price_exponent: int, qty_exponent: int) -> list[list[str]]:
+    return [[format_decimal(p, price_exponent), format_decimal(q, qty_exponent)] for p, q in levels]
+
+
+def trade_json(t: Trade, *, event_time: int, micros: bool) -> bytes:
+    return orjson.dumps(
+        {
+            "e": "trade",
+            "E": _t(event_time, micros),
+            "s": t.symbol,
+            "t": t.id,
+            "p": format_decimal(t.price_mantissa, t.price_exponent),
+            "q": format_decimal(t.qty_mantissa, t.qty_exponent),
+            "T": _t(t.ts_event, micros),
+            "m": t.is_buyer_maker,
+            "M": True,
+        }
+    )
+
+
+def book_ticker_json(b: BestBidAsk) -> bytes:
+    return orjson.dumps(
+        {
+            "u": b.update_id,
+            "s": b.symbol,
+            "b": format_decimal(b.bid_price_mantissa, b.price_exponent),
+            "B": format_decimal(b.bid_qty_mantissa, b.qty_exponent),
+            "a": format_decimal(b.ask_price_mantissa, b.price_exponent),
+            "A": format_decimal(b.ask_qty_mantissa, b.qty_exponent),
+        }
+    )
+
+
+def depth_update_json(d: DepthDiff, *, micros: bool) -> bytes:
+    return orjson.dumps(
+        {
+            "e": "depthUpdate",
+            "E": _t(d.ts_event, micros),
+            "s": d.symbol,
+            "U": d.first_update_id,
+            "u": d.last_update_id,
+            "b": _levels(d.bids, d.price_exponent, d.qty_exponent),
+            "a": _levels(d.asks, d.price_exponent, d.qty_exponent),
+        }
+    )
+
+
+def partial_book_json(s: DepthSnapshot) -> bytes:
+    return orjson.dumps(
+        {
+            "lastUpdateId": s.last_update_id,
+            "bids": _levels(s.bids, s.price_exponent, s.qty_exponent),
+            "asks": _levels(s.asks, s.price_exponent, s.qty_exponent),
+        }
+    )
+
+
+def combined(stream_name: str, data: bytes) -> str:
+    """The combined-stream wrapper around an already encoded body (the body is encoded once for all names)."""
+    return '{"stream":' + orjson.dumps(stream_name).decode() + ',"data":' + data.decode() + "}"
+
+
+def server_shutdown_json(now_us: int, *, micros: bool) -> str:
+    return orjson.dumps({"e": "serverShutdown", "E": _t(now_us, micros)}).decode()

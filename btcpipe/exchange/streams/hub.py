@@ -1,0 +1,467 @@
+"""The replay engine behind the local exchange's WebSockets: one task walks every symbol's timeline by
+exchange time and fans each event out to the connections subscribed to it.
+
+Each event is encoded once per wire variant that has subscribers (SBE; JSON raw or combined-with-name,
+ms or µs) and the same frame object is queued on every subscriber; a writer task per connection drains
+its queue. A subscriber whose queue exceeds ``send_queue_limit`` frames is closed (1008, counted) rather
+than silently losing frames. New connections join at the current exchange time; nothing is sent twice
+and nothing from before they connected.
+
+Faults (``StreamControl`` in ``streams.py`` switches them from any thread) act here: skipping the next
+trade (or a given trade id) or depth diff for everybody, a garbage frame, dropping connections, a stall.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field, fields, replace
+
+from aiohttp import WSCloseCode, web
+
+from btcpipe.binance.sbe_encode import (
+    encode_best_bid_ask,
+    encode_depth_diff,
+    encode_depth_snapshot,
+    encode_trades_event,
+)
+from btcpipe.domain.errors import MalformedRecordError
+from btcpipe.domain.records import Trade
+from btcpipe.exchange.state import ExchangeState
+from btcpipe.exchange.streams.auth import ApiKeys, ConnectionAttemptLimiter
+from btcpipe.exchange.streams.formats import (
+    book_ticker_json,
+    combined,
+    depth_update_json,
+    partial_book_json,
+    server_shutdown_json,
+    trade_json,
+)
+from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
+
+log = logging.getLogger(__name__)
+
+Frame = bytes | str
+# (is_sbe, combined stream name or None for a raw /ws connection, µs times)
+Variant = tuple[bool, str | None, bool]
+Channel = tuple[str, int]  # (symbol, kind)
+
+# A frame no SBE decoder accepts: schema id 0xBEEF, template 4242, then noise.
+GARBAGE_SBE = bytes.fromhex("1200924aefbe0000") + b"\xde\xad\xbe\xef" * 6
+GARBAGE_JSON = '{"e":"trade","E":17'  # truncated JSON
+_CATCH_UP_BATCH = 1000
+_MAX_WAIT_S = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class StreamConfig:
+    """How the streams behave; the defaults are Binance's."""
+
+    api_keys: frozenset[str] = frozenset()
+    ping_interval_s: float = 20.0
+    pong_timeout_s: float = 60.0
+    max_connection_age_s: float = 86_400.0
+    attempt_limit: int = 300
+    attempt_window_s: float = 300.0
+    shutdown_grace_s: float = 5.0
+    depth20_interval_us: int = 50_000
+    max_streams: int = 1024
+    send_queue_limit: int = 200_000
+    poll_interval_s: float = 0.005  # replay tick when the clock's speed is unknown (ManualClock)
+    close_timeout_s: float = 2.0  # how long a close handshake may take before the socket is cut
+
+    def __post_init__(self) -> None:
+        for f in ("ping_interval_s", "pong_timeout_s", "max_connection_age_s", "attempt_window_s",
+                  "poll_interval_s", "close_timeout_s"):
+            if getattr(self, f) <= 0:
+                raise ValueError(f"StreamConfig.{f} must be positive, got {getattr(self, f)}")
+        if self.shutdown_grace_s < 0 or self.depth20_interval_us <= 0 or self.attempt_limit < 1:
+            raise ValueError("StreamConfig: shutdown_grace_s >= 0, depth20_interval_us > 0, attempt_limit >= 1")
+
+
+@dataclass(slots=True)
+class StreamStats:
+    connections_opened: int = 0
+    connections_open: int = 0
+    refused_401: int = 0
+    refused_403: int = 0
+    refused_429: int = 0
+    refused_bad_request: int = 0
+    closed_no_pong: int = 0
+    closed_max_age: int = 0
+    closed_shutdown: int = 0
+    closed_slow: int = 0
+    dropped_fault: int = 0
+    garbage_sent: int = 0
+    stalls: int = 0
+    shutdowns_sent: int = 0
+    pings_sent: int = 0
+    pongs_received: int = 0
+    events_emitted: int = 0
+    events_unencodable: int = 0  # tape rows the wire cannot carry: logged and skipped, the replay goes on
+    replayed_up_to_us: int = 0  # the exchange time the replay has sent everything up to
+    frames_sent: int = 0
+    skipped_trade_ids: list[int] = field(default_factory=list)
+    skipped_depth: list[tuple[int, int]] = field(default_factory=list)  # (U, u) of each omitted diff
+
+    def copy(self) -> StreamStats:
+        return replace(self, skipped_trade_ids=list(self.skipped_trade_ids), skipped_depth=list(self.skipped_depth))
+
+    def to_dict(self) -> dict[str, object]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+class Subscriber:
+    """One open WebSocket: its queue of frames and what it asked for."""
+
+    def __init__(
+        self, ws: web.WebSocketResponse, request: web.Request, *, sbe: bool, micros: bool, opened: float
+    ) -> None:
+        self.ws = ws
+        self.transport = request.transport
+        self.ip = request.remote or "unknown"
+        self.sbe = sbe
+        self.micros = micros
+        self.opened = opened
+        self.queue: deque[Frame] = deque()
+        self.ready = asyncio.Event()
+        self.pong = asyncio.Event()
+        self.ping_payload = b""
+        self.overflow = False
+        self.shutdown_notified = False
+        self.close_reason: str | None = None
+        self.variants: list[tuple[Channel, Variant]] = []
+
+    def push(self, frames: list[Frame], limit: int) -> None:
+        if len(self.queue) + len(frames) > limit:
+            self.overflow = True
+        else:
+            self.queue.extend(frames)
+        self.ready.set()
+
+
+class StreamHub:
+    def __init__(self, state: ExchangeState, config: StreamConfig) -> None:
+        self.state = state
+        self.config = config
+        self.keys = ApiKeys(config.api_keys)
+        self.attempts = ConnectionAttemptLimiter(config.attempt_limit, config.attempt_window_s)
+        self.timelines = {
+            sym: SymbolTimeline(m.tape, depth20_interval_us=config.depth20_interval_us)
+            for sym, m in state.markets.items()
+        }
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.subscribers: set[Subscriber] = set()
+        self._subs: dict[Channel, dict[Variant, set[Subscriber]]] = {}
+        self._cond = threading.Condition()
+        self._stats = StreamStats()
+        self._task: asyncio.Task[None] | None = None
+        self._wake: asyncio.Event | None = None
+        self._stall_until = 0.0
+        self._skip_next_trades = 0
+        self._skip_trade_ids: set[int] = set()
+        self._skip_next_depth = 0
+        self._background: set[asyncio.Task[None]] = set()
+
+    # --- counters (shared with test threads) -------------------------------------------------------------
+    def count(self, name: str, n: int = 1) -> None:
+        with self._cond:
+            setattr(self._stats, name, getattr(self._stats, name) + n)
+            self._cond.notify_all()
+
+    def stats(self) -> StreamStats:
+        with self._cond:
+            return self._stats.copy()
+
+    def wait_until(self, predicate: Callable[[StreamStats], bool], timeout: float) -> StreamStats:
+        with self._cond:
+            if not self._cond.wait_for(lambda: predicate(self._stats), timeout):
+                raise TimeoutError(f"stream stats did not reach the condition within {timeout}s: {self._stats}")
+            return self._stats.copy()
+
+    # --- lifecycle (aiohttp signals) ------------------------------------------------------------------------
+    async def on_startup(self, app: web.Application) -> None:
+        self.loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._replay(), name="btcpipe-stream-replay")
+        self._task.add_done_callback(self._replay_ended)
+
+    def _replay_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            # Not silent: the streams would go quiet while connections stay open.
+            log.error("stream replay stopped", exc_info=task.exception())
+
+    async def on_shutdown(self, app: web.Application) -> None:
+        subs = list(self.subscribers)
+        await asyncio.gather(*(self.close(s, WSCloseCode.GOING_AWAY, "exchange stopping") for s in subs))
+
+    async def on_cleanup(self, app: web.Application) -> None:
+        for task in [self._task, *self._background]:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    def spawn(self, coro: Coroutine[None, None, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def wake(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    # --- subscriptions --------------------------------------------------------------------------------------
+    def register(self, sub: Subscriber, channels: list[tuple[Channel, Variant]]) -> None:
+        self.subscribers.add(sub)
+        for channel, variant in channels:
+            self._subs.setdefault(channel, {}).setdefault(variant, set()).add(sub)
+            sub.variants.append((channel, variant))
+        with self._cond:
+            self._stats.connections_opened += 1
+            self._stats.connections_open = len(self.subscribers)
+            self._cond.notify_all()
+
+    def unregister(self, sub: Subscriber) -> None:
+        if sub not in self.subscribers:
+            return
+        self.subscribers.discard(sub)
+        for channel, variant in sub.variants:
+            by_variant = self._subs.get(channel, {})
+            group = by_variant.get(variant)
+            if group is not None:
+                group.discard(sub)
+                if not group:
+                    del by_variant[variant]
+        with self._cond:
+            self._stats.connections_open = len(self.subscribers)
+            self._cond.notify_all()
+
+    async def close(self, sub: Subscriber, code: int, reason: str) -> None:
+        """Close one connection with a close frame; cut the socket if the handshake does not finish."""
+        if sub.close_reason is None:
+            sub.close_reason = reason
+        try:
+            await asyncio.wait_for(sub.ws.close(code=code, message=reason.encode()), self.config.close_timeout_s)
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if sub.transport is not None:
+                sub.transport.abort()
+
+    # --- the replay -----------------------------------------------------------------------------------------
+    async def _replay(self) -> None:
+        clock = self.state.clock
+        now = clock.now_us()
+        cursors = {sym: tl.position_after(now) for sym, tl in self.timelines.items()}
+        assert self._wake is not None
+        while True:
+            now = clock.now_us()
+            emitted = 0
+            for sym, tl in self.timelines.items():
+                pos, stop = cursors[sym], tl.position_after(now)
+                while pos < stop:
+                    try:
+                        self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
+                    except (MalformedRecordError, ValueError) as exc:
+                        self.count("events_unencodable")
+                        log.error("stream event not encodable, skipped", extra={"symbol": sym, "error": str(exc)})
+                    pos += 1
+                    emitted += 1
+                    if emitted % _CATCH_UP_BATCH == 0:
+                        cursors[sym] = pos
+                        await asyncio.sleep(0)  # let pings, handshakes and writers run during a catch-up
+                cursors[sym] = pos
+            with self._cond:
+                self._stats.events_emitted += emitted
+                self._stats.replayed_up_to_us = now
+                self._cond.notify_all()
+            await self._wait_for_next(now, cursors)
+
+    async def _wait_for_next(self, now: int, cursors: dict[str, int]) -> None:
+        assert self._wake is not None
+        upcoming = [int(tl.key[cursors[s]]) for s, tl in self.timelines.items() if cursors[s] < len(tl)]
+        speed = getattr(self.state.clock, "speed", None)
+        if upcoming and isinstance(speed, int | float) and speed > 0:
+            wait = min(max((min(upcoming) - now) / speed / 1e6, 0.0), _MAX_WAIT_S)
+        else:
+            wait = self.config.poll_interval_s
+        if wait <= 0:
+            await asyncio.sleep(0)
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), wait)
+
+    def _emit(self, tl: SymbolTimeline, kind: int, index: int) -> None:
+        variants = self._subs.get((tl.symbol, kind))
+        if not variants:
+            return
+        sbe: Callable[[], bytes]
+        bodies: Callable[[bool], list[bytes]]
+        if kind == KIND_TRADE:
+            trades = self._without_skipped(tl.trades_of_group(index))
+            if not trades:
+                return
+            event_time = trades[0].ts_event
+            sbe = lambda: encode_trades_event(tl.trades_event(trades))  # noqa: E731
+            bodies = lambda micros: [trade_json(t, event_time=event_time, micros=micros) for t in trades]  # noqa: E731
+        elif kind == KIND_BBA:
+            bba = tl.best_bid_ask(index)
+            sbe = lambda: encode_best_bid_ask(bba)  # noqa: E731
+            bodies = lambda micros: [book_ticker_json(bba)]  # noqa: E731
+        elif kind == KIND_DEPTH:
+            diff = tl.depth_diff(index)
+            if self._skip_next_depth:
+                self._skip_next_depth -= 1
+                with self._cond:
+                    self._stats.skipped_depth.append((diff.first_update_id, diff.last_update_id))
+                    self._cond.notify_all()
+                log.info("fault: depth diff omitted", extra={"U": diff.first_update_id, "u": diff.last_update_id})
+                return
+            sbe = lambda: encode_depth_diff(diff)  # noqa: E731
+            bodies = lambda micros: [depth_update_json(diff, micros=micros)]  # noqa: E731
+        else:
+            snap = tl.depth20(index)
+            if snap is None:
+                return
+            sbe = lambda: encode_depth_snapshot(snap)  # noqa: E731
+            bodies = lambda micros: [partial_book_json(snap)]  # noqa: E731
+        sbe_frames: list[Frame] | None = None
+        json_bodies: dict[bool, list[bytes]] = {}
+        limit = self.config.send_queue_limit
+        for (is_sbe, name, micros), subs in variants.items():
+            if not subs:
+                continue
+            frames: list[Frame]
+            if is_sbe:
+                if sbe_frames is None:
+                    sbe_frames = [sbe()]
+                frames = sbe_frames
+            else:
+                if micros not in json_bodies:
+                    json_bodies[micros] = bodies(micros)
+                raw = json_bodies[micros]
+                frames = [combined(name, b) for b in raw] if name is not None else [b.decode() for b in raw]
+            for sub in subs:
+                sub.push(frames, limit)
+
+    def _without_skipped(self, trades: list[Trade]) -> list[Trade]:
+        if not self._skip_next_trades and not self._skip_trade_ids:
+            return trades
+        kept: list[Trade] = []
+        for t in trades:
+            if self._skip_next_trades or t.id in self._skip_trade_ids:
+                if t.id in self._skip_trade_ids:
+                    self._skip_trade_ids.discard(t.id)
+                else:
+                    self._skip_next_trades -= 1
+                with self._cond:
+                    self._stats.skipped_trade_ids.append(t.id)
+                    self._cond.notify_all()
+                log.info("fault: trade omitted from the stream", extra={"trade_id": t.id})
+            else:
+                kept.append(t)
+        return kept
+
+    # --- per-connection tasks -------------------------------------------------------------------------------
+    async def writer(self, sub: Subscriber) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            await sub.ready.wait()
+            sub.ready.clear()
+            if sub.overflow:
+                self.count("closed_slow")
+                log.warning("stream client too slow, closing", extra={"ip": sub.ip, "queued": len(sub.queue)})
+                sub.queue.clear()
+                await self.close(sub, WSCloseCode.POLICY_VIOLATION, "client too slow: send queue full")
+                return
+            sent = 0
+            while sub.queue:
+                while self._stall_until > loop.time():
+                    await asyncio.sleep(self._stall_until - loop.time())
+                frame = sub.queue.popleft()
+                if isinstance(frame, bytes):
+                    await sub.ws.send_bytes(frame)
+                else:
+                    await sub.ws.send_str(frame)
+                sent += 1
+            if sent:
+                self.count("frames_sent", sent)
+
+    async def pinger(self, sub: Subscriber) -> None:
+        cfg = self.config
+        n = 0
+        while True:
+            await asyncio.sleep(cfg.ping_interval_s)
+            n += 1
+            sub.ping_payload = str(n).encode()
+            sub.pong.clear()
+            await sub.ws.ping(sub.ping_payload)
+            self.count("pings_sent")
+            try:
+                await asyncio.wait_for(sub.pong.wait(), cfg.pong_timeout_s)
+            except TimeoutError:
+                self.count("closed_no_pong")
+                log.info("stream client did not pong, closing", extra={"ip": sub.ip})
+                await self.close(sub, WSCloseCode.POLICY_VIOLATION, "pong timeout")
+                return
+
+    def on_pong(self, sub: Subscriber, payload: bytes) -> None:
+        self.count("pongs_received")
+        if payload == sub.ping_payload:
+            sub.pong.set()
+
+    async def age_limit(self, sub: Subscriber) -> None:
+        await asyncio.sleep(self.config.max_connection_age_s)
+        self.count("closed_max_age")
+        await self.close(sub, WSCloseCode.GOING_AWAY, "maximum connection age reached")
+
+    # --- faults and operator actions (run on the loop; StreamControl marshals calls here) --------------------
+    def drop_connections(self) -> int:
+        subs = list(self.subscribers)
+        for sub in subs:
+            sub.close_reason = "dropped (fault)"
+            if sub.transport is not None:
+                sub.transport.abort()
+        self.count("dropped_fault", len(subs))
+        return len(subs)
+
+    def send_garbage(self, frame: bytes | None = None, text: str | None = None) -> int:
+        for sub in self.subscribers:
+            sub.push([frame or GARBAGE_SBE] if sub.sbe else [text or GARBAGE_JSON], self.config.send_queue_limit + 1)
+        self.count("garbage_sent", len(self.subscribers))
+        return len(self.subscribers)
+
+    def skip_trade(self, trade_id: int | None) -> None:
+        if trade_id is None:
+            self._skip_next_trades += 1
+        else:
+            self._skip_trade_ids.add(trade_id)
+
+    def skip_depth(self, count: int) -> None:
+        self._skip_next_depth += count
+
+    def stall(self, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        self._stall_until = max(self._stall_until, loop.time() + seconds)
+        self.count("stalls")
+
+    def server_shutdown(self, grace_s: float | None) -> int:
+        grace = self.config.shutdown_grace_s if grace_s is None else grace_s
+        now = self.state.now_us()
+        notified = [s for s in self.subscribers if not s.shutdown_notified]
+        for sub in notified:
+            sub.shutdown_notified = True
+            sub.push([server_shutdown_json(now, micros=sub.sbe or sub.micros)], self.config.send_queue_limit + 1)
+        self.count("shutdowns_sent", len(notified))
+        self.spawn(self._close_after(notified, grace))
+        return len(notified)
+
+    async def _close_after(self, subs: list[Subscriber], grace_s: float) -> None:
+        await asyncio.sleep(grace_s)
+        live = [s for s in subs if s in self.subscribers]
+        self.count("closed_shutdown", len(live))
+        await asyncio.gather(*(self.close(s, WSCloseCode.GOING_AWAY, "server shutdown") for s in live))

@@ -1,0 +1,111 @@
+"""Training and evaluation runs: gold rows → split → MLP → packaged artifacts; registered model → scores.
+
+Composition only: the arithmetic lives in dataset/train/export/evaluate, storage in the lake/registry.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+import numpy as np
+import numpy.typing as npt
+
+from btcpipe.domain.errors import ConfigError, DataError
+from btcpipe.features.spec import FeatureParams
+from btcpipe.model.artifacts import ModelArtifacts
+from btcpipe.model.dataset import LabeledRows, TimeSplit, drop_incomplete, split_by_time, split_from_description
+from btcpipe.model.evaluate import Evaluation, beside_oracle, evaluate
+from btcpipe.model.progress import TrainingReporter
+from btcpipe.model.runtime import OnnxPredictor
+from btcpipe.model.schema import schema_json
+from btcpipe.model.train import TrainConfig, TrainedModel, train_mlp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainingRun:
+    artifacts: ModelArtifacts
+    evaluation: Evaluation
+    split: TimeSplit
+    dropped_rows: int
+    trained: TrainedModel
+
+
+def train_from_rows(
+    rows: LabeledRows,
+    params: FeatureParams,
+    *,
+    symbol: str,
+    config: TrainConfig | None = None,
+    reporter: TrainingReporter | None = None,
+    purge_us: int | None = None,
+) -> TrainingRun:
+    """Drop incomplete rows, split by time, train, export and score the exported graph."""
+    from btcpipe.model.export import package_model  # imports torch: only when training
+
+    if rows.feature_names != params.names:
+        raise DataError("gold columns do not follow the schema's feature order")
+    complete, dropped = drop_incomplete(rows)
+    split = split_by_time(complete) if purge_us is None else split_by_time(complete, purge_us=purge_us)
+    trained = train_mlp(split, config or TrainConfig(), reporter=reporter)
+    artifacts, evaluation = package_model(
+        trained, split, schema_json=schema_json(params), symbol=symbol, label_mid=rows.label_mid,
+        dropped_rows=dropped,
+    )
+    return TrainingRun(artifacts, evaluation, split, dropped, trained)
+
+
+@dataclass(frozen=True)
+class SimulatedOrigin:
+    """The simulator run the gold data came from, so the oracle can be computed beside the model."""
+
+    seed: int
+    start_us: int
+    duration_s: int
+
+
+def evaluate_model(
+    predictor: OnnxPredictor,
+    rows: LabeledRows,
+    *,
+    test_span: tuple[int, int] | None = None,
+    sim: SimulatedOrigin | None = None,
+    seed: int = 0,
+) -> tuple[Evaluation, TimeSplit, npt.NDArray[np.float64]]:
+    """Score a model on the split its manifest records (or on ``test_span`` [start, end) as the test set)."""
+    complete, _ = drop_incomplete(rows)
+    description = predictor.manifest.get("data", {}).get("split")
+    if not isinstance(description, Mapping):
+        raise DataError("the model's manifest records no train/val/test split")
+    split = split_from_description(complete, description)
+    if test_span is not None:
+        start, end = test_span
+        test = complete.take((complete.ts_sec >= start) & (complete.ts_sec < end))
+        if len(test) == 0:
+            raise DataError("no complete gold rows in the requested evaluation span")
+        split = TimeSplit(split.train, split.val, test, split.purge_us, split.purged_rows)
+
+    def model_predict(features: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        return np.asarray(predictor.predict(features), dtype=np.float64)
+
+    evaluation, yhat = evaluate(model_predict, split, seed=seed)
+    if sim is not None:
+        oracle = oracle_beside(evaluation.model.r2, sim, split.test)
+        evaluation = replace(evaluation, oracle=oracle)
+    return evaluation, split, yhat
+
+
+def oracle_beside(model_r2: float, sim: SimulatedOrigin, test: LabeledRows) -> dict[str, float]:
+    """Regenerate the simulated tape and score its best possible predictor on the test span."""
+    try:
+        from btcpipe.market.simulator import SimConfig, oracle_score, simulate
+    except ImportError as exc:
+        raise ConfigError(f"the market simulator is not available for the oracle: {exc}") from exc
+    config = SimConfig(seed=sim.seed, start_us=sim.start_us, duration_s=sim.duration_s)
+    tape = simulate(config)
+    first, last = test.span_us
+    result = oracle_score(tape, config, start_us=first, end_us=last + 1)
+    return beside_oracle(model_r2, float(result.r2), float(result.hit_rate), int(result.n))
