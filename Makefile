@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: run test lint typecheck pytest bench install system-deps clean
+.PHONY: run test lint imports typecheck pytest bench install system-deps clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -34,13 +34,17 @@ run: install
 lint: $(STAMP)
 	$(BIN)/ruff check btcpipe tests bench
 
+# The layers in .importlinter: no import runs back up the flow, the pure core does no IO.
+imports: $(STAMP)
+	$(BIN)/lint-imports
+
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
 pytest: install
 	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
-test: install lint typecheck pytest
+test: install lint imports typecheck pytest
 
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

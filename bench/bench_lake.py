@@ -19,10 +19,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.csv as pcsv
 
+from btcpipe.domain.arrow_decimal import PRICE, QTY, QUOTE, mantissas_to_decimal
 from btcpipe.domain.time import US_PER_DAY, day_start_us
 from btcpipe.lake.check import check_lake
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.schemas import BRONZE_TRADES, PRICE, QTY, QUOTE, mantissas_to_decimal
+from btcpipe.lake.schemas import BRONZE_TRADES
 
 DAY = dt.date(2025, 3, 1)
 

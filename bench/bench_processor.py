@@ -38,9 +38,10 @@ def drain(bus: Bus, store: OnlineStore, params: FeatureParams, clock: ManualCloc
         pass
     wall = time.perf_counter() - t0
     assert p.late_events() == 0
-    return {"trades": p.stats.trades, "bbo": p.stats.bbo_records, "rows": p.stats.rows, "seconds": round(wall, 3),
+    return {"trades": p.stats.trades, "best_bid_ask": p.stats.best_bid_ask_records, "rows": p.stats.rows,
+            "seconds": round(wall, 3),
             "trades_per_s": round(p.stats.trades / wall), "rows_per_s": round(p.stats.rows / wall),
-            "events_per_s": round((p.stats.trades + p.stats.bbo_records) / wall)}
+            "events_per_s": round((p.stats.trades + p.stats.best_bid_ask_records) / wall)}
 
 
 ROUNDS = 3
@@ -60,7 +61,7 @@ def main() -> None:
     tape = simulate(SimConfig(seed=1, duration_s=3600, base_order_rate=10.0))
     clock = ManualClock(tape.end_us)
     out: dict[str, Any] = {"tape": {"seconds": 3600, "trades": len(tape.trades),
-                                    "book_tickers": len(tape.book_tickers or [])}}
+                                    "best_bid_asks": len(tape.best_bid_asks or [])}}
     out["load_average_before"] = [round(x, 2) for x in os.getloadavg()]
     bus = InProcessBus()
     replay(tape, bus, kinds=["trade"])
@@ -73,7 +74,7 @@ def main() -> None:
     out["embedded_trades_per_poll_batches"]["trades_per_message"] = round(len(tape.trades) / bus.stats.published, 2)
     bus = InProcessBus()
     replay(tape, bus, kinds=["trade", "bestbidask"])
-    out["embedded_with_bbo"] = rounds(bus, FeatureParams(0.05, True), clock)
+    out["embedded_with_best_bid_ask"] = rounds(bus, FeatureParams(0.05, True), clock)
     short = simulate(SimConfig(seed=1, duration_s=900, base_order_rate=10.0))
     server = RedisServer()
     with server:

@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         "trades": n,
         "seconds": round(seconds, 3),
         "trades_per_sec": round(n / seconds),
-        "book_tickers": len(tape.book_tickers or ()),
+        "best_bid_asks": len(tape.best_bid_asks or ()),
         "depth_diffs": len(tape.depth or ()),
         "depth_levels": int(tape.depth.level_price.shape[0]) if tape.depth is not None else 0,
         "oracle_seconds": round(oracle_seconds, 3),

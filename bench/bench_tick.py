@@ -28,7 +28,7 @@ START_US = 1_704_067_200_000_000
 
 def _model(tmp: str) -> Any:
     from btcpipe.features.spec import FeatureParams
-    from btcpipe.lake.store import LocalObjectStore
+    from btcpipe.lake.objects import LocalObjectStore
     from btcpipe.model.dataset import split_by_time
     from btcpipe.model.export import package_model
     from btcpipe.model.registry import ModelRegistry

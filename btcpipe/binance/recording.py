@@ -29,7 +29,7 @@ from btcpipe.binance.json_messages import (
 )
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Trade
-from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape, TradeTape
+from btcpipe.domain.tape import BestBidAskTape, DepthTape, MarketTape, TradeTape
 from btcpipe.domain.time import to_us
 
 
@@ -68,7 +68,7 @@ class Recording:
 
     symbol: str
     trades: list[Trade]
-    book_tickers: list[BestBidAsk]
+    best_bid_asks: list[BestBidAsk]
     depth_diffs: list[DepthDiff]
     snapshots: list[DepthSnapshot]
     clock_offset_us: int  # exchange time − recorder time
@@ -77,7 +77,7 @@ class Recording:
         return MarketTape(
             symbol=self.symbol,
             trades=trades_to_tape(self.trades),
-            book_tickers=book_tickers_to_tape(self.book_tickers),
+            best_bid_asks=book_tickers_to_tape(self.best_bid_asks),
             depth=depth_to_tape(self.depth_diffs),
             initial_book=self.snapshots[0] if self.snapshots else None,
         )
@@ -134,9 +134,9 @@ def trades_to_tape(trades: list[Trade]) -> TradeTape:
     )
 
 
-def book_tickers_to_tape(tickers: list[BestBidAsk]) -> BookTickerTape:
+def book_tickers_to_tape(tickers: list[BestBidAsk]) -> BestBidAskTape:
     n = len(tickers)
-    return BookTickerTape(
+    return BestBidAskTape(
         ts_event=np.fromiter((b.ts_event for b in tickers), np.int64, n),
         update_id=np.fromiter((b.update_id for b in tickers), np.int64, n),
         bid_price=np.fromiter((b.bid_price_mantissa for b in tickers), np.int64, n),

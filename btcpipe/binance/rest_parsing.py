@@ -23,19 +23,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pcsv
 
+from btcpipe.domain.arrow_decimal import PRICE, QTY, QUOTE, SCALE, decimal_mantissas
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.records import Trade
 from btcpipe.domain.time import US_PER_MS, is_microseconds
-from btcpipe.lake.schemas import (
-    BRONZE_AGG_TRADES,
-    BRONZE_KLINES,
-    BRONZE_TRADES,
-    PRICE,
-    QTY,
-    QUOTE,
-    SCALE,
-    decimal_mantissas,
-)
+from btcpipe.lake.schemas import BRONZE_AGG_TRADES, BRONZE_KLINES, BRONZE_TRADES
 
 TimeUnit = Literal["ms", "us"]
 DumpKind = Literal["trades", "aggTrades"]

@@ -113,7 +113,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         watcher.load()
         bus = open_bus(choice)
         store = open_store(config, store_kind, store_url)
-        market = None if no_fallback else MarketTap(bus, wanted, with_bbo=True)
+        market = None if no_fallback else MarketTap(bus, wanted, with_best_bid_ask=True)
         archive = None if no_archive else PredictionArchive(lake, clock, flush_every_s=archive_every_s)
         service = InferenceService(symbols=wanted, model=watcher, store=store, bus=bus, metrics=metrics, clock=clock,
                                    settings=settings, market=market, archive=archive)

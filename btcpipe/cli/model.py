@@ -11,7 +11,7 @@ from btcpipe.domain.errors import BtcpipeError
 
 
 def _registry(lake_uri: str, s3_endpoint: str | None) -> Any:
-    from btcpipe.lake.store import open_store
+    from btcpipe.lake.objects import open_store
     from btcpipe.model.registry import ModelRegistry
 
     return ModelRegistry(open_store(lake_uri, endpoint_url=s3_endpoint))

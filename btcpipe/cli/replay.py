@@ -76,4 +76,4 @@ def cli(  # noqa: PLR0917 - click passes every option
     else:
         span = f"{iso(result.first_us)} → {iso(result.last_us)}" if result.first_us and result.last_us else "empty"
         click.echo(f"replayed {tape.symbol} {span}: {result.trades:,} trades in {result.trade_messages:,} batches, "
-                   f"{result.bbo:,} best bid/ask, {result.depth:,} depth diffs in {result.wall_s:.1f}s")
+                   f"{result.best_bid_ask:,} best bid/ask, {result.depth:,} depth diffs in {result.wall_s:.1f}s")

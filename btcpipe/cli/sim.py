@@ -63,7 +63,7 @@ def _summary(tape: MarketTape, seconds: float, duration_s: int) -> dict[str, Any
         "last_id": int(trades.id[-1]) if len(trades) else None,
         "price_min": format_decimal(int(prices.min())) if len(trades) else None,
         "price_max": format_decimal(int(prices.max())) if len(trades) else None,
-        "book_tickers": len(tape.book_tickers) if tape.book_tickers is not None else 0,
+        "best_bid_asks": len(tape.best_bid_asks) if tape.best_bid_asks is not None else 0,
         "depth_diffs": len(tape.depth) if tape.depth is not None else 0,
         "generate_seconds": round(seconds, 3),
     }
@@ -75,7 +75,7 @@ def _write_trades(tape: MarketTape, out: Path) -> None:
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        from btcpipe.lake.schemas import PRICE, QTY, mantissas_to_decimal
+        from btcpipe.domain.arrow_decimal import PRICE, QTY, mantissas_to_decimal
 
         table = pa.table(
             {

@@ -61,7 +61,7 @@ class AggTradeTape:
 
 
 @dataclass(frozen=True, slots=True)
-class BookTickerTape:
+class BestBidAskTape:
     """Best bid/ask updates in update-id order."""
 
     ts_event: I64
@@ -102,7 +102,7 @@ class MarketTape:
 
     symbol: str
     trades: TradeTape
-    book_tickers: BookTickerTape | None = None
+    best_bid_asks: BestBidAskTape | None = None
     depth: DepthTape | None = None
     # The book just before the first depth diff (its last_update_id = first diff's U - 1), when known.
     initial_book: DepthSnapshot | None = None

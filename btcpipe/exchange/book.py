@@ -52,7 +52,7 @@ class BookReplayer:
         self.symbol = tape.symbol
         self._tape = tape
         self._lock = threading.Lock()
-        depth, tickers = tape.depth, tape.book_tickers
+        depth, tickers = tape.depth, tape.best_bid_asks
         self._depth_ts = np.maximum.accumulate(depth.ts_event) if depth is not None and len(depth) else None
         self._tickers_ts = (
             np.maximum.accumulate(tickers.ts_event) if tickers is not None and len(tickers) else None
@@ -121,7 +121,7 @@ class BookReplayer:
             return self._book.to_snapshot(limit, ts_event=ts)
 
     def _ticker_snapshot(self, now_us: int, limit: int) -> DepthSnapshot:
-        tickers = self._tape.book_tickers
+        tickers = self._tape.best_bid_asks
         if tickers is None or self._tickers_ts is None:
             if self._tape.initial_book is not None:
                 with self._lock:  # no diffs: the book is the initial one, never replayed

@@ -26,9 +26,9 @@ from btcpipe.domain.errors import ConfigError, ExchangeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import Clock
 from btcpipe.exchange.faults import Faults, FaultStats
+from btcpipe.exchange.ratelimit import RateDecision, RateStats, WeightLimiter
 from btcpipe.exchange.rest.api import ApiError, add_rest_routes, error_response, request_weight
 from btcpipe.exchange.rest.dump_routes import add_dump_routes
-from btcpipe.exchange.rest.ratelimit import RateDecision, RateStats, WeightLimiter
 from btcpipe.exchange.state import EXCHANGE, ExchangeState, build_state
 from btcpipe.exchange.streams.routes import STREAMS, StreamConfig, StreamControl, add_stream_routes
 

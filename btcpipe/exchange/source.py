@@ -12,8 +12,8 @@ import numpy as np
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.tape import I64, AggTradeTape, MarketTape, TradeTape, aggregate_trades
 from btcpipe.exchange.book import BookReplayer
-from btcpipe.exchange.rest.klines import KlineTable, kline_table
-from btcpipe.exchange.rest.pages import from_key, half_open, in_window, most_recent
+from btcpipe.exchange.klines import KlineTable, kline_table
+from btcpipe.exchange.pages import from_key, half_open, in_window, most_recent
 
 
 def _running_max(ts: I64) -> I64:

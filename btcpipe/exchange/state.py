@@ -15,7 +15,7 @@ from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import Clock
 from btcpipe.exchange.faults import Faults
-from btcpipe.exchange.rest.ratelimit import WeightLimiter
+from btcpipe.exchange.ratelimit import WeightLimiter
 from btcpipe.exchange.source import SymbolMarket
 from btcpipe.infra.clocks import HistoryClock
 

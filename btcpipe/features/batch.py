@@ -28,7 +28,7 @@ from btcpipe.features.arithmetic import (
     carry_forward,
     compute_feature_columns,
 )
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 from btcpipe.features.threads import run_beside
 
@@ -64,14 +64,14 @@ def _check_second(name: str, value: int) -> None:
         raise ConfigError(f"{name} must be a whole second in µs, got {value}")
 
 
-def bbo_asof_before(bbo: BboArrays, ts: I64) -> tuple[F64, F64]:
+def best_bid_ask_asof_before(best_bid_ask: BestBidAskArrays, ts: I64) -> tuple[F64, F64]:
     """Bid and ask of the last update strictly before each ``ts`` (NaN before the first)."""
-    idx = np.searchsorted(bbo.ts_event, ts, side="left") - 1
+    idx = np.searchsorted(best_bid_ask.ts_event, ts, side="left") - 1
     ok = idx >= 0
     bid = np.full(ts.shape[0], np.nan)
     ask = np.full(ts.shape[0], np.nan)
-    bid[ok] = bbo.bid[idx[ok]]
-    ask[ok] = bbo.ask[idx[ok]]
+    bid[ok] = best_bid_ask.bid[idx[ok]]
+    ask[ok] = best_bid_ask.ask[idx[ok]]
     return bid, ask
 
 
@@ -106,7 +106,7 @@ def bar_run(
     first_bar_us: int,
     n_bars: int,
     history_start_us: int,
-    bbo: BboArrays | None = None,
+    best_bid_ask: BestBidAskArrays | None = None,
     executor: Executor | None = None,
 ) -> BarRun:
     """``n_bars`` consecutive one-second bars starting at ``first_bar_us``, as stage 2 reads them."""
@@ -128,8 +128,8 @@ def bar_run(
         fields["ts"][k0:] = carry_forward(agg.last_ts, seed_ts)
     bid = np.full(n_bars, np.nan)
     ask = np.full(n_bars, np.nan)
-    if bbo is not None and k0 < n_bars:
-        bid[k0:], ask[k0:] = bbo_asof_before(bbo, ends[k0:])
+    if best_bid_ask is not None and k0 < n_bars:
+        bid[k0:], ask[k0:] = best_bid_ask_asof_before(best_bid_ask, ends[k0:])
     return BarRun(
         ts_end=ends,
         n=fields["n"],
@@ -151,7 +151,7 @@ def build_features(
     start_us: int,
     end_us: int,
     history_start_us: int | None = None,
-    bbo: BboArrays | None = None,
+    best_bid_ask: BestBidAskArrays | None = None,
     executor: Executor | None = None,
 ) -> FeatureFrame:
     """Feature rows for ``ts_sec`` in ``[start_us, end_us)`` (whole seconds).
@@ -166,11 +166,11 @@ def build_features(
     _check_second("history_start_us", hist)
     if end_us < start_us:
         raise ConfigError(f"end {end_us} is before start {start_us}")
-    if params.with_spread and bbo is None:
+    if params.with_spread and best_bid_ask is None:
         raise ConfigError("the schema has 'spread' but no best bid/ask history was given")
     trades.check_time_order()
-    if bbo is not None:
-        bbo.check_time_order()
+    if best_bid_ask is not None:
+        best_bid_ask.check_time_order()
     n_rows = (end_us - start_us) // US_PER_SEC
     if n_rows == 0:
         return FeatureFrame(np.zeros(0, dtype=np.int64), np.zeros((len(params.names), 0)), params.names)
@@ -179,7 +179,7 @@ def build_features(
         first_bar_us=start_us - WINDOW_BARS * US_PER_SEC,
         n_bars=n_rows + WINDOW_BARS - 1,
         history_start_us=hist,
-        bbo=bbo,
+        best_bid_ask=best_bid_ask,
         executor=executor,
     )
     columns = compute_feature_columns(run, params)

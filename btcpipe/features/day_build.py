@@ -26,8 +26,9 @@ from typing import Literal, Protocol
 import numpy as np
 import pyarrow as pa
 
+from btcpipe.domain.arrow_decimal import decimal_to_float
 from btcpipe.domain.errors import ConfigError, DataError
-from btcpipe.domain.tape import BookTickerTape
+from btcpipe.domain.tape import BestBidAskTape
 from btcpipe.domain.time import US_PER_DAY, US_PER_SEC, day_start_us, floor_sec
 from btcpipe.features import labels
 from btcpipe.features.batch import fit_params
@@ -42,7 +43,6 @@ from btcpipe.features.tables import (
     trade_arrays_from_bronze,
 )
 from btcpipe.features.threads import run_beside
-from btcpipe.lake.schemas import decimal_to_float
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ def build_day(
     trades = trade_arrays_from_bronze(
         _read_span(lake, "trades", symbol, hist, read_end, seed=warmed, columns=BRONZE_TRADE_COLUMNS), executor
     )
-    book: BookTickerTape | None = None
+    book: BestBidAskTape | None = None
     if use_book or params.with_spread:
         book = book_tape_from_bronze(_read_span(lake, "bookTicker", symbol, hist, read_end, seed=True))
     row_end = end

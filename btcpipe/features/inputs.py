@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from btcpipe.domain.decimal import to_float_array
 from btcpipe.domain.errors import DataError
-from btcpipe.domain.tape import BookTickerTape, TradeTape
+from btcpipe.domain.tape import BestBidAskTape, TradeTape
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -61,7 +61,7 @@ class TradeArrays:
 
 
 @dataclass(frozen=True, slots=True)
-class BboArrays:
+class BestBidAskArrays:
     """Best bid/ask updates in update order: time (µs), bid and ask prices."""
 
     ts_event: I64
@@ -72,7 +72,7 @@ class BboArrays:
         return int(self.ts_event.shape[0])
 
     @classmethod
-    def from_tape(cls, tape: BookTickerTape, exponent: int | None = None) -> BboArrays:
+    def from_tape(cls, tape: BestBidAskTape, exponent: int | None = None) -> BestBidAskArrays:
         from btcpipe.domain.decimal import STD_EXPONENT
 
         exp = STD_EXPONENT if exponent is None else exponent

@@ -13,7 +13,7 @@ import numpy.typing as npt
 
 from btcpipe.domain.decimal import STD_EXPONENT, to_float_array
 from btcpipe.domain.errors import DataError
-from btcpipe.domain.tape import BookTickerTape, TradeTape
+from btcpipe.domain.tape import BestBidAskTape, TradeTape
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -80,7 +80,7 @@ def forward_log_return(
     return label
 
 
-def mid_from_book_tickers(tape: BookTickerTape, exponent: int = STD_EXPONENT) -> tuple[I64, F64]:
+def mid_from_best_bid_asks(tape: BestBidAskTape, exponent: int = STD_EXPONENT) -> tuple[I64, F64]:
     """Event times and mids of best bid/ask updates.
 
     The mid is the exact decimal sum ``bid + ask`` converted once and halved (halving is exact in

@@ -16,10 +16,10 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
-from btcpipe.domain.tape import BookTickerTape
+from btcpipe.domain.tape import BestBidAskTape
 from btcpipe.domain.time import US_PER_SEC
 from btcpipe.features.batch import FeatureFrame, build_features
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.spec import FeatureParams
 from btcpipe.features.tables import feature_table, gold_table, label_mid_from_arrays, label_rows
 from btcpipe.features.threads import run_beside
@@ -45,7 +45,7 @@ def span_tables(
     start_us: int,
     end_us: int,
     history_start_us: int,
-    book: BookTickerTape | None = None,
+    book: BestBidAskTape | None = None,
     use_book: bool = False,
     data_end_us: int | None = None,
     executor: Executor | None = None,
@@ -62,7 +62,7 @@ def span_tables(
     labelled = run_beside(executor, label_rows, ts_sec, mid_ts, mid, data_end_us)
     frame = build_features(
         trades, params, start_us=start_us, end_us=end_us, history_start_us=history_start_us,
-        bbo=BboArrays.from_tape(book) if book is not None else None, executor=executor,
+        best_bid_ask=BestBidAskArrays.from_tape(book) if book is not None else None, executor=executor,
     )
     y, n_keep = labelled()
     silver = feature_table(frame, params, symbol)

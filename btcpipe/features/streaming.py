@@ -82,7 +82,7 @@ class StreamingFeatureEngine:
         self._pending: deque[tuple[int, SecondAccumulator]] = deque()
         self._open_sec = _NO_SECOND
         self._open = SecondAccumulator()
-        self._bbo: list[tuple[int, float, float]] = []
+        self._best_bid_ask: list[tuple[int, float, float]] = []
         # A trade is late when older than this: the newest accepted trade or the end of the closed seconds.
         self._floor_ts = _NO_SECOND
         # Carried state.
@@ -90,9 +90,9 @@ class StreamingFeatureEngine:
         self._last_trade_ts = _NAN
         self._bid = _NAN
         self._ask = _NAN
-        self._last_bbo_ts = -1
+        self._last_best_bid_ask_ts = -1
         self.late_trades = 0
-        self.late_bbo = 0
+        self.late_best_bid_ask = 0
         self.bars_closed = 0
 
     @staticmethod
@@ -137,17 +137,17 @@ class StreamingFeatureEngine:
             accepted += add(t, p, q, b)
         return accepted
 
-    def add_bbo(self, ts_event: int, bid: float, ask: float) -> bool:
+    def add_best_bid_ask(self, ts_event: int, bid: float, ask: float) -> bool:
         """Queue a best bid/ask update; False (counted in ``late_bbo``) if older than one already applied."""
-        last_pending = self._bbo[-1][0] if self._bbo else self._last_bbo_ts
+        last_pending = self._best_bid_ask[-1][0] if self._best_bid_ask else self._last_best_bid_ask_ts
         if ts_event < last_pending:
-            self.late_bbo += 1
+            self.late_best_bid_ask += 1
             return False
-        self._bbo.append((ts_event, bid, ask))
+        self._best_bid_ask.append((ts_event, bid, ask))
         return True
 
-    def add_book_ticker(self, bbo: BestBidAsk) -> bool:
-        return self.add_bbo(bbo.ts_event, bbo.bid_price, bbo.ask_price)
+    def add_best_bid_ask_record(self, best_bid_ask: BestBidAsk) -> bool:
+        return self.add_best_bid_ask(best_bid_ask.ts_event, best_bid_ask.bid_price, best_bid_ask.ask_price)
 
     # --- closing seconds -----------------------------------------------------------------------------
     def close_second(self, ts_sec: int) -> FeatureRow:
@@ -165,7 +165,7 @@ class StreamingFeatureEngine:
             # A long silence: bars older than the window only matter through the carried state.
             first = end - WINDOW_BARS
             self._seed_before(first)
-            self._apply_bbo(first * US_PER_SEC)
+            self._apply_best_bid_ask(first * US_PER_SEC)
         else:
             self._seed_before(first)  # trades before the first known second only seed the carried price
         pending = self._pending
@@ -180,7 +180,7 @@ class StreamingFeatureEngine:
                 n = 0.0
                 bar = _EMPTY_BAR
             bar_end = (sec + 1) * US_PER_SEC
-            self._apply_bbo(bar_end)
+            self._apply_best_bid_ask(bar_end)
             self._push(bar_end, (*bar, self._last_price, self._last_trade_ts, self._bid, self._ask))
         self.bars_closed += end - first
         self._bar_start = ts_sec
@@ -197,13 +197,13 @@ class StreamingFeatureEngine:
             acc = pending.popleft()[1]
             self._last_price, self._last_trade_ts = acc.last_price, acc.last_ts
 
-    def _apply_bbo(self, before_us: int) -> None:
+    def _apply_best_bid_ask(self, before_us: int) -> None:
         k = 0
-        while k < len(self._bbo) and self._bbo[k][0] < before_us:
+        while k < len(self._best_bid_ask) and self._best_bid_ask[k][0] < before_us:
             k += 1
         if k:
-            self._last_bbo_ts, self._bid, self._ask = self._bbo[k - 1]
-            del self._bbo[:k]
+            self._last_best_bid_ask_ts, self._bid, self._ask = self._best_bid_ask[k - 1]
+            del self._best_bid_ask[:k]
 
     def _push(self, end: int, values: tuple[float, ...]) -> None:
         self._pos = pos = (self._pos + 1) % WINDOW_BARS

@@ -45,11 +45,11 @@ TradeChunk = tuple[I64, I64, F64, F64, Bools]  # id, ts_event, price, qty, is_bu
 @dataclass(slots=True)
 class SymbolStats:
     trades: int = 0  # trades accepted into the buffer
-    bbo: int = 0
+    best_bid_ask: int = 0
     late_trades: int = 0
-    late_bbo: int = 0
+    late_best_bid_ask: int = 0
     duplicate_trades: int = 0
-    duplicate_bbo: int = 0
+    duplicate_best_bid_ask: int = 0
     rows: int = 0  # rows closed (and returned to the caller)
 
 
@@ -84,15 +84,15 @@ class SymbolFeatureState:
             bars_from = window_start if resume_bars_from is None else max(window_start, resume_bars_from)
             self._start(bars_from, first_row=resume_after + US_PER_SEC)
         self.watermark = -1  # newest trade time seen
-        self.bbo_watermark = -1
+        self.best_bid_ask_watermark = -1
         # Buffered trades (not yet in a closed second): column chunks in arrival order.
         self._chunks: list[TradeChunk] = []
         self._n_buffered = 0
-        self._bbo: list[tuple[int, int, float, float]] = []  # (ts, update id, bid, ask)
+        self._best_bid_ask: list[tuple[int, int, float, float]] = []  # (ts, update id, bid, ask)
         # Trade ids taken: buffered ones and those of recently closed seconds (pruned by second).
         self._taken = IdRanges()
         self._closed_ids: deque[tuple[int, int]] = deque()  # (second, smallest id applied in it)
-        self._max_bbo_id = -1
+        self._max_best_bid_ask_id = -1
 
     def _start(self, bars_from: int, *, first_row: int) -> None:
         self.bars_from = bars_from
@@ -158,42 +158,43 @@ class SymbolFeatureState:
             self._start(start, first_row=start + US_PER_SEC)
         return accepted
 
-    def add_bbo(self, bbo: BestBidAsk) -> bool:
+    def add_best_bid_ask(self, best_bid_ask: BestBidAsk) -> bool:
         """Buffer a best bid/ask update; False when it is late or a repeat of an update id already taken."""
-        return self._add_bbo(bbo.ts_event, bbo.update_id, bbo.bid_price, bbo.ask_price)
+        return self._add_best_bid_ask(best_bid_ask.ts_event, best_bid_ask.update_id, best_bid_ask.bid_price,
+                                      best_bid_ask.ask_price)
 
-    def add_bbo_arrays(self, ts: I64, update_id: I64, bid: F64, ask: F64) -> int:
+    def add_best_bid_ask_arrays(self, ts: I64, update_id: I64, bid: F64, ask: F64) -> int:
         """Buffer best bid/ask updates given as columns in arrival order; returns how many were taken."""
         n = int(ts.shape[0])
         if n == 0:
             return 0
         closed = self.closed_until
         rising = n == 1 or bool((np.diff(update_id) > 0).all())
-        if rising and int(update_id[0]) > self._max_bbo_id and (closed is None or int(ts.min()) >= closed):
+        if rising and int(update_id[0]) > self._max_best_bid_ask_id and (closed is None or int(ts.min()) >= closed):
             # The usual case: new ids in order, nothing late; the rule below would take every one.
-            self._bbo.extend(zip(ts.tolist(), update_id.tolist(), bid.tolist(), ask.tolist(), strict=True))
-            self._max_bbo_id = int(update_id[-1])
-            self.bbo_watermark = max(self.bbo_watermark, int(ts.max()))
-            self.stats.bbo += n
+            self._best_bid_ask.extend(zip(ts.tolist(), update_id.tolist(), bid.tolist(), ask.tolist(), strict=True))
+            self._max_best_bid_ask_id = int(update_id[-1])
+            self.best_bid_ask_watermark = max(self.best_bid_ask_watermark, int(ts.max()))
+            self.stats.best_bid_ask += n
             return n
-        add = self._add_bbo
+        add = self._add_best_bid_ask
         return sum(add(*row) for row in zip(ts.tolist(), update_id.tolist(), bid.tolist(), ask.tolist(), strict=True))
 
-    def _add_bbo(self, ts: int, update_id: int, bid: float, ask: float) -> bool:
+    def _add_best_bid_ask(self, ts: int, update_id: int, bid: float, ask: float) -> bool:
         closed = self.closed_until
-        if update_id <= self._max_bbo_id and any(b[1] == update_id for b in self._bbo):
-            self.stats.duplicate_bbo += 1
+        if update_id <= self._max_best_bid_ask_id and any(b[1] == update_id for b in self._best_bid_ask):
+            self.stats.duplicate_best_bid_ask += 1
             return False
         if closed is not None and ts < closed:
-            if update_id <= self._max_bbo_id:
-                self.stats.duplicate_bbo += 1
+            if update_id <= self._max_best_bid_ask_id:
+                self.stats.duplicate_best_bid_ask += 1
             else:
-                self.stats.late_bbo += 1
+                self.stats.late_best_bid_ask += 1
             return False
-        self._bbo.append((ts, update_id, bid, ask))
-        self._max_bbo_id = max(self._max_bbo_id, update_id)
-        self.bbo_watermark = max(self.bbo_watermark, ts)
-        self.stats.bbo += 1
+        self._best_bid_ask.append((ts, update_id, bid, ask))
+        self._max_best_bid_ask_id = max(self._max_best_bid_ask_id, update_id)
+        self.best_bid_ask_watermark = max(self.best_bid_ask_watermark, ts)
+        self.stats.best_bid_ask += 1
         return True
 
     # --- closing -------------------------------------------------------------------------------------
@@ -212,7 +213,7 @@ class SymbolFeatureState:
             return []
         last = self.next_close + (n - 1) * US_PER_SEC
         ids, ts, price, qty, ibm = self._take_trades(last)
-        bbo = self._take_bbo(last)
+        best_bid_ask = self._take_best_bid_ask(last)
         rows: list[FeatureRow] = []
         lo = blo = 0
         engine = self.engine
@@ -226,8 +227,8 @@ class SymbolFeatureState:
                 engine.add_trades(ts[lo:hi], price[lo:hi], qty[lo:hi], ibm[lo:hi])
                 filled.append((t, lo))
                 lo = hi
-            while blo < len(bbo) and bbo[blo][0] < t:
-                engine.add_bbo(bbo[blo][0], bbo[blo][2], bbo[blo][3])
+            while blo < len(best_bid_ask) and best_bid_ask[blo][0] < t:
+                engine.add_best_bid_ask(best_bid_ask[blo][0], best_bid_ask[blo][2], best_bid_ask[blo][3])
                 blo += 1
             rows.append(engine.close_second(t))
         if filled:
@@ -264,10 +265,10 @@ class SymbolFeatureState:
                 ids, ts, price, qty, ibm = ids[order], ts[order], price[order], qty[order], ibm[order]
         return ids, ts, price, qty, ibm
 
-    def _take_bbo(self, last: int) -> list[tuple[int, int, float, float]]:
-        taken = sorted(b for b in self._bbo if b[0] < last)
+    def _take_best_bid_ask(self, last: int) -> list[tuple[int, int, float, float]]:
+        taken = sorted(b for b in self._best_bid_ask if b[0] < last)
         if taken:
-            self._bbo = [b for b in self._bbo if b[0] >= last]
+            self._best_bid_ask = [b for b in self._best_bid_ask if b[0] >= last]
         return taken
 
     def _prune_seen(self) -> None:

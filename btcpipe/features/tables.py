@@ -15,21 +15,21 @@ import numpy as np
 import numpy.typing as npt
 import pyarrow as pa
 
+from btcpipe.domain.arrow_decimal import decimal_mantissas, decimal_to_float
 from btcpipe.domain.decimal import STD_EXPONENT
 from btcpipe.domain.errors import DataError
-from btcpipe.domain.tape import BookTickerTape, TradeTape
+from btcpipe.domain.tape import BestBidAskTape, TradeTape
 from btcpipe.features import labels
 from btcpipe.features.batch import FeatureFrame
 from btcpipe.features.inputs import TradeArrays
 from btcpipe.features.spec import FeatureParams, schema_hash
 from btcpipe.features.threads import run_beside
-from btcpipe.lake.schemas import decimal_mantissas, decimal_to_float
 
 F64 = npt.NDArray[np.float64]
 
 SILVER_DATASET = "features_1s"
 GOLD_DATASET = "features_labeled"
-LABEL_MID_BBO = "bbo_mid"
+LABEL_MID_BEST_BID_ASK = "bbo_mid"
 LABEL_MID_TRADE = "last_trade"
 META_HASH = b"btcpipe.schema_hash"
 META_PARAMS = b"btcpipe.feature_params"
@@ -78,12 +78,12 @@ def trade_arrays_from_bronze(table: pa.Table, executor: Executor | None = None) 
     )
 
 
-def book_tape_from_bronze(table: pa.Table) -> BookTickerTape:
+def book_tape_from_bronze(table: pa.Table) -> BestBidAskTape:
     def ints(name: str) -> npt.NDArray[np.int64]:
         out: npt.NDArray[np.int64] = table[name].to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
         return out
 
-    tape = BookTickerTape(
+    tape = BestBidAskTape(
         ts_event=ints("ts_event"),
         update_id=ints("update_id"),
         bid_price=decimal_mantissas(table["bid_price"]),
@@ -157,21 +157,21 @@ def params_from_table(table: pa.Table) -> FeatureParams:
 
 
 # --- labels ------------------------------------------------------------------------------------------
-def label_mid_series(trades: TradeTape, book: BookTickerTape | None) -> tuple[str, npt.NDArray[np.int64], F64]:
+def label_mid_series(trades: TradeTape, book: BestBidAskTape | None) -> tuple[str, npt.NDArray[np.int64], F64]:
     """The mid the label uses: best bid/ask when there is a book history, else the last-trade proxy."""
     if book is not None and len(book):
-        ts, mid = labels.mid_from_book_tickers(book, STD_EXPONENT)
-        return LABEL_MID_BBO, ts, mid
+        ts, mid = labels.mid_from_best_bid_asks(book, STD_EXPONENT)
+        return LABEL_MID_BEST_BID_ASK, ts, mid
     ts, mid = labels.mid_from_trades(trades, STD_EXPONENT)
     return LABEL_MID_TRADE, ts, mid
 
 
-def label_mid_from_arrays(trades: TradeArrays, book: BookTickerTape | None) -> tuple[str, npt.NDArray[np.int64], F64]:
+def label_mid_from_arrays(trades: TradeArrays, book: BestBidAskTape | None) -> tuple[str, npt.NDArray[np.int64], F64]:
     """``label_mid_series`` for trades already as floats: the last-trade proxy is their price array itself
     (the same ``to_float_array`` floats ``labels.mid_from_trades`` computes from the mantissas)."""
     if book is not None and len(book):
-        ts, mid = labels.mid_from_book_tickers(book, STD_EXPONENT)
-        return LABEL_MID_BBO, ts, mid
+        ts, mid = labels.mid_from_best_bid_asks(book, STD_EXPONENT)
+        return LABEL_MID_BEST_BID_ASK, ts, mid
     return LABEL_MID_TRADE, trades.ts_event, trades.price
 
 

@@ -19,6 +19,7 @@ import numpy.typing as npt
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from btcpipe.domain.arrow_decimal import decimal_to_float
 from btcpipe.domain.errors import LakeError, LakeIntegrityError
 from btcpipe.domain.time import US_PER_DAY, day_of, day_start_us
 from btcpipe.lake import keys
@@ -33,8 +34,8 @@ from btcpipe.lake.manifest import (
     table_to_parquet,
     verify,
 )
-from btcpipe.lake.schemas import BRONZE_SCHEMAS, ID_COLUMN, SILVER_TRADES, decimal_to_float
-from btcpipe.lake.store import ObjectStore, list_dirs, open_store
+from btcpipe.lake.objects import ObjectStore, list_dirs, open_store
+from btcpipe.lake.schemas import BRONZE_SCHEMAS, ID_COLUMN, SILVER_TRADES
 
 log = logging.getLogger(__name__)
 

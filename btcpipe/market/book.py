@@ -16,7 +16,7 @@ import numpy.typing as npt
 
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.records import DepthSnapshot
-from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape
+from btcpipe.domain.tape import BestBidAskTape, DepthTape, MarketTape
 from btcpipe.exchange.book import BookReplayer
 
 I64 = npt.NDArray[np.int64]
@@ -43,8 +43,8 @@ class BookPath:
         return int(self.bid_qty.shape[1])
 
 
-def book_tickers(book: BookPath) -> BookTickerTape:
-    return BookTickerTape(
+def best_bid_asks(book: BookPath) -> BestBidAskTape:
+    return BestBidAskTape(
         ts_event=book.ts.copy(),
         update_id=book.first_update_id - 1 + np.arange(book.ts.shape[0], dtype=np.int64),
         bid_price=book.bid_ticks * book.tick_mantissa,

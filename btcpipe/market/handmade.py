@@ -8,7 +8,7 @@ import numpy as np
 
 from btcpipe.domain.decimal import parse_decimal
 from btcpipe.domain.records import DepthSnapshot
-from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape, TradeTape
+from btcpipe.domain.tape import BestBidAskTape, DepthTape, MarketTape, TradeTape
 
 # (id, ts_event µs, price, qty, is_buyer_maker)
 TradeRow = tuple[int, int, str, str, bool]
@@ -67,12 +67,12 @@ def market_tape(
     taker_orders: Sequence[int] | None = None,
     diffs: Sequence[DiffRow] = (),
     initial_book: DepthSnapshot | None = None,
-    book_tickers: BookTickerTape | None = None,
+    best_bid_asks: BestBidAskTape | None = None,
 ) -> MarketTape:
     return MarketTape(
         symbol=symbol,
         trades=trade_tape(trades, taker_orders=taker_orders),
-        book_tickers=book_tickers,
+        best_bid_asks=best_bid_asks,
         depth=depth_tape(diffs) if diffs else None,
         initial_book=initial_book,
     )

@@ -21,8 +21,8 @@ from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.domain.scores import score
 from btcpipe.domain.tape import MarketTape, TradeTape
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.features.labels import forward_log_return, mid_from_book_tickers, mid_from_trades
-from btcpipe.market.book import BookPath, book_at, book_tickers, depth_diffs, initial_snapshot
+from btcpipe.features.labels import forward_log_return, mid_from_best_bid_asks, mid_from_trades
+from btcpipe.market.book import BookPath, best_bid_asks, book_at, depth_diffs, initial_snapshot
 from btcpipe.market.config import DEFAULT_START_US, SimConfig
 from btcpipe.market.flow import draw_level_quantities, draw_order_sizes, simulate_arrivals, sweep_book
 
@@ -146,7 +146,7 @@ def simulate(config: SimConfig) -> MarketTape:
     return MarketTape(
         symbol=config.symbol,
         trades=trades,
-        book_tickers=book_tickers(book),
+        best_bid_asks=best_bid_asks(book),
         depth=depth_diffs(book, config.start_us, config.depth_interval_us),
         initial_book=initial_snapshot(book, config.symbol),
     )
@@ -218,8 +218,8 @@ def oracle_score(
     no book tickers) — the one label implementation btcpipe has.
     """
     ts_sec, yhat = oracle_predictions(tape, config)
-    if mid_source == "book" and tape.book_tickers is not None and len(tape.book_tickers):
-        mid_ts, mid = mid_from_book_tickers(tape.book_tickers, tape.exponent)
+    if mid_source == "book" and tape.best_bid_asks is not None and len(tape.best_bid_asks):
+        mid_ts, mid = mid_from_best_bid_asks(tape.best_bid_asks, tape.exponent)
     else:
         mid_ts, mid = mid_from_trades(tape.trades, tape.exponent)
     y = forward_log_return(ts_sec, mid_ts, mid, data_end_us=config.end_us)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from btcpipe.domain.errors import LakeError, RegistryError
-from btcpipe.lake.store import ObjectStore
+from btcpipe.lake.objects import ObjectStore
 from btcpipe.model.artifacts import ALL_FILES, MANIFEST_FILE, ModelArtifacts
 
 PRODUCTION = "production"

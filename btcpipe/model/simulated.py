@@ -43,7 +43,7 @@ def simulated_rows(config: SimConfig, *, train_fraction: float = 0.7) -> Simulat
     # the first row whose second lies wholly inside the simulation, up to the end
     frame = build_features(trades, params, start_us=config.start_us + US_PER_SEC, end_us=config.end_us,
                            history_start_us=config.start_us)
-    label_mid, mid_ts, mid = label_mid_series(tape.trades, tape.book_tickers)
+    label_mid, mid_ts, mid = label_mid_series(tape.trades, tape.best_bid_asks)
     y = forward_log_return(frame.ts_sec, mid_ts, mid, data_end_us=config.end_us)
     rows = LabeledRows(frame.ts_sec, np.ascontiguousarray(frame.columns.T), y, frame.names, label_mid)
     return SimulatedRows(rows, params, config, tape)

@@ -251,7 +251,7 @@ class _LiveRun:
             symbols=[self.symbol], model=watcher, store=self.p.store, bus=self.p.bus, metrics=self.metrics,
             clock=self.clock, settings=self.s.inference,
             # From the earliest record: the fallback engine then has the warm-up's 60 s of history at once.
-            market=MarketTap(self.p.bus, [self.symbol], with_bbo=watcher.current.params.with_spread,
+            market=MarketTap(self.p.bus, [self.symbol], with_best_bid_ask=watcher.current.params.with_spread,
                              start="earliest"),
             archive=_RecordingArchive(self.p.lake, self.clock, stats), on_result=on_result,
         )

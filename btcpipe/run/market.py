@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from btcpipe.domain.errors import ConfigError, DataError
-from btcpipe.domain.tape import I64, BookTickerTape, DepthTape, MarketTape
+from btcpipe.domain.tape import I64, BestBidAskTape, DepthTape, MarketTape
 from btcpipe.domain.time import US_PER_SEC, floor_sec
 
 # The simulated tape runs this long past the planned end of the live part, so that a slow start (training
@@ -57,9 +57,9 @@ def shift_tape(tape: MarketTape, offset_us: int) -> MarketTape:
     """The same market ``offset_us`` later: every event and receive time moves, ids and prices stay."""
     t = tape.trades
     trades = replace(t, ts_event=t.ts_event + offset_us, ts_recv=_shift(t.ts_recv, offset_us))
-    tickers: BookTickerTape | None = None
-    if tape.book_tickers is not None:
-        b = tape.book_tickers
+    tickers: BestBidAskTape | None = None
+    if tape.best_bid_asks is not None:
+        b = tape.best_bid_asks
         tickers = replace(b, ts_event=b.ts_event + offset_us, ts_recv=_shift(b.ts_recv, offset_us))
     depth: DepthTape | None = None
     if tape.depth is not None:
@@ -72,7 +72,7 @@ def shift_tape(tape: MarketTape, offset_us: int) -> MarketTape:
             ts_event=book.ts_event + offset_us if book.ts_event else 0,
             ts_recv=book.ts_recv + offset_us if book.ts_recv else 0,
         )
-    return replace(tape, trades=trades, book_tickers=tickers, depth=depth, initial_book=book)
+    return replace(tape, trades=trades, best_bid_asks=tickers, depth=depth, initial_book=book)
 
 
 # A recording keeps this much after the live part's planned end: the offline stages run on the wall clock first

@@ -167,7 +167,7 @@ def _oracle(market: RunMarket, test_span: tuple[int, int], model_r2: float, labe
     if (market.tape is None or market.sim_seed is None or market.sim_start_us is None
             or market.sim_duration_s is None):
         return None
-    from btcpipe.features.tables import LABEL_MID_BBO
+    from btcpipe.features.tables import LABEL_MID_BEST_BID_ASK
     from btcpipe.market.simulator import SimConfig, oracle_score
     from btcpipe.model.evaluate import beside_oracle
 
@@ -176,7 +176,7 @@ def _oracle(market: RunMarket, test_span: tuple[int, int], model_r2: float, labe
     try:
         score = oracle_score(
             market.tape, config, start_us=first, end_us=last + 1,
-            mid_source="book" if label_mid == LABEL_MID_BBO else "trades",
+            mid_source="book" if label_mid == LABEL_MID_BEST_BID_ASK else "trades",
         )
     except BtcpipeError as exc:
         log.warning("oracle not computed", extra={"error": str(exc)})

@@ -38,7 +38,7 @@ from btcpipe.domain.errors import BtcpipeError, DataError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, floor_sec, iso
 from btcpipe.features.batch import FeatureFrame, build_features, fit_params
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 
 log = logging.getLogger(__name__)
@@ -122,13 +122,13 @@ def compare_rows(
 
 def batch_rows(tape: MarketTape, params: FeatureParams, *, bars_from: int, end_us: int) -> FeatureFrame:
     """Batch rows ``bars_from + 1 s … end_us − 1 s`` with the history known from ``bars_from``."""
-    bbo = None
+    best_bid_ask = None
     if params.with_spread:
-        if tape.book_tickers is None:
+        if tape.best_bid_asks is None:
             raise DataError("the params have 'spread' but the tape has no best bid/ask")
-        bbo = BboArrays.from_tape(tape.book_tickers, tape.exponent)
+        best_bid_ask = BestBidAskArrays.from_tape(tape.best_bid_asks, tape.exponent)
     return build_features(TradeArrays.from_tape(tape.trades, tape.exponent), params, start_us=bars_from + US_PER_SEC,
-                          end_us=end_us, history_start_us=bars_from, bbo=bbo)
+                          end_us=end_us, history_start_us=bars_from, best_bid_ask=best_bid_ask)
 
 
 @dataclass(slots=True)
@@ -220,7 +220,7 @@ def live_rows(
         "trades_ingested": ingestor.stats.trades_published,
         "trade_gaps": ingestor.stats.gaps,
         "trades_processed": processor.stats.trades,
-        "bbo_processed": processor.stats.bbo_records,
+        "best_bid_ask_processed": processor.stats.best_bid_ask_records,
         "late_events": processor.late_events(),
         "duplicate_events": processor.duplicate_events(),
         "skipped_payloads": processor.skipped_payloads(),
@@ -247,7 +247,7 @@ def run_parity(
         raise DataError("the tape has no trades")
     if params is None:
         params = fit_params(TradeArrays.from_tape(tape.trades, tape.exponent).qty,
-                            with_spread=tape.book_tickers is not None and len(tape.book_tickers) > 0)
+                            with_spread=tape.best_bid_asks is not None and len(tape.best_bid_asks) > 0)
     lateness = int(200 * max(1.0, speed)) if lateness_ms is None else lateness_ms
     live = live_rows(tape, params, speed=speed, lateness_ms=lateness, timeout_s=timeout_s)
     report = ParityReport(tape.symbol, PATH, schema_hash(params), params.to_json(), live=live.counters)

@@ -27,7 +27,7 @@ import numpy as np
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
 from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
-from btcpipe.domain.tape import BookTickerTape, DepthTape, MarketTape, TradeTape
+from btcpipe.domain.tape import BestBidAskTape, DepthTape, MarketTape, TradeTape
 from btcpipe.domain.time import US_PER_SEC
 from btcpipe.wire.codec import TradeColumns, encode_best_bid_ask, encode_depth_delta, encode_trade_columns
 
@@ -43,7 +43,7 @@ ALL_KINDS = ("trade", "bestbidask", "depth")
 class ReplayResult:
     trades: int = 0
     trade_messages: int = 0
-    bbo: int = 0
+    best_bid_ask: int = 0
     depth: int = 0
     first_us: int | None = None
     last_us: int | None = None
@@ -51,7 +51,7 @@ class ReplayResult:
 
     @property
     def messages(self) -> int:
-        return self.trade_messages + self.bbo + self.depth
+        return self.trade_messages + self.best_bid_ask + self.depth
 
 
 # --- tapes → records ---------------------------------------------------------------------------------
@@ -87,7 +87,7 @@ def trade_column_batches(symbol: str, tape: TradeTape, exponent: int, max_batch:
                            exponent, exponent)
 
 
-def book_tickers(symbol: str, tape: BookTickerTape, exponent: int) -> Iterator[BestBidAsk]:
+def best_bid_asks(symbol: str, tape: BestBidAskTape, exponent: int) -> Iterator[BestBidAsk]:
     recv = tape.ts_recv.tolist() if tape.ts_recv is not None else [0] * len(tape)
     for k, (ts, uid, bp, bq, ap, aq) in enumerate(zip(
         tape.ts_event.tolist(), tape.update_id.tolist(), tape.bid_price.tolist(), tape.bid_qty.tolist(),
@@ -120,9 +120,9 @@ def market_events(tape: MarketTape, kinds: Sequence[str] = ALL_KINDS, max_batch:
     if "trade" in kinds:
         sources.append((int(b.ts_event[0]), 0, STREAM_TRADES, b)
                        for b in trade_column_batches(tape.symbol, tape.trades, tape.exponent, max_batch))
-    if "bestbidask" in kinds and tape.book_tickers is not None:
+    if "bestbidask" in kinds and tape.best_bid_asks is not None:
         sources.append((b.ts_event, 1, STREAM_BEST_BID_ASK, b)
-                       for b in book_tickers(tape.symbol, tape.book_tickers, tape.exponent))
+                       for b in best_bid_asks(tape.symbol, tape.best_bid_asks, tape.exponent))
     if "depth" in kinds and tape.depth is not None:
         sources.append((d.ts_event, 2, STREAM_DEPTH, d) for d in depth_diffs(tape.symbol, tape.depth, tape.exponent))
     return heapq.merge(*sources, key=lambda e: (e[0], e[1]))
@@ -204,12 +204,13 @@ def replay(
             result.trades += len(item)
             result.trade_messages += 0 if coalesce_trades else 1
         elif stream == STREAM_BEST_BID_ASK:
-            result.bbo += 1
+            result.best_bid_ask += 1
         else:
             result.depth += 1
     flush()
     result.wall_s = wall() - started
-    log.info("replay finished", extra={"trades": result.trades, "bbo": result.bbo, "depth": result.depth,
+    log.info("replay finished", extra={"trades": result.trades, "best_bid_ask": result.best_bid_ask,
+                                       "depth": result.depth,
                                        "wall_s": round(result.wall_s, 3)})
     return result
 

@@ -17,12 +17,12 @@ from support.backfill import (
 )
 
 from btcpipe.binance.rest import BinanceRestClient
+from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.errors import MalformedResponseError
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.rest.ratelimit import WeightLimiter
+from btcpipe.exchange.ratelimit import WeightLimiter
 from btcpipe.exchange.server import LocalExchange
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.schemas import decimal_mantissas
 from btcpipe.services.backfill import BackfillProgress, backfill
 
 pytestmark = pytest.mark.timeout(120)

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from btcpipe.domain.errors import ConfigError, ExchangeError
-from btcpipe.exchange.rest.ratelimit import WeightLimiter
+from btcpipe.exchange.ratelimit import WeightLimiter
 from btcpipe.exchange.server import LocalExchange
 from btcpipe.market.handmade import synthetic_tape
 

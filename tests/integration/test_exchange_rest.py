@@ -15,7 +15,7 @@ import pytest
 
 from btcpipe.domain.decimal import format_decimal, parse_decimal
 from btcpipe.domain.tape import MarketTape, TradeTape
-from btcpipe.exchange.rest.ratelimit import WeightLimiter
+from btcpipe.exchange.ratelimit import WeightLimiter
 from btcpipe.exchange.server import LocalExchange
 from btcpipe.infra.clocks import ManualClock
 from btcpipe.market.handmade import synthetic_tape

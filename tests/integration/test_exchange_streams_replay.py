@@ -78,7 +78,7 @@ def test_the_real_recording_streams_back_over_sbe_and_json_as_binance_sent_it(
         window = Window(ex, clock, 15.0)
         start, end = window.start, window.end
         trades = [t for t in recording.trades if start < t.ts_event <= end]
-        tickers = [b for b in recording.book_tickers if start < b.ts_event <= end]
+        tickers = [b for b in recording.best_bid_asks if start < b.ts_event <= end]
         diffs = [d for d in recording.depth_diffs if start < d.ts_event <= end]
         assert len(trades) > 50
         assert len(tickers) > 50

@@ -12,7 +12,7 @@ from btcpipe.binance.recording import load_recording
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, ceil_sec, floor_sec
 from btcpipe.features.batch import build_features, fit_params
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.streaming import StreamingFeatureEngine
 
 
@@ -22,15 +22,16 @@ def tape(recording_paths: list[Path]) -> MarketTape:
 
 
 def test_streaming_rows_equal_batch_rows_on_the_real_recording(tape: MarketTape) -> None:
-    assert tape.book_tickers is not None
+    assert tape.best_bid_asks is not None
     trades = TradeArrays.from_tape(tape.trades)
-    bbo = BboArrays.from_tape(tape.book_tickers)
+    best_bid_ask = BestBidAskArrays.from_tape(tape.best_bid_asks)
     params = fit_params(trades.qty, with_spread=True)
     origin = ceil_sec(tape.start_us)  # the first second seen completely
     end = floor_sec(tape.end_us)
-    batch = build_features(trades, params, start_us=origin + US_PER_SEC, end_us=end, history_start_us=origin, bbo=bbo)
+    batch = build_features(trades, params, start_us=origin + US_PER_SEC, end_us=end, history_start_us=origin,
+                           best_bid_ask=best_bid_ask)
     engine = StreamingFeatureEngine(tape.symbol, params, start_us=origin)
-    streamed = stream_rows(engine, trades, bbo, batch.ts_sec)
+    streamed = stream_rows(engine, trades, best_bid_ask, batch.ts_sec)
     assert_same_rows(streamed, batch.columns, params.names)
     assert len(batch) > 600
     assert engine.late_trades == 0

@@ -15,10 +15,10 @@ from btcpipe.bus.memory import InProcessBus
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, ceil_sec, floor_sec
 from btcpipe.features.batch import build_features, fit_params
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.infra.clocks import ManualClock
 from btcpipe.infra.metrics import Metrics
-from btcpipe.lake.store import LocalObjectStore
+from btcpipe.lake.objects import LocalObjectStore
 from btcpipe.model.registry import ModelRegistry
 from btcpipe.services.infer.fallback import MarketTap
 from btcpipe.services.infer.inference import InferenceService, TickResult
@@ -34,14 +34,14 @@ def tape(recording_paths: list[Path]) -> MarketTape:
 def test_fallback_predictions_on_the_real_recording_equal_the_model_on_batch_rows(
     tape: MarketTape, tmp_path: Path
 ) -> None:
-    assert tape.book_tickers is not None
+    assert tape.best_bid_asks is not None
     assert tape.symbol == SYMBOL
     trades = TradeArrays.from_tape(tape.trades)
-    bbo = BboArrays.from_tape(tape.book_tickers)
+    best_bid_ask = BestBidAskArrays.from_tape(tape.best_bid_asks)
     params = fit_params(trades.qty, with_spread=True)
     origin = ceil_sec(tape.start_us)
     batch = build_features(trades, params, start_us=origin + US_PER_SEC, end_us=floor_sec(tape.end_us),
-                           history_start_us=origin, bbo=bbo)
+                           history_start_us=origin, best_bid_ask=best_bid_ask)
     batch_rows = {int(t): batch.columns[:, k] for k, t in enumerate(batch.ts_sec)}
 
     clock = ManualClock(origin + 30 * US_PER_SEC)  # inference starts half a minute into the market

@@ -25,7 +25,7 @@ from btcpipe.infra.devservers import RedisServer
 from btcpipe.infra.metrics import Metrics
 from btcpipe.infra.redis_connection import RedisOptions
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.store import LocalObjectStore
+from btcpipe.lake.objects import LocalObjectStore
 from btcpipe.model.registry import ModelRegistry
 from btcpipe.model.runtime import OnnxPredictor
 from btcpipe.services.infer.archive import PredictionArchive, read_predictions

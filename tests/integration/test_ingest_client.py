@@ -36,8 +36,8 @@ def test_sbe_and_json_streams_give_identical_normalized_records(tape: MarketTape
     clock = ManualClock(tape.start_us)
     until = tape.start_us + 30_000_000
     last_id = int(tape.trades.id[tape.trades.ts_event <= until][-1])
-    assert tape.book_tickers is not None
-    last_ticker = int(tape.book_tickers.update_id[tape.book_tickers.ts_event <= until][-1])
+    assert tape.best_bid_asks is not None
+    last_ticker = int(tape.best_bid_asks.update_id[tape.best_bid_asks.ts_event <= until][-1])
     with exchange(tape, clock) as ex:
         sbe_client = MarketStreamClient([SYMBOL], settings(ex))
         json_client = MarketStreamClient([SYMBOL], settings(ex, api_key=None))

@@ -16,13 +16,13 @@ from btcpipe.binance.rest import BinanceRestClient
 from btcpipe.binance.ws_client import MarketStreamClient
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Position
+from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.errors import BusError
 from btcpipe.domain.records import Trade
 from btcpipe.domain.tape import MarketTape
 from btcpipe.infra.clocks import ReplayClock
 from btcpipe.infra.metrics import Metrics, serve_metrics
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.schemas import decimal_mantissas
 from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
 from btcpipe.wire.codec import decode_trades
 

@@ -17,7 +17,7 @@ import pytest
 from btcpipe.domain.errors import LakeError
 from btcpipe.infra.devservers import MotoServer
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.store import ObjectStore, S3ObjectStore, list_dirs, open_store
+from btcpipe.lake.objects import ObjectStore, S3ObjectStore, list_dirs, open_store
 
 pytestmark = pytest.mark.services
 

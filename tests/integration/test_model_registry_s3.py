@@ -10,7 +10,7 @@ import boto3
 import pytest
 
 from btcpipe.infra.devservers import MotoServer
-from btcpipe.lake.store import ObjectStore, open_store
+from btcpipe.lake.objects import ObjectStore, open_store
 
 pytestmark = pytest.mark.services
 

@@ -6,9 +6,9 @@ import datetime as dt
 
 import numpy as np
 
+from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.tape import MarketTape, aggregate_trades
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.schemas import decimal_mantissas
 from btcpipe.market.config import SimConfig
 from btcpipe.market.simulator import simulate
 

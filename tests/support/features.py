@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from btcpipe.domain.tape import BookTickerTape, MarketTape, TradeTape
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.domain.arrow_decimal import QTY, QUOTE, mantissas_to_decimal
+from btcpipe.domain.tape import BestBidAskTape, MarketTape, TradeTape
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.streaming import StreamingFeatureEngine
-from btcpipe.lake.schemas import BRONZE_BOOK_TICKER, BRONZE_TRADES, QTY, QUOTE, mantissas_to_decimal
+from btcpipe.lake.schemas import BRONZE_BOOK_TICKER, BRONZE_TRADES
 
 T0 = 1_704_067_200_000_000  # 2024-01-01T00:00:00Z
 SEC = 1_000_000
@@ -47,7 +48,7 @@ def make_tape(seed: int, start_us: int, duration_s: int, *, rate: float = 8.0, s
     bts = np.sort(start_us + rng.integers(0, duration_s * SEC, m))
     mid_ticks = 6_000_000 + np.cumsum(rng.choice([-1, 0, 1], m))
     spread = rng.choice([1, 1, 1, 2, 5], m)
-    books = BookTickerTape(
+    books = BestBidAskTape(
         ts_event=bts,
         update_id=np.arange(50_000, 50_000 + m, dtype=np.int64),
         bid_price=mid_ticks * 1_000_000,
@@ -59,7 +60,7 @@ def make_tape(seed: int, start_us: int, duration_s: int, *, rate: float = 8.0, s
 
 
 def stream_rows(
-    engine: StreamingFeatureEngine, trades: TradeArrays, bbo: BboArrays | None, seconds: np.ndarray,
+    engine: StreamingFeatureEngine, trades: TradeArrays, best_bid_ask: BestBidAskArrays | None, seconds: np.ndarray,
     *, one_by_one: bool = False,
 ) -> np.ndarray:
     """Feed the engine second by second (trades of [t−1s, t) then close t); rows as (n_features, n)."""
@@ -75,10 +76,11 @@ def stream_rows(
             engine.add_trades(trades.ts_event[i:hi], trades.price[i:hi], trades.qty[i:hi],
                               trades.is_buyer_maker[i:hi])
         i = hi
-        if bbo is not None:
-            hj = int(np.searchsorted(bbo.ts_event, t, side="left"))
+        if best_bid_ask is not None:
+            hj = int(np.searchsorted(best_bid_ask.ts_event, t, side="left"))
             for q in range(j, hj):
-                engine.add_bbo(int(bbo.ts_event[q]), float(bbo.bid[q]), float(bbo.ask[q]))
+                engine.add_best_bid_ask(int(best_bid_ask.ts_event[q]), float(best_bid_ask.bid[q]),
+                                        float(best_bid_ask.ask[q]))
             j = hj
         out[:, k] = engine.close_second(t).values
     return out
@@ -124,7 +126,7 @@ def bronze_trades_table(tape: TradeTape) -> pa.Table:
     )
 
 
-def bronze_book_table(tape: BookTickerTape) -> pa.Table:
+def bronze_book_table(tape: BestBidAskTape) -> pa.Table:
     return pa.table(
         {
             "update_id": tape.update_id,

@@ -31,7 +31,7 @@ from btcpipe.features.streaming import FeatureRow, StreamingFeatureEngine
 from btcpipe.infra.clocks import ManualClock
 from btcpipe.infra.metrics import Metrics
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.store import LocalObjectStore
+from btcpipe.lake.objects import LocalObjectStore
 from btcpipe.market.config import SimConfig
 from btcpipe.market.simulator import simulate
 from btcpipe.model.artifacts import INPUT_NAME, OUTPUT_NAME, ModelArtifacts, assemble
@@ -125,8 +125,8 @@ def tape_trades(tape: MarketTape) -> list[Trade]:
     ]
 
 
-def tape_bbos(tape: MarketTape) -> list[BestBidAsk]:
-    b = tape.book_tickers
+def tape_best_bid_asks(tape: MarketTape) -> list[BestBidAsk]:
+    b = tape.best_bid_asks
     assert b is not None
     return [
         BestBidAsk(tape.symbol, int(ts), int(u), int(bp), int(bq), int(ap), int(aq))
@@ -153,14 +153,14 @@ class MarketWorld:
 
     def __post_init__(self) -> None:
         self.trades = tape_trades(self.tape)
-        self.bbos = tape_bbos(self.tape)
+        self.best_bid_asks = tape_best_bid_asks(self.tape)
         self._ti = 0
         self._bi = 0
         self._published_until = self.clock.now_us()
         # Events before the clock's start are history nobody streams; the processor twin saw them all.
         while self._ti < len(self.trades) and self.trades[self._ti].ts_event < self._published_until:
             self._ti += 1
-        while self._bi < len(self.bbos) and self.bbos[self._bi].ts_event < self._published_until:
+        while self._bi < len(self.best_bid_asks) and self.best_bid_asks[self._bi].ts_event < self._published_until:
             self._bi += 1
         first_second = self.tape.start_us // US_PER_SEC * US_PER_SEC
         self.engine = StreamingFeatureEngine(SYMBOL, self.params, start_us=first_second)
@@ -192,8 +192,8 @@ class MarketWorld:
         for k in range(0, len(batch), 500):
             self.bus.publish(STREAM_TRADES, SYMBOL, [encode_trades(batch[k : k + 500])])
         payloads = []
-        while self._bi < len(self.bbos) and self.bbos[self._bi].ts_event < now_us:
-            payloads.append(encode_best_bid_ask(self.bbos[self._bi]))
+        while self._bi < len(self.best_bid_asks) and self.best_bid_asks[self._bi].ts_event < now_us:
+            payloads.append(encode_best_bid_ask(self.best_bid_asks[self._bi]))
             self._bi += 1
         if payloads:
             self.bus.publish(STREAM_BEST_BID_ASK, SYMBOL, payloads)
@@ -207,8 +207,8 @@ class MarketWorld:
             while self._pi < self._ti and self.trades[self._pi].ts_event < t:
                 self.engine.add_trade_record(self.trades[self._pi])
                 self._pi += 1
-            while self._pb < self._bi and self.bbos[self._pb].ts_event < t:
-                self.engine.add_book_ticker(self.bbos[self._pb])
+            while self._pb < self._bi and self.best_bid_asks[self._pb].ts_event < t:
+                self.engine.add_best_bid_ask_record(self.best_bid_asks[self._pb])
                 self._pb += 1
             row = self.engine.close_second(t)
             self._closed = t

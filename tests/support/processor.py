@@ -11,7 +11,7 @@ from btcpipe.domain.records import Trade
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, floor_sec
 from btcpipe.features.batch import FeatureFrame, build_features
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.spec import FeatureParams
 from btcpipe.market.simulator import SimConfig, simulate
 
@@ -31,9 +31,10 @@ def trade(tid: int, ts: int, price: float = 60_000.0, qty: float = 0.01, *, buye
 
 def batch_frame(tape: MarketTape, params: FeatureParams, *, bars_from: int, end_us: int) -> FeatureFrame:
     """The batch builder's rows ``bars_from + 1 s … end_us − 1 s`` with history known from ``bars_from``."""
-    bbo = BboArrays.from_tape(tape.book_tickers) if params.with_spread and tape.book_tickers is not None else None
+    with_book = params.with_spread and tape.best_bid_asks is not None
+    best_bid_ask = BestBidAskArrays.from_tape(tape.best_bid_asks) if with_book else None
     return build_features(TradeArrays.from_tape(tape.trades), params, start_us=bars_from + SEC, end_us=end_us,
-                          history_start_us=bars_from, bbo=bbo)
+                          history_start_us=bars_from, best_bid_ask=best_bid_ask)
 
 
 def last_trade_row(tape: MarketTape) -> int:

@@ -152,7 +152,7 @@ def expected_trade_groups(tape: MarketTape, after_us: int, upto_us: int) -> list
 
 
 def expected_bba_ids(tape: MarketTape, after_us: int, upto_us: int) -> list[int]:
-    b = tape.book_tickers
+    b = tape.best_bid_asks
     assert b is not None
     return b.update_id[(b.ts_event > after_us) & (b.ts_event <= upto_us)].tolist()  # type: ignore[no-any-return]
 

@@ -28,8 +28,8 @@ from aiohttp import web
 from btcpipe.binance.weights import API, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT, DEPTH_PATH, WEIGHTS, depth_weight
 from btcpipe.domain.decimal import format_decimal
 from btcpipe.domain.time import US_PER_MS, is_microseconds
-from btcpipe.exchange.rest.amounts import quote_mantissas
-from btcpipe.exchange.rest.klines import INTERVALS, aggregate_klines
+from btcpipe.exchange.amounts import quote_mantissas
+from btcpipe.exchange.klines import INTERVALS, aggregate_klines
 from btcpipe.exchange.source import SymbolMarket
 from btcpipe.exchange.state import EXCHANGE, ExchangeState
 

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 
 from btcpipe.domain.tape import I64, AggTradeTape, Bools, MarketTape, TradeTape, aggregate_trades
 from btcpipe.domain.time import DUMPS_MICROSECONDS_FROM, US_PER_DAY, US_PER_MS, day_start_us
-from btcpipe.exchange.rest.amounts import quote_mantissas
+from btcpipe.exchange.amounts import quote_mantissas
 
 DumpKind = Literal["trades", "aggTrades"]
 DUMP_KINDS: tuple[DumpKind, ...] = ("trades", "aggTrades")

@@ -44,7 +44,7 @@ class StreamBook:
     def __init__(self, tape: MarketTape) -> None:
         self.symbol = tape.symbol.upper()
         self._replayer = BookReplayer(tape)
-        depth, tickers = tape.depth, tape.book_tickers
+        depth, tickers = tape.depth, tape.best_bid_asks
         self.has_source = bool(
             (depth is not None and len(depth)) or (tickers is not None and len(tickers)) or tape.initial_book
         )
@@ -78,7 +78,7 @@ class SymbolTimeline:
         keys = [_running_max(trades.ts_event)[self.group_start]]
         kinds = [np.full(len(self.group_start), KIND_TRADE, dtype=np.int8)]
         idx = [np.arange(len(self.group_start), dtype=np.int64)]
-        tickers, depth = tape.book_tickers, tape.depth
+        tickers, depth = tape.best_bid_asks, tape.depth
         if tickers is not None and len(tickers):
             keys.append(_running_max(tickers.ts_event))
             kinds.append(np.full(len(tickers), KIND_BBA, dtype=np.int8))
@@ -130,7 +130,7 @@ class SymbolTimeline:
         return TradesEvent(self.symbol, ts, ts, tuple(trades), self.exponent, self.exponent)
 
     def best_bid_ask(self, i: int) -> BestBidAsk:
-        b = self.tape.book_tickers
+        b = self.tape.best_bid_asks
         assert b is not None
         return BestBidAsk(
             self.symbol, int(b.ts_event[i]), int(b.update_id[i]), int(b.bid_price[i]), int(b.bid_qty[i]),

@@ -46,7 +46,7 @@ _KEEP_ROWS = 8
 @dataclass(slots=True)
 class MarketBatch:
     trades: list[Trade] = field(default_factory=list)
-    bbos: list[BestBidAsk] = field(default_factory=list)
+    best_bid_asks: list[BestBidAsk] = field(default_factory=list)
 
 
 class MarketTap:
@@ -61,7 +61,7 @@ class MarketTap:
         bus: Bus,
         symbols: Sequence[str],
         *,
-        with_bbo: bool = True,
+        with_best_bid_ask: bool = True,
         name: str = "inference",
         start: Literal["earliest", "latest"] = "latest",
         max_records: int = 1000,
@@ -71,22 +71,22 @@ class MarketTap:
         positions = InMemoryPositionStore()
         self._trades = BusConsumer(bus, STREAM_TRADES, decode_trades, name=name, positions=positions,
                                    shards=shards_for_keys(bus, STREAM_TRADES, symbols), start=start)
-        self._bbo = (
+        self._best_bid_ask = (
             BusConsumer(bus, STREAM_BEST_BID_ASK, decode_best_bid_ask, name=name, positions=positions,
                         shards=shards_for_keys(bus, STREAM_BEST_BID_ASK, symbols), start=start)
-            if with_bbo else None
+            if with_best_bid_ask else None
         )
         self.max_records = max_records
         self.max_polls = max_polls
 
     @property
-    def with_bbo(self) -> bool:
-        return self._bbo is not None
+    def with_best_bid_ask(self) -> bool:
+        return self._best_bid_ask is not None
 
     @property
     def skipped(self) -> int:
         """Undecodable payloads passed over."""
-        return self._trades.skipped + (self._bbo.skipped if self._bbo else 0)
+        return self._trades.skipped + (self._best_bid_ask.skipped if self._best_bid_ask else 0)
 
     def pump(self) -> MarketBatch:
         """Everything new on the streams (bounded by ``max_polls`` reads per stream). Raises ``BusError``."""
@@ -97,11 +97,11 @@ class MarketTap:
                 out.trades.extend(t for t in d.value if t.symbol in self.symbols)
             if len(got) < self.max_records:
                 break
-        if self._bbo is not None:
+        if self._best_bid_ask is not None:
             for _ in range(self.max_polls):
-                got_bbo = self._bbo.poll(self.max_records)
-                out.bbos.extend(d.value for d in got_bbo if d.value.symbol in self.symbols)
-                if len(got_bbo) < self.max_records:
+                got_best_bid_ask = self._best_bid_ask.poll(self.max_records)
+                out.best_bid_asks.extend(d.value for d in got_best_bid_ask if d.value.symbol in self.symbols)
+                if len(got_best_bid_ask) < self.max_records:
                     break
         return out
 
@@ -151,7 +151,7 @@ class FallbackFeatures:
 
     def add(self, batch: MarketBatch) -> None:
         self.add_trades(batch.trades)
-        self.add_bbos(batch.bbos)
+        self.add_best_bid_asks(batch.best_bid_asks)
 
     def add_trades(self, trades: Iterable[Trade]) -> None:
         for trade in trades:
@@ -168,12 +168,12 @@ class FallbackFeatures:
                 state.tainted_until = max(state.tainted_until, closed + WINDOW_BARS * US_PER_SEC)
             self._seen(trade.symbol, trade.ts_event)
 
-    def add_bbos(self, bbos: Iterable[BestBidAsk]) -> None:
-        for bbo in bbos:
-            state = self._engines.get(bbo.symbol)
+    def add_best_bid_asks(self, best_bid_asks: Iterable[BestBidAsk]) -> None:
+        for best_bid_ask in best_bid_asks:
+            state = self._engines.get(best_bid_ask.symbol)
             if state is not None:
-                state.engine.add_book_ticker(bbo)
-            self._seen(bbo.symbol, bbo.ts_event)
+                state.engine.add_best_bid_ask_record(best_bid_ask)
+            self._seen(best_bid_ask.symbol, best_bid_ask.ts_event)
 
     def _seen(self, symbol: str, ts: int) -> None:
         if ts > self._last_event.get(symbol, -1):

@@ -304,7 +304,7 @@ class InferenceService:
             log.info("market streams readable again")
             self._market_down = False
         self.fallback.add(batch)
-        self.shadow.add_market(batch.trades, batch.bbos)
+        self.shadow.add_market(batch.trades, batch.best_bid_asks)
 
     def housekeeping(self, ts_sec: int) -> None:
         """Work that must not delay a prediction: run right after each tick."""
@@ -324,8 +324,8 @@ class InferenceService:
             self._adopt(swapped)
 
     def _check_market(self, model: ServedModel) -> None:
-        if self.market is not None and not self.market.with_bbo and (
-                model.params.with_spread or self.shadow.use_bbo):
+        if self.market is not None and not self.market.with_best_bid_ask and (
+                model.params.with_spread or self.shadow.use_best_bid_ask):
             log.warning("the model needs best bid/ask (spread feature or bbo_mid label) but the market tap reads "
                         "trades only: fallback rows stay incomplete / shadow returns unrealized",
                         extra={"version": model.version, "label_mid": model.label_mid})

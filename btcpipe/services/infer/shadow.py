@@ -27,7 +27,7 @@ from btcpipe.domain.records import BestBidAsk, Trade
 from btcpipe.domain.scores import score
 from btcpipe.domain.time import US_PER_SEC
 from btcpipe.features.labels import LABEL_HORIZON_US, forward_log_return
-from btcpipe.features.tables import LABEL_MID_BBO
+from btcpipe.features.tables import LABEL_MID_BEST_BID_ASK
 from btcpipe.infra.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -43,12 +43,13 @@ def _std_mantissa(mantissa: int, exponent: int) -> int | None:
         return None
 
 
-def bbo_mid(bbo: BestBidAsk) -> float:
+def best_bid_ask_mid(best_bid_ask: BestBidAsk) -> float:
     """The mid exactly as training computed it: (bid + ask) as one decimal at STD_EXPONENT, halved."""
-    bid = _std_mantissa(bbo.bid_price_mantissa, bbo.price_exponent)
-    ask = _std_mantissa(bbo.ask_price_mantissa, bbo.price_exponent)
+    bid = _std_mantissa(best_bid_ask.bid_price_mantissa, best_bid_ask.price_exponent)
+    ask = _std_mantissa(best_bid_ask.ask_price_mantissa, best_bid_ask.price_exponent)
     if bid is None or ask is None:  # finer than 8 decimals: cannot match training's mantissas anyway
-        return to_float(bbo.bid_price_mantissa + bbo.ask_price_mantissa, bbo.price_exponent) / 2.0
+        return to_float(best_bid_ask.bid_price_mantissa + best_bid_ask.ask_price_mantissa,
+                        best_bid_ask.price_exponent) / 2.0
     return to_float(bid + ask, STD_EXPONENT) / 2.0
 
 
@@ -120,7 +121,7 @@ class ShadowEvaluator:
         expire_after_s: float = 60.0,
     ) -> None:
         self.metrics = metrics
-        self.use_bbo = label_mid == LABEL_MID_BBO
+        self.use_best_bid_ask = label_mid == LABEL_MID_BEST_BID_ASK
         self.label_mid = label_mid
         self.window = window
         self.horizon_us = horizon_us
@@ -134,7 +135,7 @@ class ShadowEvaluator:
     def set_label_mid(self, label_mid: str) -> None:
         """A new model may use the other mid; the pending predictions keep their mid series."""
         self.label_mid = label_mid
-        self.use_bbo = label_mid == LABEL_MID_BBO
+        self.use_best_bid_ask = label_mid == LABEL_MID_BEST_BID_ASK
 
     def _series(self, symbol: str) -> _MidSeries:
         series = self._mids.get(symbol)
@@ -142,10 +143,10 @@ class ShadowEvaluator:
             series = self._mids[symbol] = _MidSeries()
         return series
 
-    def add_market(self, trades: Iterable[Trade], bbos: Iterable[BestBidAsk]) -> None:
-        if self.use_bbo:
-            for bbo in bbos:
-                self._series(bbo.symbol).add(bbo.ts_event, bbo_mid(bbo))
+    def add_market(self, trades: Iterable[Trade], best_bid_asks: Iterable[BestBidAsk]) -> None:
+        if self.use_best_bid_ask:
+            for best_bid_ask in best_bid_asks:
+                self._series(best_bid_ask.symbol).add(best_bid_ask.ts_event, best_bid_ask_mid(best_bid_ask))
         else:
             for trade in trades:
                 self._series(trade.symbol).add(trade.ts_event, trade_mid(trade))

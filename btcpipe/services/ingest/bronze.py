@@ -22,18 +22,11 @@ import numpy as np
 import orjson
 import pyarrow as pa
 
+from btcpipe.domain.arrow_decimal import PRICE, QTY, QUOTE, mantissas_to_decimal
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Level, Trade
 from btcpipe.lake.ports import BronzeSink
-from btcpipe.lake.schemas import (
-    BRONZE_BOOK_TICKER,
-    BRONZE_DEPTH,
-    BRONZE_TRADES,
-    PRICE,
-    QTY,
-    QUOTE,
-    mantissas_to_decimal,
-)
+from btcpipe.lake.schemas import BRONZE_BOOK_TICKER, BRONZE_DEPTH, BRONZE_TRADES
 
 log = logging.getLogger(__name__)
 _SCALE = 10**8

@@ -58,7 +58,7 @@ from btcpipe.services.process.lag import ConsumerLag
 from btcpipe.services.process.rewind import Rewind
 from btcpipe.services.process.silver import LiveSilverSink
 from btcpipe.store.port import DEFAULT_TTL_S, OnlineStore
-from btcpipe.wire.bbo_columns import decode_best_bid_ask_batches
+from btcpipe.wire.best_bid_ask_columns import decode_best_bid_ask_batches
 from btcpipe.wire.codec import decode_trade_batches, encode_feature_vector
 
 log = logging.getLogger(__name__)
@@ -92,7 +92,7 @@ class ProcessorSettings:
 class ProcessorStats:
     cycles: int = 0
     trade_records: int = 0
-    bbo_records: int = 0
+    best_bid_ask_records: int = 0
     trades: int = 0
     foreign_records: int = 0  # records of symbols another partition owns (shared shard)
     undecodable_records: int = 0  # payloads with a known header whose body did not decode (skipped)
@@ -171,7 +171,7 @@ class Processor:
         self.schema_hash = schema_hash(params)
         self.stats = ProcessorStats()
         self.lateness_us = self.settings.lateness_ms * US_PER_MS
-        self.use_bbo = params.with_spread
+        self.use_best_bid_ask = params.with_spread
         emitted = positions.load(name, EMITTED_STREAM)
         self.states: dict[str, SymbolFeatureState] = {}
         for symbol in self.symbols:
@@ -187,14 +187,14 @@ class Processor:
             shards=shards_for_keys(bus, STREAM_TRADES, self.symbols), start=start,
         )
         self._trade_rewind = Rewind({s: p.after for s, p in self._trades.positions.items()})
-        self._bbo: BusConsumer[bytes] | None = None
-        self._bbo_rewind: Rewind | None = None
-        if self.use_bbo:
-            self._bbo = BusConsumer(
+        self._best_bid_ask: BusConsumer[bytes] | None = None
+        self._best_bid_ask_rewind: Rewind | None = None
+        if self.use_best_bid_ask:
+            self._best_bid_ask = BusConsumer(
                 bus, STREAM_BEST_BID_ASK, _raw, name=name, positions=positions,
                 shards=shards_for_keys(bus, STREAM_BEST_BID_ASK, self.symbols), start=start,
             )
-            self._bbo_rewind = Rewind({s: p.after for s, p in self._bbo.positions.items()})
+            self._best_bid_ask_rewind = Rewind({s: p.after for s, p in self._best_bid_ask.positions.items()})
         self._reported = {s: (0, 0) for s in self.symbols}  # (late, duplicates) already in the metrics
         self._lag = ConsumerLag(bus, name, int(self.settings.lag_interval_s * US_PER_SEC))
         if self.stats.resumed_from:
@@ -209,20 +209,21 @@ class Processor:
         trade_deliveries = self._trades.poll(n_max, block)
         trades_caught_up = self._caught_up(trade_deliveries, n_max)
         self._apply_trades(trade_deliveries)
-        bbo_caught_up = True
-        n_bbo = 0
-        if self._bbo is not None:
-            bbo_deliveries = self._bbo.poll(n_max, 0)
-            bbo_caught_up = self._caught_up(bbo_deliveries, n_max)
-            self._apply_bbo(bbo_deliveries)
-            n_bbo = len(bbo_deliveries)
+        best_bid_ask_caught_up = True
+        n_best_bid_ask = 0
+        if self._best_bid_ask is not None:
+            best_bid_ask_deliveries = self._best_bid_ask.poll(n_max, 0)
+            best_bid_ask_caught_up = self._caught_up(best_bid_ask_deliveries, n_max)
+            self._apply_best_bid_ask(best_bid_ask_deliveries)
+            n_best_bid_ask = len(best_bid_ask_deliveries)
         now = self.clock.now_us()
         vectors: list[FeatureVector1s] = []
         for state in self.states.values():
             until = state.watermark
-            if self.use_bbo and not bbo_caught_up:
-                until = min(until, state.bbo_watermark)
-            if self.settings.close_on_clock and trades_caught_up and bbo_caught_up and state.next_close is not None:
+            if self.use_best_bid_ask and not best_bid_ask_caught_up:
+                until = min(until, state.best_bid_ask_watermark)
+            caught_up = trades_caught_up and best_bid_ask_caught_up
+            if self.settings.close_on_clock and caught_up and state.next_close is not None:
                 base = max(state.watermark, state.next_close - US_PER_SEC)
                 until = max(until, min(now, base + self.settings.max_idle_s * US_PER_SEC))
             rows = state.close_until(until)
@@ -235,8 +236,8 @@ class Processor:
         if vectors:
             self._emit(vectors)
             self._commit()
-        self._update_metrics(now, len(trade_deliveries), n_bbo)
-        return len(trade_deliveries) + n_bbo
+        self._update_metrics(now, len(trade_deliveries), n_best_bid_ask)
+        return len(trade_deliveries) + n_best_bid_ask
 
     @staticmethod
     def _caught_up(deliveries: Sequence[Delivery[Any]], n_max: int) -> bool:
@@ -281,9 +282,9 @@ class Processor:
             state.add_trade_arrays(*cols)
             self.stats.trades += int(cols[0].shape[0])
 
-    def _apply_bbo(self, deliveries: list[Delivery[bytes]]) -> None:
-        assert self._bbo_rewind is not None
-        self.stats.bbo_records += len(deliveries)
+    def _apply_best_bid_ask(self, deliveries: list[Delivery[bytes]]) -> None:
+        assert self._best_bid_ask_rewind is not None
+        self.stats.best_bid_ask_records += len(deliveries)
         if not deliveries:
             return
         batch = decode_best_bid_ask_batches([d.value for d in deliveries])
@@ -292,7 +293,7 @@ class Processor:
             self.stats.undecodable_records += 1
             log.warning("skipped an undecodable best bid/ask payload",
                         extra={"stream": record.stream, "shard": record.shard, "id": record.id, "error": str(exc)})
-        self._bbo_rewind.see_poll(deliveries, np.where(batch.ok, batch.ts_event, -1))
+        self._best_bid_ask_rewind.see_poll(deliveries, np.where(batch.ok, batch.ts_event, -1))
         symbols = batch.symbols
         distinct = set(symbols) - {""}
         for symbol in distinct:
@@ -304,7 +305,7 @@ class Processor:
             cols = (batch.ts_event, batch.update_id, batch.bid_price, batch.ask_price)
             if sel is not None:
                 cols = tuple(c[sel] for c in cols)
-            state.add_bbo_arrays(*cols)
+            state.add_best_bid_ask_arrays(*cols)
 
     # --- outputs -------------------------------------------------------------------------------------
     def _emit(self, vectors: list[FeatureVector1s]) -> None:
@@ -348,23 +349,23 @@ class Processor:
             # Emitted rows first: a crash between the two saves only re-reads more, never less.
             self.positions.save(self.name, EMITTED_STREAM, emitted)
             self.positions.save(self.name, STREAM_TRADES, self._trade_rewind.positions(cutoff))
-            if self._bbo_rewind is not None:
-                self.positions.save(self.name, STREAM_BEST_BID_ASK, self._bbo_rewind.positions(cutoff))
+            if self._best_bid_ask_rewind is not None:
+                self.positions.save(self.name, STREAM_BEST_BID_ASK, self._best_bid_ask_rewind.positions(cutoff))
         except BusError as exc:
             self.stats.commit_errors += 1
             log.warning("saving processor positions failed", extra={"processor": self.name, "error": str(exc)})
 
-    def _update_metrics(self, now: int, n_trades: int, n_bbo: int) -> None:
+    def _update_metrics(self, now: int, n_trades: int, n_best_bid_ask: int) -> None:
         m = self.metrics
         if m is None:
             return
         if n_trades:
             m.processor_events.labels(STREAM_TRADES).inc(n_trades)
-        if n_bbo:
-            m.processor_events.labels(STREAM_BEST_BID_ASK).inc(n_bbo)
+        if n_best_bid_ask:
+            m.processor_events.labels(STREAM_BEST_BID_ASK).inc(n_best_bid_ask)
         for symbol, state in self.states.items():
             s = state.stats
-            late, dup = s.late_trades + s.late_bbo, s.duplicate_trades + s.duplicate_bbo
+            late, dup = s.late_trades + s.late_best_bid_ask, s.duplicate_trades + s.duplicate_best_bid_ask
             seen_late, seen_dup = self._reported[symbol]
             if late > seen_late:
                 m.processor_late_events.labels(symbol).inc(late - seen_late)
@@ -375,7 +376,8 @@ class Processor:
                 m.processor_lag.labels(symbol).set((now - state.watermark) / US_PER_SEC)
             if state.last_row is not None:
                 m.feature_last_ts.labels(symbol).set(state.last_row / US_PER_SEC)
-        consumers: list[BusConsumer[Any]] = [self._trades] if self._bbo is None else [self._trades, self._bbo]
+        consumers: list[BusConsumer[Any]] = [self._trades] if self._best_bid_ask is None else [self._trades,
+                                                                                               self._best_bid_ask]
         for stream, behind in self._lag.sample(now, consumers).items():
             m.consumer_lag_records.labels(stream, self.name).set(behind)
 
@@ -403,15 +405,15 @@ class Processor:
 
     def skipped_payloads(self) -> int:
         """Undecodable bus payloads passed over (counted and logged)."""
-        bbo = self._bbo.skipped if self._bbo is not None else 0
-        return self._trades.skipped + self.stats.undecodable_records + bbo
+        best_bid_ask = self._best_bid_ask.skipped if self._best_bid_ask is not None else 0
+        return self._trades.skipped + self.stats.undecodable_records + best_bid_ask
 
     def consumer_lag(self) -> dict[str, int]:
         """Records behind the head per input stream, as last sampled for the metrics."""
         return dict(self._lag.last)
 
     def late_events(self) -> int:
-        return sum(s.stats.late_trades + s.stats.late_bbo for s in self.states.values())
+        return sum(s.stats.late_trades + s.stats.late_best_bid_ask for s in self.states.values())
 
     def duplicate_events(self) -> int:
-        return sum(s.stats.duplicate_trades + s.stats.duplicate_bbo for s in self.states.values())
+        return sum(s.stats.duplicate_trades + s.stats.duplicate_best_bid_ask for s in self.states.values())

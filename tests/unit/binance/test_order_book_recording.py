@@ -26,7 +26,7 @@ def _events_in_receive_order(rec: Recording) -> list[DepthDiff | DepthSnapshot]:
 def _top_at_update_id(rec: Recording) -> dict[int, tuple[Level, Level]]:
     return {
         t.update_id: ((t.bid_price_mantissa, t.bid_qty_mantissa), (t.ask_price_mantissa, t.ask_qty_mantissa))
-        for t in rec.book_tickers
+        for t in rec.best_bid_asks
     }
 
 

@@ -20,11 +20,12 @@ from btcpipe.binance.rest_parsing import (
     trade_records,
     trades_table,
 )
+from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.decimal import parse_decimal
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.records import Trade
 from btcpipe.domain.time import day_of
-from btcpipe.lake.schemas import BRONZE_AGG_TRADES, BRONZE_KLINES, BRONZE_TRADES, decimal_mantissas
+from btcpipe.lake.schemas import BRONZE_AGG_TRADES, BRONZE_KLINES, BRONZE_TRADES
 
 SYMBOL = "BTCUSDT"
 

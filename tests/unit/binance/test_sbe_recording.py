@@ -45,8 +45,8 @@ def test_recorded_trades_grouped_by_match_time_round_trip_as_multi_trade_events(
 
 
 def test_every_recorded_book_ticker_round_trips(recording: Recording) -> None:
-    assert len(recording.book_tickers) > 70_000
-    for ticker in recording.book_tickers:
+    assert len(recording.best_bid_asks) > 70_000
+    for ticker in recording.best_bid_asks:
         assert decode(encode_best_bid_ask(ticker), ts_recv=ticker.ts_recv) == ticker
 
 

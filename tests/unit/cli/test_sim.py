@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 from click.testing import CliRunner
 
 from btcpipe.cli.main import cli
+from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.decimal import parse_decimal
-from btcpipe.lake.schemas import decimal_mantissas
 from btcpipe.market.simulator import SimConfig, oracle_score, simulate
 
 

@@ -16,7 +16,7 @@ import pytest
 from btcpipe.domain.decimal import parse_decimal
 from btcpipe.domain.tape import AggTradeTape, MarketTape, TradeTape, aggregate_trades
 from btcpipe.domain.time import day_start_us
-from btcpipe.exchange.rest.amounts import quote_mantissas
+from btcpipe.exchange.amounts import quote_mantissas
 from btcpipe.exchange.rest.dumps import (
     agg_trades_csv,
     daily_csv,

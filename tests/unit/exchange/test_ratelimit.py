@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from btcpipe.exchange.rest.ratelimit import WeightLimiter
+from btcpipe.exchange.ratelimit import WeightLimiter
 
 MINUTE = 60.0 * 16_667  # the start of a minute
 

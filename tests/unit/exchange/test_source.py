@@ -10,9 +10,9 @@ import pytest
 
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import day_start_us
+from btcpipe.exchange.amounts import quote_mantissas
 from btcpipe.exchange.book import BookReplayer
-from btcpipe.exchange.rest.amounts import quote_mantissas
-from btcpipe.exchange.rest.klines import aggregate_klines, open_times
+from btcpipe.exchange.klines import aggregate_klines, open_times
 from btcpipe.exchange.source import SymbolMarket
 from btcpipe.market.handmade import market_tape, snapshot, synthetic_tape
 
@@ -162,17 +162,17 @@ def test_book_of_a_simulated_tape_tops_with_the_simulators_best_bid_and_ask_at_e
 
     config = SimConfig(seed=4, duration_s=120)
     tape = simulate(config)
-    depth, bbo = tape.depth, tape.book_tickers
+    depth, best_bid_ask = tape.depth, tape.best_bid_asks
     assert depth is not None
-    assert bbo is not None
-    position = {uid: i for i, uid in enumerate(bbo.update_id.tolist())}
+    assert best_bid_ask is not None
+    position = {uid: i for i, uid in enumerate(best_bid_ask.update_id.tolist())}
     book = BookReplayer(tape)
     checked = 0
     for i in range(0, len(depth), max(1, len(depth) // 25)):
         mine = book.snapshot(int(depth.ts_event[i]), 50)
         j = position[mine.last_update_id]
-        assert mine.bids[0] == (int(bbo.bid_price[j]), int(bbo.bid_qty[j]))
-        assert mine.asks[0] == (int(bbo.ask_price[j]), int(bbo.ask_qty[j]))
+        assert mine.bids[0] == (int(best_bid_ask.bid_price[j]), int(best_bid_ask.bid_qty[j]))
+        assert mine.asks[0] == (int(best_bid_ask.ask_price[j]), int(best_bid_ask.ask_qty[j]))
         assert len(mine.bids) == len(mine.asks) == config.depth_levels
         checked += 1
     assert checked >= 25

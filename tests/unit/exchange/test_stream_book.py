@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from btcpipe.binance.recording import load_recording
-from btcpipe.domain.tape import BookTickerTape, MarketTape
+from btcpipe.domain.tape import BestBidAskTape, MarketTape
 from btcpipe.exchange.book import BookReplayer
 from btcpipe.exchange.streams.timeline import KIND_DEPTH20, SymbolTimeline
 from btcpipe.market.handmade import market_tape, snapshot
@@ -23,7 +23,7 @@ def _tape(*, diffs: bool = True, tickers: bool = True) -> MarketTape:
     # ts_event, update_id, bid price, bid qty, ask price, ask qty (mantissas)
     rows = [(T0 + 40_000, 11, 9_900_000_000, 100_000_000, 10_000_000_000, 200_000_000),
             (T0 + 160_000, 12, 9_901_000_000, 300_000_000, 10_000_000_000, 100_000_000)]
-    book_tickers = BookTickerTape(*np.array(rows, dtype=np.int64).T.copy())
+    best_bid_asks = BestBidAskTape(*np.array(rows, dtype=np.int64).T.copy())
     return market_tape(
         SYMBOL,
         [(1, T0 + 10_000, "100.00", "1", False), (2, T0 + 200_000, "100.00", "1", True)],
@@ -32,7 +32,7 @@ def _tape(*, diffs: bool = True, tickers: bool = True) -> MarketTape:
             (T0 + 170_000, 12, 12, [(True, "100.00", "0")]),
         ] if diffs else [],
         initial_book=snapshot(SYMBOL, 10, bids, asks, ts_event=T0),
-        book_tickers=book_tickers if tickers else None,
+        best_bid_asks=best_bid_asks if tickers else None,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from btcpipe.domain.tape import BookTickerTape, MarketTape
+from btcpipe.domain.tape import BestBidAskTape, MarketTape
 from btcpipe.exchange.streams.auth import ApiKeys, ConnectionAttemptLimiter
 from btcpipe.exchange.streams.formats import StreamNameError, parse_stream_list
 from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_DEPTH20, KIND_TRADE, SymbolTimeline
@@ -21,7 +21,7 @@ def _tape() -> MarketTape:
         (12, T0 + 1_000, "99.99", "2", True),  # same time, another taker: a new event
         (13, T0 + 60_000, "100.00", "1", False),
     ]
-    tickers = BookTickerTape(
+    tickers = BestBidAskTape(
         ts_event=np.array([T0 + 1_000, T0 + 70_000], dtype=np.int64),
         update_id=np.array([5, 9], dtype=np.int64),
         bid_price=np.array([9_999_000_000, 9_999_000_000], dtype=np.int64),
@@ -38,7 +38,7 @@ def _tape() -> MarketTape:
             (T0 + 80_000, 7, 9, [(False, "99.98", "4")]),
         ],
         initial_book=snapshot("BTCUSDT", 4, [("99.99", "1")], [("100.00", "1"), ("100.05", "2")]),
-        book_tickers=tickers,
+        best_bid_asks=tickers,
     )
 
 

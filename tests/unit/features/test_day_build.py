@@ -19,11 +19,11 @@ from btcpipe.domain.time import day_start_us
 from btcpipe.features import labels
 from btcpipe.features.batch import build_features
 from btcpipe.features.day_build import build_span
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.spec import FeatureParams, schema_hash
 from btcpipe.features.tables import (
     GOLD_DATASET,
-    LABEL_MID_BBO,
+    LABEL_MID_BEST_BID_ASK,
     LABEL_MID_TRADE,
     SILVER_DATASET,
     frame_from_table,
@@ -47,8 +47,8 @@ def _lake(path: Path, tape: MarketTape, *, book: bool) -> Lake:
     lake.append_bronze("trades", "BTCUSDT", bronze_trades_table(tape.trades), raw=b"synthetic", raw_format="csv",
                        source="test")
     if book:
-        assert tape.book_tickers is not None
-        lake.append_bronze("bookTicker", "BTCUSDT", bronze_book_table(tape.book_tickers), raw=b"synthetic",
+        assert tape.best_bid_asks is not None
+        lake.append_bronze("bookTicker", "BTCUSDT", bronze_book_table(tape.best_bid_asks), raw=b"synthetic",
                            raw_format="jsonl", source="test")
     return lake
 
@@ -67,29 +67,29 @@ def test_days_built_separately_equal_days_built_together(tmp_path: Path, tape: M
             assert a.num_rows > 0
             assert same_tables(a, b), (layer, day)
     # And D2's rows are the rows of one continuous build over both days.
-    assert tape.book_tickers is not None
-    trades, bbo = TradeArrays.from_tape(tape.trades), BboArrays.from_tape(tape.book_tickers)
+    assert tape.best_bid_asks is not None
+    trades, best_bid_ask = TradeArrays.from_tape(tape.trades), BestBidAskArrays.from_tape(tape.best_bid_asks)
     silver2 = frame_from_table(together.read_table("silver", SILVER_DATASET, "BTCUSDT", D2, D2))
     continuous = build_features(trades, params, start_us=day_start_us(D1), end_us=int(silver2.ts_sec[-1]) + SEC,
-                                history_start_us=day_start_us(D1), bbo=bbo)
+                                history_start_us=day_start_us(D1), best_bid_ask=best_bid_ask)
     k = int(np.searchsorted(continuous.ts_sec, MIDNIGHT))
     assert_same_rows(continuous.columns[:, k:], silver2.columns, params.names)
     assert np.isfinite(silver2.columns).all()  # warmed up from D1's tail: no NaN at midnight
 
 
-def test_gold_labels_use_bbo_mid_and_drop_rows_past_the_data(tmp_path: Path, tape: MarketTape) -> None:
+def test_gold_labels_use_best_bid_ask_mid_and_drop_rows_past_the_data(tmp_path: Path, tape: MarketTape) -> None:
     lake = _lake(tmp_path, tape, book=True)
     params, days = build_span(lake, "BTCUSDT", D1, D2)
     assert params.with_spread
-    assert [d.label_mid for d in days] == [LABEL_MID_BBO, LABEL_MID_BBO]
+    assert [d.label_mid for d in days] == [LABEL_MID_BEST_BID_ASK, LABEL_MID_BEST_BID_ASK]
     gold = lake.read_table("gold", GOLD_DATASET, "BTCUSDT", D1, D2)
-    assert gold.schema.metadata[b"btcpipe.label_mid"] == LABEL_MID_BBO.encode()
-    assert set(gold["label_mid"].to_pylist()) == {LABEL_MID_BBO}
+    assert gold.schema.metadata[b"btcpipe.label_mid"] == LABEL_MID_BEST_BID_ASK.encode()
+    assert set(gold["label_mid"].to_pylist()) == {LABEL_MID_BEST_BID_ASK}
     assert gold.schema.metadata[b"btcpipe.schema_hash"] == schema_hash(params).encode()
     assert params_from_table(gold) == params
     ts = gold["ts_sec"].to_numpy()
-    assert tape.book_tickers is not None
-    bts, mid = labels.mid_from_book_tickers(tape.book_tickers)
+    assert tape.best_bid_asks is not None
+    bts, mid = labels.mid_from_best_bid_asks(tape.best_bid_asks)
     expected = labels.forward_log_return(ts, bts, mid)
     np.testing.assert_array_equal(gold["y"].to_numpy(), expected)
     # D1's last second is labeled from D2's head; D2 stops where the horizon passes the last quote.

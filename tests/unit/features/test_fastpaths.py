@@ -176,8 +176,8 @@ def test_bronze_decimals_convert_exactly_and_refuse_values_beyond_int64() -> Non
 
     import pyarrow as pa
 
+    from btcpipe.domain.arrow_decimal import PRICE, QUOTE, decimal_mantissas, decimal_to_float, mantissas_to_decimal
     from btcpipe.domain.decimal import to_float_array
-    from btcpipe.lake.schemas import PRICE, QUOTE, decimal_mantissas, decimal_to_float, mantissas_to_decimal
 
     positive = np.array([0, 1, 6_000_012_345_678, 2**63 - 1], dtype=np.int64)
     mixed = np.array([5, -1, -(2**63), 2**62], dtype=np.int64)  # negatives take the full check

@@ -9,12 +9,12 @@ import pytest
 
 from btcpipe.domain.decimal import parse_decimal
 from btcpipe.domain.errors import DataError
-from btcpipe.domain.tape import BookTickerTape, TradeTape
+from btcpipe.domain.tape import BestBidAskTape, TradeTape
 from btcpipe.features.labels import (
     LABEL_HORIZON_US,
     asof_values,
     forward_log_return,
-    mid_from_book_tickers,
+    mid_from_best_bid_asks,
     mid_from_trades,
 )
 
@@ -108,8 +108,8 @@ def test_forward_log_return_of_no_events_is_all_nan() -> None:
     assert np.isnan(y).all()
 
 
-def test_mid_from_book_tickers_is_the_exact_decimal_midpoint() -> None:
-    tape = BookTickerTape(
+def test_mid_from_best_bid_asks_is_the_exact_decimal_midpoint() -> None:
+    tape = BestBidAskTape(
         ts_event=i64(1, 2),
         update_id=i64(10, 11),
         bid_price=i64(parse_decimal("61837.63"), parse_decimal("0.1")),
@@ -117,7 +117,7 @@ def test_mid_from_book_tickers_is_the_exact_decimal_midpoint() -> None:
         ask_price=i64(parse_decimal("61837.64"), parse_decimal("0.2")),
         ask_qty=i64(1, 1),
     )
-    ts, mid = mid_from_book_tickers(tape)
+    ts, mid = mid_from_best_bid_asks(tape)
     assert ts.tolist() == [1, 2]
     # The decimal sum is converted once: 0.1 + 0.2 gives 0.15 exactly as the float nearest 0.3, halved.
     assert mid.tolist() == [61837.635, 0.15]

@@ -11,7 +11,7 @@ from support.features import SEC, T0, assert_same_rows, make_tape
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.records import Trade
 from btcpipe.features.batch import FeatureFrame, build_features, fit_params
-from btcpipe.features.inputs import BboArrays, TradeArrays
+from btcpipe.features.inputs import BestBidAskArrays, TradeArrays
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 from btcpipe.features.streaming import StreamingFeatureEngine
 
@@ -35,18 +35,20 @@ def _row(frame: FeatureFrame, second: int) -> dict[str, float]:
 
 
 @pytest.fixture
-def warm() -> tuple[TradeArrays, BboArrays]:
+def warm() -> tuple[TradeArrays, BestBidAskArrays]:
     """One trade a second for 70 s at 100, then a designed second 70, a quiet second 71, a trade at 72.0."""
     rows = [(s + 0.5, 100.0, 0.1, False) for s in range(70)]
     rows += [(70.1, 101.0, 0.2, False), (70.5, 102.0, 0.6, True), (70.9, 101.5, 0.2, False)]
     rows += [(72.0, 99.0, 1.0, True)]
-    bbo = BboArrays(np.array([T0 + 70_900_000, T0 + 71_000_000]), np.array([101.4, 99.0]), np.array([101.6, 99.5]))
-    return _trades(rows), bbo
+    best_bid_ask = BestBidAskArrays(np.array([T0 + 70_900_000, T0 + 71_000_000]), np.array([101.4, 99.0]),
+                                    np.array([101.6, 99.5]))
+    return _trades(rows), best_bid_ask
 
 
-def test_row_t_describes_the_second_before_t(warm: tuple[TradeArrays, BboArrays]) -> None:
-    trades, bbo = warm
-    frame = build_features(trades, P, start_us=T0 + SEC, end_us=T0 + 80 * SEC, history_start_us=T0, bbo=bbo)
+def test_row_t_describes_the_second_before_t(warm: tuple[TradeArrays, BestBidAskArrays]) -> None:
+    trades, best_bid_ask = warm
+    frame = build_features(trades, P, start_us=T0 + SEC, end_us=T0 + 80 * SEC, history_start_us=T0,
+                           best_bid_ask=best_bid_ask)
     r = _row(frame, 71)  # [70 s, 71 s)
     assert r["n_trades_1s"] == 3
     assert r["buy_vol_1s"] == pytest.approx(0.4)
@@ -68,9 +70,11 @@ def test_row_t_describes_the_second_before_t(warm: tuple[TradeArrays, BboArrays]
     assert _row(frame, 73)["n_trades_1s"] == 1
 
 
-def test_a_second_without_trades_carries_the_price_and_gives_neutral_flows(warm: tuple[TradeArrays, BboArrays]) -> None:
-    trades, bbo = warm
-    frame = build_features(trades, P, start_us=T0 + SEC, end_us=T0 + 80 * SEC, history_start_us=T0, bbo=bbo)
+def test_a_second_without_trades_carries_the_price_and_gives_neutral_flows(warm: tuple[TradeArrays,
+                                                                                       BestBidAskArrays]) -> None:
+    trades, best_bid_ask = warm
+    frame = build_features(trades, P, start_us=T0 + SEC, end_us=T0 + 80 * SEC, history_start_us=T0,
+                           best_bid_ask=best_bid_ask)
     r = _row(frame, 72)  # [71 s, 72 s): no trade
     assert r["n_trades_1s"] == 0
     assert r["buy_vol_1s"] == 0
@@ -117,21 +121,24 @@ def test_no_trade_before_a_row_leaves_price_features_nan_but_counts_zero() -> No
 
 def test_changing_anything_after_t_changes_no_feature_at_or_before_t() -> None:
     tape = make_tape(5, T0, 1800)
-    assert tape.book_tickers is not None
-    trades, bbo = TradeArrays.from_tape(tape.trades), BboArrays.from_tape(tape.book_tickers)
+    assert tape.best_bid_asks is not None
+    trades, best_bid_ask = TradeArrays.from_tape(tape.trades), BestBidAskArrays.from_tape(tape.best_bid_asks)
     params = fit_params(trades.qty, with_spread=True)
-    base = build_features(trades, params, start_us=T0 + SEC, end_us=T0 + 1800 * SEC, history_start_us=T0, bbo=bbo)
+    base = build_features(trades, params, start_us=T0 + SEC, end_us=T0 + 1800 * SEC, history_start_us=T0,
+                          best_bid_ask=best_bid_ask)
     rng = np.random.default_rng(0)
     for cut_s in (300, 901, 1500):
         cut = T0 + cut_s * SEC
         later = trades.ts_event >= cut  # row stamped cut describes [cut − 1 s, cut): these are after it
-        qlater = bbo.ts_event >= cut
+        qlater = best_bid_ask.ts_event >= cut
         perturbed = TradeArrays(trades.ts_event, np.where(later, trades.price * rng.uniform(0.5, 2, len(trades)),
                                 trades.price), np.where(later, trades.qty * 7, trades.qty),
                                 np.where(later, ~trades.is_buyer_maker, trades.is_buyer_maker))
-        pbbo = BboArrays(bbo.ts_event, np.where(qlater, bbo.bid - 50, bbo.bid), np.where(qlater, bbo.ask + 50, bbo.ask))
+        book = best_bid_ask
+        perturbed_book = BestBidAskArrays(book.ts_event, np.where(qlater, book.bid - 50, book.bid),
+                                          np.where(qlater, book.ask + 50, book.ask))
         other = build_features(perturbed, params, start_us=T0 + SEC, end_us=T0 + 1800 * SEC, history_start_us=T0,
-                               bbo=pbbo)
+                               best_bid_ask=perturbed_book)
         k = int(np.searchsorted(base.ts_sec, cut, side="right"))  # rows with ts_sec <= cut
         assert_same_rows(base.columns[:, :k], other.columns[:, :k], params.names)
         assert not np.array_equal(base.columns[:, k:], other.columns[:, k:], equal_nan=True)  # the change shows later

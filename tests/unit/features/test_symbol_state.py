@@ -37,16 +37,16 @@ def test_best_bid_ask_batches_follow_the_one_by_one_rule(chunks: list[list[tuple
             for s in (one, many):
                 s.close_until(T0 + close_s * SEC + 200_000)
         for ms, uid in chunk:
-            one.add_bbo(BestBidAsk("BTCUSDT", T0 + ms * 1_000, uid, 100 + uid, 1, 101 + uid, 1))
+            one.add_best_bid_ask(BestBidAsk("BTCUSDT", T0 + ms * 1_000, uid, 100 + uid, 1, 101 + uid, 1))
         ts = np.array([T0 + ms * 1_000 for ms, _ in chunk], dtype=np.int64)
         uid_ = np.array([u for _, u in chunk], dtype=np.int64)
         bid = np.array([(100 + u) / 1e8 for u in uid_.tolist()])
         ask = np.array([(101 + u) / 1e8 for u in uid_.tolist()])
-        many.add_bbo_arrays(ts, uid_, bid, ask)
-    assert (many.stats.bbo, many.stats.late_bbo, many.stats.duplicate_bbo) == (
-        one.stats.bbo, one.stats.late_bbo, one.stats.duplicate_bbo)
-    assert many._bbo == one._bbo
-    assert many.bbo_watermark == one.bbo_watermark
+        many.add_best_bid_ask_arrays(ts, uid_, bid, ask)
+    assert (many.stats.best_bid_ask, many.stats.late_best_bid_ask, many.stats.duplicate_best_bid_ask) == (
+        one.stats.best_bid_ask, one.stats.late_best_bid_ask, one.stats.duplicate_best_bid_ask)
+    assert many._best_bid_ask == one._best_bid_ask
+    assert many.best_bid_ask_watermark == one.best_bid_ask_watermark
 
 
 def test_trade_ids_are_forgotten_only_after_the_dedup_window() -> None:

@@ -15,13 +15,14 @@ from click.testing import CliRunner, Result
 
 from btcpipe.binance.recording import load_recording
 from btcpipe.cli.main import cli
+from btcpipe.domain.arrow_decimal import PRICE, QTY, QUOTE, mantissas_to_decimal
 from btcpipe.domain.decimal import to_float
 from btcpipe.domain.records import Trade
 from btcpipe.domain.time import US_PER_SEC, day_start_us
 from btcpipe.lake.check import KnownGap, check_lake
 from btcpipe.lake.keys import KNOWN_GAPS_KEY
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.schemas import BRONZE_DEPTH, BRONZE_TRADES, PRICE, QTY, QUOTE, mantissas_to_decimal
+from btcpipe.lake.schemas import BRONZE_DEPTH, BRONZE_TRADES
 
 SYMBOL = "BTCUSDT"
 DAY9 = dt.date(2024, 8, 9)

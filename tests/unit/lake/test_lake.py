@@ -17,22 +17,14 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from btcpipe.domain.arrow_decimal import PRICE, QTY, QUOTE, mantissas_to_decimal
 from btcpipe.domain.decimal import parse_decimal, to_float
 from btcpipe.domain.errors import LakeError, LakeIntegrityError
 from btcpipe.domain.time import US_PER_SEC, day_start_us
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.manifest import sha256_hex
-from btcpipe.lake.schemas import (
-    BRONZE_KLINES,
-    BRONZE_SCHEMAS,
-    BRONZE_TRADES,
-    PRICE,
-    QTY,
-    QUOTE,
-    SILVER_TRADES,
-    mantissas_to_decimal,
-)
-from btcpipe.lake.store import LocalObjectStore, ObjectStore, list_dirs
+from btcpipe.lake.objects import LocalObjectStore, ObjectStore, list_dirs
+from btcpipe.lake.schemas import BRONZE_KLINES, BRONZE_SCHEMAS, BRONZE_TRADES, SILVER_TRADES
 
 SYMBOL = "BTCUSDT"
 MIDNIGHT = day_start_us(dt.date(2024, 8, 9))

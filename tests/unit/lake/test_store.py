@@ -13,13 +13,13 @@ import pytest
 
 from btcpipe.domain.errors import LakeError
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.store import LocalObjectStore, S3ObjectStore, open_store
+from btcpipe.lake.objects import LocalObjectStore, S3ObjectStore, open_store
 
 # Rewrites one 8 MB object over and over, each version filled with one byte value; prints before each put.
 _WRITER = textwrap.dedent(
     """
     import sys
-    from btcpipe.lake.store import LocalObjectStore
+    from btcpipe.lake.objects import LocalObjectStore
     store = LocalObjectStore(sys.argv[1])
     n = 0
     while True:

@@ -43,11 +43,11 @@ def _replay(tape: MarketTape) -> list[tuple[int, dict[int, int], dict[int, int]]
 
 
 def test_book_ticker_update_ids_strictly_increase_and_times_never_go_back(tape: MarketTape) -> None:
-    bbo = tape.book_tickers
-    assert bbo is not None
-    assert bool(np.all(np.diff(bbo.update_id) > 0))
-    assert bool(np.all(np.diff(bbo.ts_event) >= 0))
-    assert bool(np.all(bbo.bid_price < bbo.ask_price))
+    best_bid_ask = tape.best_bid_asks
+    assert best_bid_ask is not None
+    assert bool(np.all(np.diff(best_bid_ask.update_id) > 0))
+    assert bool(np.all(np.diff(best_bid_ask.ts_event) >= 0))
+    assert bool(np.all(best_bid_ask.bid_price < best_bid_ask.ask_price))
 
 
 def test_depth_diffs_are_continuous_from_the_initial_book(tape: MarketTape) -> None:
@@ -59,9 +59,9 @@ def test_depth_diffs_are_continuous_from_the_initial_book(tape: MarketTape) -> N
     assert bool(np.all(depth.last_update_id >= depth.first_update_id))
     assert bool(np.all(np.diff(depth.ts_event) >= 0))
     assert bool(np.all(np.diff(depth.offsets) > 0))  # no empty diff
-    bbo = tape.book_tickers
-    assert bbo is not None
-    assert depth.last_update_id[-1] == bbo.update_id[-1]
+    best_bid_ask = tape.best_bid_asks
+    assert best_bid_ask is not None
+    assert depth.last_update_id[-1] == best_bid_ask.update_id[-1]
 
 
 def test_depth_diffs_of_the_100ms_stream_cover_one_window_each() -> None:
@@ -74,22 +74,22 @@ def test_depth_diffs_of_the_100ms_stream_cover_one_window_each() -> None:
 
 
 def test_replayed_diffs_reproduce_the_best_bid_and_ask_at_every_diff(tape: MarketTape) -> None:
-    bbo = tape.book_tickers
-    assert bbo is not None
-    position = {uid: i for i, uid in enumerate(bbo.update_id.tolist())}
+    best_bid_ask = tape.best_bid_asks
+    assert best_bid_ask is not None
+    position = {uid: i for i, uid in enumerate(best_bid_ask.update_id.tolist())}
     checked = 0
     for last_id, bids, asks in _replay(tape):
         i = position[last_id]
-        assert max(bids) == bbo.bid_price[i]
-        assert bids[max(bids)] == bbo.bid_qty[i]
-        assert min(asks) == bbo.ask_price[i]
-        assert asks[min(asks)] == bbo.ask_qty[i]
+        assert max(bids) == best_bid_ask.bid_price[i]
+        assert bids[max(bids)] == best_bid_ask.bid_qty[i]
+        assert min(asks) == best_bid_ask.ask_price[i]
+        assert asks[min(asks)] == best_bid_ask.ask_qty[i]
         assert max(bids) < min(asks)
         checked += 1
     assert checked == len(tape.depth or ())
-    if checked == len(bbo) - 1:  # one diff per update: every ticker but the initial one was checked
+    if checked == len(best_bid_ask) - 1:  # one diff per update: every ticker but the initial one was checked
         assert tape.initial_book is not None
-        assert tape.initial_book.bids[0] == (int(bbo.bid_price[0]), int(bbo.bid_qty[0]))
+        assert tape.initial_book.bids[0] == (int(best_bid_ask.bid_price[0]), int(best_bid_ask.bid_qty[0]))
 
 
 def test_the_book_keeps_its_depth_on_both_sides_and_no_stale_levels(tape: MarketTape) -> None:

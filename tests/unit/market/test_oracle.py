@@ -10,7 +10,7 @@ import pytest
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.scores import directional_hit_rate, r_squared
 from btcpipe.domain.tape import MarketTape
-from btcpipe.features.labels import forward_log_return, mid_from_book_tickers
+from btcpipe.features.labels import forward_log_return, mid_from_best_bid_asks
 from btcpipe.market.simulator import (
     SimConfig,
     flow_per_second,
@@ -35,8 +35,8 @@ def tape(config: SimConfig) -> MarketTape:
 @pytest.fixture(scope="module")
 def labelled(tape: MarketTape, config: SimConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ts, yhat = oracle_predictions(tape, config)
-    assert tape.book_tickers is not None
-    mid_ts, mid = mid_from_book_tickers(tape.book_tickers)
+    assert tape.best_bid_asks is not None
+    mid_ts, mid = mid_from_best_bid_asks(tape.best_bid_asks)
     y = forward_log_return(ts, mid_ts, mid, data_end_us=config.end_us)
     keep = np.isfinite(y)
     return ts[keep], yhat[keep], y[keep]
@@ -73,8 +73,8 @@ def test_nothing_else_known_at_t_adds_to_the_oracle(
     """Least squares on the oracle plus past returns, flow ratios and activity, fitted on the first half,
     does no better than the oracle on the second half."""
     ts, yhat, y = labelled
-    assert tape.book_tickers is not None
-    mid_ts, mid = mid_from_book_tickers(tape.book_tickers)
+    assert tape.best_bid_asks is not None
+    mid_ts, mid = mid_from_best_bid_asks(tape.best_bid_asks)
     past = [np.nan_to_num(forward_log_return(ts - h, mid_ts, mid, h)) for h in (S, 5 * S, 10 * S)]
     buy, sell = flow_per_second(tape.trades, config.start_us, config.duration_s)
     sec = (ts - config.start_us) // S

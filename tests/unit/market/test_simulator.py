@@ -26,7 +26,7 @@ def tape(config: SimConfig) -> MarketTape:
 
 def _arrays(tape: MarketTape) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    for part in (tape.trades, tape.book_tickers, tape.depth):
+    for part in (tape.trades, tape.best_bid_asks, tape.depth):
         assert part is not None
         for f in dataclasses.fields(part):
             value = getattr(part, f.name)
@@ -65,18 +65,18 @@ def test_trade_ids_are_contiguous_and_times_ordered_inside_the_span(config: SimC
 
 
 def test_prices_sit_on_the_cent_tick_and_quantities_on_the_1e_5_step(tape: MarketTape) -> None:
-    trades, bbo = tape.trades, tape.book_tickers
+    trades, best_bid_ask = tape.trades, tape.best_bid_asks
     depth = tape.depth
-    assert bbo is not None
+    assert best_bid_ask is not None
     assert depth is not None
-    for prices in (trades.price, bbo.bid_price, bbo.ask_price, depth.level_price):
+    for prices in (trades.price, best_bid_ask.bid_price, best_bid_ask.ask_price, depth.level_price):
         assert bool(np.all(prices % 1_000_000 == 0))
         assert bool(np.all(prices > 0))
-    for qtys in (trades.qty, bbo.bid_qty, bbo.ask_qty, depth.level_qty):
+    for qtys in (trades.qty, best_bid_ask.bid_qty, best_bid_ask.ask_qty, depth.level_qty):
         assert bool(np.all(qtys % 1_000 == 0))
     assert bool(np.all(trades.qty > 0))
-    assert bool(np.all(bbo.bid_qty > 0))
-    assert bool(np.all(bbo.ask_qty > 0))
+    assert bool(np.all(best_bid_ask.bid_qty > 0))
+    assert bool(np.all(best_bid_ask.ask_qty > 0))
 
 
 def test_aggregated_trades_have_consistent_first_and_last_ids(tape: MarketTape) -> None:
@@ -113,13 +113,13 @@ def test_a_sweeping_order_fills_the_best_price_first_and_walks_away_from_it(tape
 
 
 def test_orders_trade_at_the_prevailing_best_bid_or_ask(tape: MarketTape) -> None:
-    trades, bbo = tape.trades, tape.book_tickers
-    assert bbo is not None
+    trades, best_bid_ask = tape.trades, tape.best_bid_asks
+    assert best_bid_ask is not None
     assert trades.taker_order is not None
     first_fill = np.concatenate(([True], trades.taker_order[1:] != trades.taker_order[:-1]))
-    idx = np.searchsorted(bbo.ts_event, trades.ts_event[first_fill], side="right") - 1
+    idx = np.searchsorted(best_bid_ask.ts_event, trades.ts_event[first_fill], side="right") - 1
     is_buy = ~trades.is_buyer_maker[first_fill]
-    touch = np.where(is_buy, bbo.ask_price[idx], bbo.bid_price[idx])
+    touch = np.where(is_buy, best_bid_ask.ask_price[idx], best_bid_ask.bid_price[idx])
     assert np.array_equal(trades.price[first_fill], touch)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from btcpipe.domain.errors import ModelIntegrityError, RegistryError
 from btcpipe.features.spec import FeatureParams
-from btcpipe.lake.store import LocalObjectStore, ObjectStore
+from btcpipe.lake.objects import LocalObjectStore, ObjectStore
 from btcpipe.model.artifacts import MODEL_FILE, ModelArtifacts, assemble
 from btcpipe.model.registry import ModelRegistry
 from btcpipe.model.schema import schema_json

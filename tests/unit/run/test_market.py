@@ -50,10 +50,10 @@ def test_shift_tape_moves_every_time_and_keeps_ids_prices_and_quantities() -> No
     assert np.array_equal(moved.trades.id, tape.trades.id)
     assert np.array_equal(moved.trades.price, tape.trades.price)
     assert np.array_equal(moved.trades.qty, tape.trades.qty)
-    assert moved.book_tickers is not None
-    assert tape.book_tickers is not None
-    assert np.array_equal(moved.book_tickers.ts_event, tape.book_tickers.ts_event + 7 * US_PER_SEC)
-    assert np.array_equal(moved.book_tickers.update_id, tape.book_tickers.update_id)
+    assert moved.best_bid_asks is not None
+    assert tape.best_bid_asks is not None
+    assert np.array_equal(moved.best_bid_asks.ts_event, tape.best_bid_asks.ts_event + 7 * US_PER_SEC)
+    assert np.array_equal(moved.best_bid_asks.update_id, tape.best_bid_asks.update_id)
     assert moved.depth is not None
     assert tape.depth is not None
     assert np.array_equal(moved.depth.ts_event, tape.depth.ts_event + 7 * US_PER_SEC)

@@ -88,7 +88,7 @@ def test_real_recording_records_round_trip_through_avro(recording_paths: list[Pa
         chunk = trades_[i : i + 97]
         assert decode_trades(encode_trades(chunk)) == chunk
     assert all(decode_trades(encode_trade(t)) == [t] for t in trades_[:2_000])
-    assert all(decode_best_bid_ask(encode_best_bid_ask(b)) == b for b in rec.book_tickers[:5_000])
+    assert all(decode_best_bid_ask(encode_best_bid_ask(b)) == b for b in rec.best_bid_asks[:5_000])
     assert all(decode_depth_delta(encode_depth_delta(d)) == d for d in rec.depth_diffs[:2_000])
 
 

@@ -15,7 +15,7 @@ from btcpipe.domain.time import US_PER_SEC, day_of
 from btcpipe.infra.clocks import ManualClock
 from btcpipe.infra.metrics import Metrics
 from btcpipe.lake.lake import Lake
-from btcpipe.lake.store import LocalObjectStore
+from btcpipe.lake.objects import LocalObjectStore
 from btcpipe.model.scaler import StandardScaler
 from btcpipe.services.infer.archive import PredictionArchive, read_predictions
 from btcpipe.services.infer.drift import FeatureDrift

@@ -12,7 +12,7 @@ from btcpipe.domain.errors import ModelError
 from btcpipe.domain.time import US_PER_SEC
 from btcpipe.infra.clocks import ManualClock
 from btcpipe.infra.metrics import Metrics
-from btcpipe.lake.store import LocalObjectStore
+from btcpipe.lake.objects import LocalObjectStore
 from btcpipe.model.artifacts import MODEL_FILE, SCALER_FILE
 from btcpipe.model.registry import ModelRegistry
 from btcpipe.services.infer.model_loader import ModelWatcher

@@ -6,22 +6,22 @@ import math
 
 import numpy as np
 import pytest
-from support.inference import SYMBOL, sim_tape, tape_bbos, tape_trades
+from support.inference import SYMBOL, sim_tape, tape_best_bid_asks, tape_trades
 
 from btcpipe.domain.messages import Prediction1s
 from btcpipe.domain.records import BestBidAsk, Trade
 from btcpipe.domain.scores import score
 from btcpipe.domain.time import US_PER_SEC
-from btcpipe.features.labels import forward_log_return, mid_from_book_tickers, mid_from_trades
+from btcpipe.features.labels import forward_log_return, mid_from_best_bid_asks, mid_from_trades
 from btcpipe.infra.metrics import Metrics
-from btcpipe.services.infer.shadow import ShadowEvaluator, ShadowRow, bbo_mid, trade_mid
+from btcpipe.services.infer.shadow import ShadowEvaluator, ShadowRow, best_bid_ask_mid, trade_mid
 
 
 def _prediction(ts_sec: int, yhat: float) -> Prediction1s:
     return Prediction1s(SYMBOL, ts_sec, yhat, 0.1, "v1", None, 250.0, ts_sec + 250_000)
 
 
-def _play(shadow: ShadowEvaluator, trades: list[Trade], bbos: list[BestBidAsk], span: tuple[int, int],
+def _play(shadow: ShadowEvaluator, trades: list[Trade], best_bid_asks: list[BestBidAsk], span: tuple[int, int],
           yhat: dict[int, float]) -> list[ShadowRow]:
     """Feed the market second by second as it happens, predicting each second when it begins."""
     rows = []
@@ -30,9 +30,9 @@ def _play(shadow: ShadowEvaluator, trades: list[Trade], bbos: list[BestBidAsk], 
         t0, b0 = ti, bi
         while ti < len(trades) and trades[ti].ts_event < now:
             ti += 1
-        while bi < len(bbos) and bbos[bi].ts_event < now:
+        while bi < len(best_bid_asks) and best_bid_asks[bi].ts_event < now:
             bi += 1
-        shadow.add_market(trades[t0:ti], bbos[b0:bi])
+        shadow.add_market(trades[t0:ti], best_bid_asks[b0:bi])
         if now % US_PER_SEC == 250_000 and now - 250_000 in yhat:
             shadow.add_prediction(_prediction(now - 250_000, yhat[now - 250_000]), source="store", published=True)
         rows.extend(shadow.resolve(now))
@@ -42,16 +42,16 @@ def _play(shadow: ShadowEvaluator, trades: list[Trade], bbos: list[BestBidAsk], 
 @pytest.mark.parametrize("label_mid", ["bbo_mid", "last_trade"])
 def test_realized_returns_equal_the_offline_label_on_the_same_market(label_mid: str) -> None:
     tape = sim_tape(120)
-    trades, bbos = tape_trades(tape), tape_bbos(tape)
+    trades, best_bid_asks = tape_trades(tape), tape_best_bid_asks(tape)
     start = tape.start_us // US_PER_SEC * US_PER_SEC + 5 * US_PER_SEC
     seconds = [start + k * US_PER_SEC for k in range(60)]
     rng = np.random.default_rng(0)
     yhat = {t: float(v) for t, v in zip(seconds, rng.normal(0, 1e-4, len(seconds)), strict=True)}
     shadow = ShadowEvaluator(Metrics(), label_mid=label_mid)
-    rows = _play(shadow, trades, bbos, (start, start + 90 * US_PER_SEC), yhat)
+    rows = _play(shadow, trades, best_bid_asks, (start, start + 90 * US_PER_SEC), yhat)
     assert [r.prediction.ts_sec for r in rows] == seconds
-    assert tape.book_tickers is not None
-    mid_ts, mid = (mid_from_book_tickers(tape.book_tickers) if label_mid == "bbo_mid"
+    assert tape.best_bid_asks is not None
+    mid_ts, mid = (mid_from_best_bid_asks(tape.best_bid_asks) if label_mid == "bbo_mid"
                    else mid_from_trades(tape.trades))
     offline = forward_log_return(np.asarray(seconds, dtype=np.int64), mid_ts, mid)
     realized = np.array([r.realized for r in rows])
@@ -105,5 +105,5 @@ def test_rolling_mae_and_hit_rate_are_the_offline_scores_of_the_last_window() ->
 def test_mids_at_other_exponents_equal_the_training_mid() -> None:
     std = BestBidAsk(SYMBOL, 1, 1, 6_183_763_000_000, 1, 6_183_764_000_000, 1)
     sbe = BestBidAsk(SYMBOL, 1, 1, 6_183_763, 1, 6_183_764, 1, price_exponent=-2)
-    assert bbo_mid(sbe) == bbo_mid(std) == (6_183_763_000_000 + 6_183_764_000_000) / 1e8 / 2
+    assert best_bid_ask_mid(sbe) == best_bid_ask_mid(std) == (6_183_763_000_000 + 6_183_764_000_000) / 1e8 / 2
     assert trade_mid(Trade(SYMBOL, 1, 1, 6_183_763, 1, False, price_exponent=-2)) == 61837.63

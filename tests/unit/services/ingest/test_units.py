@@ -13,9 +13,10 @@ from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.binance.ws_client import DeliveredFilter, MarketStreamClient, StreamSettings
 from btcpipe.binance.ws_messages import decode_binary, decode_text, normalize, stream_names
 from btcpipe.cli.ingest import stream_urls
+from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.errors import ConfigError, DecodeError, MalformedRecordError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
-from btcpipe.lake.schemas import BRONZE_DEPTH, BRONZE_TRADES, decimal_mantissas
+from btcpipe.lake.schemas import BRONZE_DEPTH, BRONZE_TRADES
 from btcpipe.services.ingest.bronze import book_ticker_table, depth_table, trades_table
 from btcpipe.services.ingest.trades import TradeSequencer
 

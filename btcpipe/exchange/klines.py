@@ -14,8 +14,8 @@ import numpy as np
 
 from btcpipe.domain.tape import I64, TradeTape
 from btcpipe.domain.time import US_PER_DAY, US_PER_SEC
-from btcpipe.exchange.rest.amounts import quote_mantissas
-from btcpipe.exchange.rest.pages import in_window
+from btcpipe.exchange.amounts import quote_mantissas
+from btcpipe.exchange.pages import in_window
 
 _MIN = 60 * US_PER_SEC
 _HOUR = 60 * _MIN

@@ -30,7 +30,7 @@ _LONGS = ("ts_event", "ts_recv", "update_id", "bid_price_mantissa", "bid_qty_man
 
 
 @dataclass(frozen=True, slots=True)
-class BboBatches:
+class BestBidAskBatches:
     """One best bid/ask update per payload; a payload that could not be decoded has symbol ``""``, zeros,
     and its error in ``errors`` (``ok`` False)."""
 
@@ -46,11 +46,11 @@ class BboBatches:
         return len(self.symbols)
 
 
-def _from_records(records: list[BestBidAsk | None], errors: dict[int, DataError]) -> BboBatches:
+def _from_records(records: list[BestBidAsk | None], errors: dict[int, DataError]) -> BestBidAskBatches:
     def col(get: str) -> list[object]:
         return [0 if r is None else getattr(r, get) for r in records]
 
-    return BboBatches(
+    return BestBidAskBatches(
         ["" if r is None else r.symbol for r in records],
         np.array([r is not None for r in records], dtype=np.bool_),
         np.array(col("ts_event"), dtype=np.int64),
@@ -61,7 +61,7 @@ def _from_records(records: list[BestBidAsk | None], errors: dict[int, DataError]
     )
 
 
-def decode_best_bid_ask_batches(payloads: Sequence[bytes]) -> BboBatches:
+def decode_best_bid_ask_batches(payloads: Sequence[bytes]) -> BestBidAskBatches:
     """Decode a poll of ``BestBidAsk`` payloads; bad ones are reported in ``errors``, never raised."""
     m = len(payloads)
     header = wire.BEST_BID_ASK.header
@@ -89,14 +89,14 @@ def decode_best_bid_ask_batches(payloads: Sequence[bytes]) -> BboBatches:
         # Rare (corrupt payloads): sort it out payload by payload on the exact path.
         return _one_by_one(payloads)
     ones = np.ones(m, dtype=np.int64)
-    return BboBatches(
+    return BestBidAskBatches(
         symbols, ok, values["ts_event"], values["update_id"],
         floats_at_exponents(values["bid_price_mantissa"], values["price_exponent"], ones),
         floats_at_exponents(values["ask_price_mantissa"], values["price_exponent"], ones),
     )
 
 
-def _one_by_one(payloads: Sequence[bytes]) -> BboBatches:
+def _one_by_one(payloads: Sequence[bytes]) -> BestBidAskBatches:
     records: list[BestBidAsk | None] = []
     errors: dict[int, DataError] = {}
     for i, p in enumerate(payloads):

@@ -8,7 +8,7 @@ import numpy as np
 
 from btcpipe.domain.errors import PayloadDecodeError, PayloadSchemaError
 from btcpipe.domain.records import BestBidAsk, Trade
-from btcpipe.wire.bbo_columns import decode_best_bid_ask_batches
+from btcpipe.wire.best_bid_ask_columns import decode_best_bid_ask_batches
 from btcpipe.wire.codec import decode_best_bid_ask, encode_best_bid_ask, encode_trades
 
 T0 = 1_723_100_000_000_000
