@@ -30,6 +30,7 @@ from btcpipe.binance.rest_parsing import TimeUnit, agg_trades_table, klines_tabl
 from btcpipe.binance.weights import WEIGHTS, depth_weight
 from btcpipe.domain.backoff import backoff_delay
 from btcpipe.domain.errors import (
+    ConfigError,
     DataError,
     ExchangeError,
     ExchangeRequestError,
@@ -100,7 +101,7 @@ class BinanceRestClient:
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if not 0 < weight_budget_share <= 1:
-            raise ValueError(f"weight_budget_share must be in (0, 1], got {weight_budget_share}")
+            raise ConfigError(f"weight_budget_share must be in (0, 1], got {weight_budget_share}")
         self.base_url = base_url.rstrip("/")
         self.weight_limit = weight_limit
         self.weight_budget = max(1, int(weight_limit * weight_budget_share))

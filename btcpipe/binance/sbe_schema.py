@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from btcpipe.domain.decimal import STD_EXPONENT
+from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Trade
 
 SCHEMA_ID = 1
@@ -60,7 +61,7 @@ class BlockSpec:
         fmt, pos = "<", 0
         for f in specs:
             if f.offset < pos:
-                raise ValueError(f"field {f.name} overlaps the one before it")
+                raise ConfigError(f"field {f.name} overlaps the one before it")
             fmt += "x" * (f.offset - pos) + f.code
             pos = f.offset + f.size
         return cls(specs, pos, struct.Struct(fmt))

@@ -45,7 +45,7 @@ from btcpipe.binance.ws_messages import (
     stream_names,
 )
 from btcpipe.domain.backoff import backoff_delay
-from btcpipe.domain.errors import AuthRefusedError, DataError, StreamError
+from btcpipe.domain.errors import AuthRefusedError, ConfigError, DataError, StreamError
 from btcpipe.infra.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -73,11 +73,11 @@ class StreamSettings:
     def __post_init__(self) -> None:
         for kind in self.kinds:
             if kind not in KINDS:
-                raise ValueError(f"unknown stream kind {kind!r} (known: {', '.join(KINDS)})")
+                raise ConfigError(f"unknown stream kind {kind!r} (known: {', '.join(KINDS)})")
         if self.silence_timeout_s <= 0 or self.backoff_base_s <= 0 or self.backoff_cap_s < self.backoff_base_s:
-            raise ValueError("silence timeout and backoff must be positive, and the cap at least the base")
+            raise ConfigError("silence timeout and backoff must be positive, and the cap at least the base")
         if not 0 <= self.rotate_before_s < self.max_connection_age_s:
-            raise ValueError("rotate_before_s must be at least 0 and less than max_connection_age_s")
+            raise ConfigError("rotate_before_s must be at least 0 and less than max_connection_age_s")
 
 
 @dataclass(slots=True)
@@ -166,7 +166,7 @@ class MarketStreamClient:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not symbols:
-            raise ValueError("the stream client needs at least one symbol")
+            raise ConfigError("the stream client needs at least one symbol")
         self.symbols = tuple(s.upper() for s in symbols)
         self.settings = settings
         self.metrics = metrics

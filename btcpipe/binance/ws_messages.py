@@ -26,7 +26,7 @@ from btcpipe.binance.json_messages import (
 )
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.domain.decimal import STD_EXPONENT, rescale
-from btcpipe.domain.errors import MalformedRecordError
+from btcpipe.domain.errors import ConfigError, MalformedRecordError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
 from btcpipe.domain.time import is_microseconds
 
@@ -46,7 +46,7 @@ def stream_names(symbols: tuple[str, ...], kinds: tuple[str, ...], mode: WireMod
     suffix = SBE_SUFFIX if mode == "sbe" else JSON_SUFFIX
     for kind in kinds:
         if kind not in suffix:
-            raise ValueError(f"unknown stream kind {kind!r} (known: {', '.join(KINDS)})")
+            raise ConfigError(f"unknown stream kind {kind!r} (known: {', '.join(KINDS)})")
     return [f"{s.lower()}@{suffix[k]}" for s in symbols for k in kinds]
 
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from btcpipe.domain.errors import ConfigError
+
 # 2.0 ** 1024 overflows a float; past this many doublings every positive base is beyond any cap anyway.
 _MAX_DOUBLINGS = 1023
 
@@ -26,9 +28,9 @@ class UniformSource(Protocol):
 def backoff_ceiling(attempt: int, base_s: float, cap_s: float) -> float:
     """``min(cap_s, base_s · 2^(attempt−1))``: the longest wait of retry ``attempt`` (1-based)."""
     if attempt < 1:
-        raise ValueError(f"attempt counts retries from 1, got {attempt}")
+        raise ConfigError(f"attempt counts retries from 1, got {attempt}")
     if base_s < 0 or cap_s < 0:
-        raise ValueError(f"backoff base and cap must not be negative, got base {base_s} and cap {cap_s}")
+        raise ConfigError(f"backoff base and cap must not be negative, got base {base_s} and cap {cap_s}")
     return min(cap_s, base_s * 2.0 ** min(attempt - 1, _MAX_DOUBLINGS))
 
 

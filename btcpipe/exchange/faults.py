@@ -15,6 +15,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from btcpipe.domain.errors import ConfigError
+
 FaultKind = Literal["5xx", "truncate", "drop"]
 DumpFault = Literal["wrong_checksum", "corrupt_zip"]
 FAULT_KINDS: tuple[FaultKind, ...] = ("5xx", "truncate", "drop")
@@ -75,14 +77,14 @@ class Faults:
             for kind, value in (("5xx", error_rate), ("truncate", truncate_rate), ("drop", drop_rate)):
                 if value is not None:
                     if not 0.0 <= value <= 1.0:
-                        raise ValueError(f"{kind} rate must be within [0, 1], got {value}")
+                        raise ConfigError(f"{kind} rate must be within [0, 1], got {value}")
                     rates[kind] = value  # type: ignore[index]
             if sum(rates.values()) > 1.0 + 1e-9:
-                raise ValueError(f"fault rates sum to more than 1: {rates}")
+                raise ConfigError(f"fault rates sum to more than 1: {rates}")
             if (latency_s is not None and latency_s < 0) or (jitter_s is not None and jitter_s < 0):
-                raise ValueError("latency and jitter must not be negative")
+                raise ConfigError("latency and jitter must not be negative")
             if error_statuses is not None and not all(500 <= s <= 599 for s in error_statuses):
-                raise ValueError(f"error statuses must be 5xx, got {error_statuses}")
+                raise ConfigError(f"error statuses must be 5xx, got {error_statuses}")
             self._rates = rates
             self._latency_s = self._latency_s if latency_s is None else latency_s
             self._jitter_s = self._jitter_s if jitter_s is None else jitter_s
@@ -95,7 +97,7 @@ class Faults:
         """Fail the next ``len(kinds)`` matching requests with exactly these faults, in order."""
         bad = [k for k in kinds if k not in FAULT_KINDS]
         if bad:
-            raise ValueError(f"unknown fault kinds {bad}; known: {FAULT_KINDS}")
+            raise ConfigError(f"unknown fault kinds {bad}; known: {FAULT_KINDS}")
         with self._lock:
             self._script.extend(kinds)
 
@@ -103,7 +105,7 @@ class Faults:
         """Serve every dump with a wrong ``.CHECKSUM`` or as a corrupt zip (whose CHECKSUM matches it,
         so only reading the archive finds out); ``None`` serves them intact."""
         if fault not in (None, "wrong_checksum", "corrupt_zip"):
-            raise ValueError(f"unknown dump fault {fault!r}")
+            raise ConfigError(f"unknown dump fault {fault!r}")
         with self._lock:
             self._dump_fault = fault
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from btcpipe.domain.errors import DataError
 from btcpipe.domain.tape import I64, TradeTape
 from btcpipe.domain.time import US_PER_DAY, US_PER_SEC
 from btcpipe.exchange.amounts import quote_mantissas
@@ -55,7 +56,7 @@ def open_times(ts_us: I64, interval: str) -> I64:
         months = ts_us.astype("datetime64[us]").astype("datetime64[M]")
         month: I64 = months.astype("datetime64[us]").astype(np.int64)
         return month
-    raise ValueError(f"unknown kline interval {interval!r}")
+    raise DataError(f"unknown kline interval {interval!r}")
 
 
 def next_open_times(opens_us: I64, interval: str) -> I64:
@@ -70,7 +71,7 @@ def next_open_times(opens_us: I64, interval: str) -> I64:
         months = opens_us.astype("datetime64[us]").astype("datetime64[M]") + np.timedelta64(1, "M")
         monthly: I64 = months.astype("datetime64[us]").astype(np.int64)
         return monthly
-    raise ValueError(f"unknown kline interval {interval!r}")
+    raise DataError(f"unknown kline interval {interval!r}")
 
 
 @dataclass(frozen=True, slots=True)

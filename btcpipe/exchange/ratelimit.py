@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from btcpipe.domain.errors import ConfigError
+
 MAX_BAN_S = 3 * 86_400.0
 
 
@@ -61,7 +63,7 @@ class WeightLimiter:
         clock: Callable[[], float] = time.time,
     ) -> None:
         if limit <= 0 or window_s <= 0:
-            raise ValueError(f"weight limit and window must be positive (got {limit}, {window_s})")
+            raise ConfigError(f"weight limit and window must be positive (got {limit}, {window_s})")
         self.limit = limit
         self.window_s = window_s
         self.tolerated_429s = tolerated_429s

@@ -182,7 +182,7 @@ def _windows(x: _Arr, width: int, n_rows: int) -> _Arr:
     shape = (*x.shape[:-1], n_rows, width)
     strides = (*x.strides[:-1], step, step)
     if x.shape[-1] < n_rows + width - 1:
-        raise ValueError(f"{x.shape[-1]} values cannot give {n_rows} windows of {width}")
+        raise DataError(f"{x.shape[-1]} values cannot give {n_rows} windows of {width}")
     if x.flags.c_contiguous:
         return cast(_Arr, np.ndarray(shape, x.dtype, x, 0, strides))
     return cast(_Arr, np.lib.stride_tricks.as_strided(x, shape, strides, writeable=False))
@@ -268,7 +268,7 @@ def compute_feature_columns(bars: BarRun, params: FeatureParams) -> F64:
     """
     n_rows = len(bars) - _LAST
     if n_rows <= 0:
-        raise ValueError(f"need at least {WINDOW_BARS} bars, got {len(bars)}")
+        raise DataError(f"need at least {WINDOW_BARS} bars, got {len(bars)}")
     with np.errstate(divide="ignore", invalid="ignore"):
         return _compute(bars, params, n_rows)
 

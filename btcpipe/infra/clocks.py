@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 
+from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.time import US_PER_SEC, Clock
 
 
@@ -50,7 +51,7 @@ class ReplayClock:
         held: bool = False,
     ) -> None:
         if speed <= 0:
-            raise ValueError(f"replay speed must be positive, got {speed}")
+            raise ConfigError(f"replay speed must be positive, got {speed}")
         self._wall = wall or SystemClock()
         self.tape_start_us = tape_start_us
         self.speed = speed

@@ -138,7 +138,7 @@ def parse_known_gaps(data: bytes, where: str) -> list[KnownGap]:
             gap = KnownGap(int(item["first_id"]), int(item["last_id"]), item.get("symbol"), item.get("kind"),
                            str(item.get("note", "")))
             if gap.last_id < gap.first_id:
-                raise ValueError(f"last_id {gap.last_id} < first_id {gap.first_id}")
+                raise LakeError(f"last_id {gap.last_id} < first_id {gap.first_id}")
             gaps.append(gap)
         return gaps
     except (ValueError, KeyError, TypeError, AttributeError, tomllib.TOMLDecodeError) as exc:

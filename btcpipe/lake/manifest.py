@@ -132,7 +132,7 @@ class Manifest:
         try:
             doc = orjson.loads(data)
             if doc.get("format") != MANIFEST_FORMAT:
-                raise ValueError(f"format is {doc.get('format')!r}, expected {MANIFEST_FORMAT!r}")
+                raise LakeError(f"format is {doc.get('format')!r}, expected {MANIFEST_FORMAT!r}")
             schema = doc.get("schema")
             return cls(
                 layer=str(doc["layer"]),

@@ -15,6 +15,7 @@ import hashlib
 
 from aiohttp import web
 
+from btcpipe.domain.errors import DataError
 from btcpipe.domain.time import US_PER_DAY, day_start_us
 from btcpipe.exchange.rest.dumps import DumpName, checksum_line, daily_csv, parse_dump_name, zip_csv
 from btcpipe.exchange.source import SymbolMarket
@@ -73,7 +74,7 @@ async def serve_dump(request: web.Request) -> web.Response:
     zip_name = filename.removesuffix(_CHECKSUM_SUFFIX)
     try:
         name = parse_dump_name(zip_name)
-    except ValueError:
+    except DataError:
         return _not_found(request.path)
     market = state.market(name.symbol)
     if name.kind != kind or name.symbol != symbol or market is None or not _published(market, name, state.now_us()):

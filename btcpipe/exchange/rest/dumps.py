@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from btcpipe.domain.errors import DataError
 from btcpipe.domain.tape import I64, AggTradeTape, Bools, MarketTape, TradeTape, aggregate_trades
 from btcpipe.domain.time import DUMPS_MICROSECONDS_FROM, US_PER_DAY, US_PER_MS, day_start_us
 from btcpipe.exchange.amounts import quote_mantissas
@@ -60,7 +61,7 @@ def parse_dump_name(zip_name: str) -> DumpName:
     """``BTCUSDT-trades-2025-01-01.zip`` → its parts; ``ValueError`` for anything else."""
     m = _NAME.match(zip_name)
     if m is None:
-        raise ValueError(f"not a daily dump name: {zip_name!r}")
+        raise DataError(f"not a daily dump name: {zip_name!r}")
     kind: DumpKind = "trades" if m["kind"] == "trades" else "aggTrades"
     return DumpName(m["symbol"], kind, dt.date.fromisoformat(m["day"]))
 
@@ -77,7 +78,7 @@ def _ints(values: I64) -> pa.Array:
 
 def _decimals(mantissas: I64) -> pa.Array:
     if mantissas.shape[0] and int(mantissas.min()) < 0:
-        raise ValueError("dump prices and quantities must not be negative")
+        raise DataError("dump prices and quantities must not be negative")
     whole, frac = np.divmod(mantissas, _SCALE)
     return pc.binary_join_element_wise(_ints(whole), pc.utf8_lpad(_ints(frac), 8, "0"), ".")
 
@@ -159,7 +160,7 @@ def daily_csv(
         lo, hi = _day_slice(tape.trades.ts_event, day)
         return trades_csv(tape.trades.slice(lo, hi), times_in_us=in_us), hi - lo
     if kind != "aggTrades":
-        raise ValueError(f"unknown dump kind {kind!r}; known: {DUMP_KINDS}")
+        raise DataError(f"unknown dump kind {kind!r}; known: {DUMP_KINDS}")
     aggs = aggs if aggs is not None else aggregate_trades(tape.trades, first_agg_id)
     lo, hi = _day_slice(aggs.ts_event, day)
     part = AggTradeTape(*(getattr(aggs, f.name)[lo:hi] for f in dataclasses.fields(AggTradeTape)))

@@ -14,6 +14,8 @@ from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from btcpipe.domain.errors import ConfigError
+
 API_KEY_HEADER = "X-MBX-APIKEY"
 
 
@@ -31,7 +33,7 @@ class ConnectionAttemptLimiter:
         self, limit: int = 300, window_s: float = 300.0, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
         if limit < 1 or window_s <= 0:
-            raise ValueError(f"attempt limit must be >= 1 and the window positive, got {limit} per {window_s}s")
+            raise ConfigError(f"attempt limit must be >= 1 and the window positive, got {limit} per {window_s}s")
         self.limit = limit
         self.window_s = window_s
         self._clock = clock

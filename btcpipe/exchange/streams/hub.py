@@ -29,7 +29,7 @@ from btcpipe.binance.sbe_encode import (
     encode_depth_snapshot,
     encode_trades_event,
 )
-from btcpipe.domain.errors import MalformedRecordError
+from btcpipe.domain.errors import ConfigError, MalformedRecordError
 from btcpipe.domain.records import Trade
 from btcpipe.exchange.state import ExchangeState
 from btcpipe.exchange.streams.auth import ApiKeys, ConnectionAttemptLimiter
@@ -78,9 +78,9 @@ class StreamConfig:
         for f in ("ping_interval_s", "pong_timeout_s", "max_connection_age_s", "attempt_window_s",
                   "poll_interval_s", "close_timeout_s"):
             if getattr(self, f) <= 0:
-                raise ValueError(f"StreamConfig.{f} must be positive, got {getattr(self, f)}")
+                raise ConfigError(f"StreamConfig.{f} must be positive, got {getattr(self, f)}")
         if self.shutdown_grace_s < 0 or self.depth20_interval_us <= 0 or self.attempt_limit < 1:
-            raise ValueError("StreamConfig: shutdown_grace_s >= 0, depth20_interval_us > 0, attempt_limit >= 1")
+            raise ConfigError("StreamConfig: shutdown_grace_s >= 0, depth20_interval_us > 0, attempt_limit >= 1")
 
 
 @dataclass(slots=True)

@@ -56,7 +56,7 @@ from typing import TypeVar
 
 from aiohttp import WSMsgType, web
 
-from btcpipe.domain.errors import ExchangeError
+from btcpipe.domain.errors import ConfigError, ExchangeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.exchange.state import EXCHANGE
 from btcpipe.exchange.streams.auth import API_KEY_HEADER
@@ -226,12 +226,12 @@ class StreamControl:
 
     def skip_depth_update(self, count: int = 1) -> None:
         if count < 1:
-            raise ValueError(f"count must be >= 1, got {count}")
+            raise ConfigError(f"count must be >= 1, got {count}")
         self._call(lambda: self.hub.skip_depth(count))
 
     def stall(self, seconds: float) -> None:
         if seconds < 0:
-            raise ValueError(f"stall must not be negative, got {seconds}")
+            raise ConfigError(f"stall must not be negative, got {seconds}")
         self._call(lambda: self.hub.stall(seconds))
 
     # --- observation ----------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import replace
 import numpy as np
 
 from btcpipe.binance.sbe_schema import TradesEvent
+from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
 from btcpipe.domain.tape import I64, MarketTape
 from btcpipe.exchange.book import BookReplayer
@@ -62,7 +63,7 @@ class SymbolTimeline:
 
     def __init__(self, tape: MarketTape, *, depth20_interval_us: int = 50_000) -> None:
         if depth20_interval_us <= 0:
-            raise ValueError(f"depth20 interval must be positive, got {depth20_interval_us}")
+            raise ConfigError(f"depth20 interval must be positive, got {depth20_interval_us}")
         self.symbol = tape.symbol.upper()
         self.tape = tape
         self.exponent = tape.exponent

@@ -38,7 +38,7 @@ from btcpipe.binance.rest_parsing import rest_trades, trade_records
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.binance.ws_messages import MarketEvent, event_kind
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
-from btcpipe.domain.errors import DataError, ExchangeError
+from btcpipe.domain.errors import ConfigError, DataError, ExchangeError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade, TradeGap
 from btcpipe.infra.metrics import Metrics
 from btcpipe.lake.ports import BronzeSink
@@ -135,7 +135,7 @@ class Ingestor:
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         if not symbols:
-            raise ValueError("the ingestor needs at least one symbol")
+            raise ConfigError("the ingestor needs at least one symbol")
         self.source = source
         self.bus = bus
         self.symbols = tuple(s.upper() for s in symbols)

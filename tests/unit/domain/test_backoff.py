@@ -11,7 +11,7 @@ import pytest
 
 from btcpipe.binance.dumps import DumpsClient, dump_name
 from btcpipe.domain.backoff import backoff_ceiling, backoff_delay
-from btcpipe.domain.errors import ExchangeServerError
+from btcpipe.domain.errors import ConfigError, ExchangeServerError
 
 
 class Fixed:
@@ -53,7 +53,7 @@ def test_a_very_late_attempt_is_capped_not_an_overflow() -> None:
     [(0, 1.0, 2.0, "from 1"), (-1, 1.0, 2.0, "from 1"), (1, -1.0, 2.0, "negative"), (1, 1.0, -2.0, "negative")],
 )
 def test_nonsense_arguments_are_refused(attempt: int, base: float, cap: float, message: str) -> None:
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(ConfigError, match=message):
         backoff_delay(attempt, base, cap, Fixed(0.5))
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from btcpipe.domain.decimal import parse_decimal
+from btcpipe.domain.errors import DataError
 from btcpipe.domain.tape import AggTradeTape, MarketTape, TradeTape, aggregate_trades
 from btcpipe.domain.time import day_start_us
 from btcpipe.exchange.amounts import quote_mantissas
@@ -154,5 +155,5 @@ def test_dump_names_parse_and_refuse_garbage() -> None:
     assert (name.symbol, name.kind, name.day) == ("BTCUSDT", "aggTrades", dt.date(2024, 4, 20))
     assert name.path == "/data/spot/daily/aggTrades/BTCUSDT/BTCUSDT-aggTrades-2024-04-20.zip"
     for bad in ("BTCUSDT-klines-2024-04-20.zip", "BTCUSDT-trades-2024-04.zip", "../etc/passwd", "x.zip"):
-        with pytest.raises(ValueError, match="not a daily dump name"):
+        with pytest.raises(DataError, match="not a daily dump name"):
             parse_dump_name(bad)

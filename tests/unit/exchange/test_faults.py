@@ -6,6 +6,7 @@ import threading
 
 import pytest
 
+from btcpipe.domain.errors import ConfigError
 from btcpipe.exchange.faults import Faults
 
 
@@ -77,7 +78,7 @@ def test_clear_switches_everything_off() -> None:
 def test_invalid_settings_are_refused_and_leave_the_old_ones(kwargs: dict[str, object]) -> None:
     faults = Faults()
     faults.set(truncate_rate=0.25)
-    with pytest.raises(ValueError, match=r"rate|latency|statuses"):
+    with pytest.raises(ConfigError, match=r"rate|latency|statuses"):
         faults.set(**kwargs)  # type: ignore[arg-type]
     faults.set(seed=0)
     kinds = _kinds(faults, 2000)
@@ -86,9 +87,9 @@ def test_invalid_settings_are_refused_and_leave_the_old_ones(kwargs: dict[str, o
 
 
 def test_unknown_fault_kinds_are_refused() -> None:
-    with pytest.raises(ValueError, match="unknown fault"):
+    with pytest.raises(ConfigError, match="unknown fault"):
         Faults().script("explode")  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown dump fault"):
+    with pytest.raises(ConfigError, match="unknown dump fault"):
         Faults().set_dump_fault("late")  # type: ignore[arg-type]
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from btcpipe.domain.errors import ConfigError
 from btcpipe.exchange.ratelimit import WeightLimiter
 
 MINUTE = 60.0 * 16_667  # the start of a minute
@@ -91,5 +92,5 @@ def test_reset_forgets_clients_and_counters() -> None:
 
 
 def test_nonsense_limits_are_refused() -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ConfigError, match="positive"):
         WeightLimiter(0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from btcpipe.domain.errors import ConfigError
 from btcpipe.infra.clocks import HistoryClock, ManualClock, ReplayClock
 
 
@@ -24,7 +25,7 @@ def test_replay_clock_advances_tape_time_with_the_wall_at_its_speed() -> None:
 
 
 def test_replay_speed_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ConfigError, match="positive"):
         ReplayClock(0, speed=0.0)
 
 

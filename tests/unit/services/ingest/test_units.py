@@ -157,11 +157,11 @@ def test_backoff_is_exponential_capped_and_jittered() -> None:
 
 
 def test_settings_refuse_nonsense_and_hide_the_key() -> None:
-    with pytest.raises(ValueError, match="unknown stream kind"):
+    with pytest.raises(ConfigError, match="unknown stream kind"):
         StreamSettings("ws://a", "ws://b", kinds=("trades",))
-    with pytest.raises(ValueError, match="cap at least the base"):
+    with pytest.raises(ConfigError, match="cap at least the base"):
         StreamSettings("ws://a", "ws://b", backoff_base_s=2.0, backoff_cap_s=1.0)
-    with pytest.raises(ValueError, match="rotate_before_s"):
+    with pytest.raises(ConfigError, match="rotate_before_s"):
         StreamSettings("ws://a", "ws://b", max_connection_age_s=10, rotate_before_s=10)
     assert "s3cr3t" not in repr(StreamSettings("ws://a", "ws://b", api_key="s3cr3t"))
 
