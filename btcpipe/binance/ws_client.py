@@ -191,11 +191,6 @@ class MarketStreamClient:
     def connected(self) -> bool:
         return self._current is not None and not self._current.ws.closed
 
-    @property
-    def last_data_age_s(self) -> float | None:
-        cur = self._current
-        return None if cur is None else self._monotonic() - cur.last_data_at
-
     def url(self, mode: WireMode | None = None) -> str:
         mode = mode or self.mode
         base = (self.settings.sbe_url if mode == "sbe" else self.settings.json_url).rstrip("/")
@@ -216,12 +211,6 @@ class MarketStreamClient:
             self._queue.put_nowait((None, _STOP))
         else:
             loop.call_soon_threadsafe(self._queue.put_nowait, (None, _STOP))
-
-    def request_rotation(self) -> None:
-        """Replace the connection now, new one first (what a ``serverShutdown`` does). For operators and tests."""
-        cur = self._current
-        if cur is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._queue.put_nowait, (cur, _SHUTDOWN))
 
     async def run(self, sink: Sink) -> None:
         """Stream into ``sink`` until ``stop()``; errors of the sink propagate, network errors never do."""

@@ -36,22 +36,6 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
-class AggTrade:
-    """One aggregated trade: the fills of one taker order at one price (REST ``aggTrades``)."""
-
-    symbol: str
-    agg_id: int
-    ts_event: int
-    price_mantissa: int
-    qty_mantissa: int
-    first_trade_id: int
-    last_trade_id: int
-    is_buyer_maker: bool
-    price_exponent: int = STD_EXPONENT
-    qty_exponent: int = STD_EXPONENT
-
-
-@dataclass(frozen=True, slots=True)
 class BestBidAsk:
     """Top of book (SBE ``bestBidAsk`` / JSON ``bookTicker``)."""
 

@@ -25,10 +25,6 @@ class Clock(Protocol):
     def now_us(self) -> int: ...
 
 
-def ms_to_us(ms: int) -> int:
-    return ms * US_PER_MS
-
-
 def to_us(value: int) -> int:
     """Normalise an epoch timestamp that is either in ms or in µs to µs, by its magnitude."""
     return value * US_PER_MS if value < _MS_US_THRESHOLD else value

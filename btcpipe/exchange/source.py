@@ -13,7 +13,7 @@ from btcpipe.domain.errors import DataError
 from btcpipe.domain.tape import I64, AggTradeTape, MarketTape, TradeTape, aggregate_trades
 from btcpipe.exchange.book import BookReplayer
 from btcpipe.exchange.klines import KlineTable, kline_table
-from btcpipe.exchange.pages import from_key, half_open, in_window, most_recent
+from btcpipe.exchange.pages import from_key, in_window, most_recent
 
 
 def _running_max(ts: I64) -> I64:
@@ -56,10 +56,6 @@ class SymbolMarket:
     def trades_from_id(self, from_id: int, limit: int, now_us: int) -> tuple[int, int]:
         return from_key(self.trades.id, from_id, limit, self.visible_trades(now_us))
 
-    def trade_range_in_time(self, start_us: int, end_us: int) -> tuple[int, int]:
-        """Trades with ``start_us <= ts_event < end_us`` (for dumps; ignores visibility)."""
-        return half_open(self._trade_ts, start_us, end_us)
-
     # --- aggTrades ---------------------------------------------------------------------------------
     def recent_aggs(self, limit: int, now_us: int) -> tuple[int, int]:
         return most_recent(limit, self.visible_aggs(now_us))
@@ -71,9 +67,6 @@ class SymbolMarket:
         """aggTrades with ``start_us <= T <= end_us``: the first ``limit`` from the start when a start is
         given, else the last ``limit`` up to the end."""
         return in_window(self._agg_ts, start_us, end_us, limit, self.visible_aggs(now_us))
-
-    def agg_range_in_time(self, start_us: int, end_us: int) -> tuple[int, int]:
-        return half_open(self._agg_ts, start_us, end_us)
 
     # --- klines ------------------------------------------------------------------------------------
     def klines(self, interval: str) -> KlineTable:

@@ -97,16 +97,6 @@ def book_tape_from_bronze(table: pa.Table) -> BestBidAskTape:
     return tape
 
 
-def trade_arrays_from_silver(table: pa.Table) -> TradeArrays:
-    """A silver ``trades`` table (``SILVER_TRADES``: floats already converted) as arithmetic input."""
-    return TradeArrays(
-        table["ts_event"].to_numpy(zero_copy_only=False).astype(np.int64, copy=False),
-        table["price"].to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
-        table["qty"].to_numpy(zero_copy_only=False).astype(np.float64, copy=False),
-        np.asarray(table["is_buyer_maker"].to_numpy(zero_copy_only=False), dtype=np.bool_),
-    )
-
-
 # --- frames → tables ---------------------------------------------------------------------------------
 def _metadata(params: FeatureParams, symbol: str) -> dict[bytes, bytes]:
     return {

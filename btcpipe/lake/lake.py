@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 
 from btcpipe.domain.arrow_decimal import decimal_to_float
 from btcpipe.domain.errors import LakeError, LakeIntegrityError
-from btcpipe.domain.time import US_PER_DAY, day_of, day_start_us
+from btcpipe.domain.time import day_of
 from btcpipe.lake import keys
 from btcpipe.lake.manifest import (
     FileEntry,
@@ -414,6 +414,3 @@ class Lake:
             raise LakeError(f"{layer}/{dataset}/{symbol}: partitions have different schemas: {exc}") from exc
 
 
-def day_bounds(day: dt.date) -> tuple[int, int]:
-    start = day_start_us(day)
-    return start, start + US_PER_DAY

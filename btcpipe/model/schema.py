@@ -31,8 +31,3 @@ def running_schema_hash(schema: Mapping[str, Any]) -> str:
     return schema_hash(params_of(schema))
 
 
-def feature_names_of(schema: Mapping[str, Any]) -> tuple[str, ...]:
-    names = schema.get("names")
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise ModelIntegrityError("schema_v1.json has no list of feature names")
-    return tuple(names)

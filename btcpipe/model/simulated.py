@@ -20,7 +20,7 @@ from btcpipe.features.spec import FeatureParams
 from btcpipe.features.tables import label_mid_series
 from btcpipe.market.config import SimConfig
 from btcpipe.market.simulator import OracleScore, oracle_score, simulate
-from btcpipe.model.dataset import LabeledRows, TimeSplit
+from btcpipe.model.dataset import LabeledRows
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,3 @@ def simulated_rows(config: SimConfig, *, train_fraction: float = 0.7) -> Simulat
     return SimulatedRows(rows, params, config, tape)
 
 
-def oracle_r2_share(sim: SimulatedRows, split: TimeSplit, model_r2: float) -> tuple[float, OracleScore]:
-    oracle = sim.oracle_on(split.test)
-    return (model_r2 / oracle.r2 if oracle.r2 > 0 else float("nan")), oracle

@@ -29,10 +29,6 @@ class WireSchema:
     parsed: Any  # fastavro's parsed schema
     header: bytes  # marker + fingerprint: the first HEADER_LEN bytes of every payload of this schema
 
-    @property
-    def fingerprint_hex(self) -> str:
-        return self.header[2:].hex()
-
 
 def load_schema(name: str) -> WireSchema:
     text = (resources.files("btcpipe") / "schemas" / "avro" / f"{name}.avsc").read_text(encoding="utf-8")

@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from support.features import SEC, T0, assert_same_rows, bronze_trades_table, make_tape
 
-from btcpipe.domain.errors import LakeError
+from btcpipe.domain.errors import DataError, LakeError
 from btcpipe.domain.time import day_of
 from btcpipe.features.arithmetic import (
     SecondAccumulator,
@@ -195,10 +195,10 @@ def test_bronze_decimals_convert_exactly_and_refuse_values_beyond_int64() -> Non
     # ... and a wider decimal (quote amounts) that does not fit is refused by the conversion, not wrapped.
     too_big = pa.array([decimal.Decimal("1.5"), decimal.Decimal(2**64) / 10**8], QUOTE)
     for convert in (decimal_mantissas, decimal_to_float):
-        with pytest.raises(OverflowError):
+        with pytest.raises(DataError, match="does not fit"):
             convert(too_big)
     too_negative = pa.array([-decimal.Decimal(2**64) / 10**8], QUOTE)
-    with pytest.raises(OverflowError):
+    with pytest.raises(DataError, match="does not fit"):
         decimal_to_float(too_negative)
 
 
