@@ -54,6 +54,8 @@ class DumpChunk:
 
 @dataclass(frozen=True, slots=True)
 class DumpDay:
+    """One downloaded daily dump, checksum-verified: which file it was, its sha256 and size, and its time unit."""
+
     kind: DumpKind
     symbol: str
     day: dt.date

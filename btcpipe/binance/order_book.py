@@ -152,6 +152,8 @@ class OrderBook:
 
 
 class DiffOutcome(Enum):
+    """What applying one depth diff did to the local book."""
+
     BUFFERED = "buffered"  # waiting for a snapshot
     APPLIED = "applied"
     DROPPED = "dropped"  # stale: u <= the book's update id
@@ -159,6 +161,8 @@ class DiffOutcome(Enum):
 
 
 class SnapshotOutcome(Enum):
+    """What applying a REST depth snapshot did to the local book."""
+
     SYNCED = "synced"  # the book is live
     STALE = "stale"  # older than the first buffered diff: fetch another
     RESYNC = "resync"  # the buffer itself has a gap: buffering again from it
@@ -167,6 +171,8 @@ class SnapshotOutcome(Enum):
 
 @dataclass(slots=True)
 class SyncCounters:
+    """Counts of the book's synchronisation events since it was created (resyncs, applied and dropped diffs)."""
+
     resyncs: int = 0
     diffs_applied: int = 0
     diffs_dropped: int = 0  # stale diffs, and the oldest buffered ones pushed out by max_buffer

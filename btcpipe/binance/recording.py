@@ -35,6 +35,8 @@ from btcpipe.domain.time import to_us
 
 @dataclass(frozen=True, slots=True)
 class RecordedLine:
+    """One line of a recording: a raw stream message and when the recorder received it."""
+
     ts_recv: int  # µs on the recorder's clock
     message: dict[str, object]
 

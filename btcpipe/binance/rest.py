@@ -47,6 +47,8 @@ WEIGHT_HEADER = "x-mbx-used-weight-1m"
 
 @dataclass(frozen=True, slots=True)
 class RestResponse:
+    """One REST answer: the parsed body, the raw bytes, the used weight and, for history endpoints, the bronze table."""
+
     body: Any  # the parsed JSON
     raw: bytes  # exactly the bytes that arrived
     request: str  # "GET /api/v3/aggTrades?symbol=BTCUSDT&fromId=..." for messages
@@ -75,6 +77,8 @@ Validator = Callable[[Any], pa.Table | None]
 
 
 class TableParser(Protocol):
+    """Turns a page of REST items into a bronze Arrow table."""
+
     def __call__(self, items: Sequence[Any], /, *, time_unit: TimeUnit | None = None) -> pa.Table: ...
 
 

@@ -30,6 +30,8 @@ VAR_STRING8_MAX = 255
 
 
 class MessageHeader(NamedTuple):
+    """The SBE message header that precedes every frame's root block."""
+
     block_length: int
     template_id: int
     schema_id: int
@@ -38,6 +40,8 @@ class MessageHeader(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class FieldSpec:
+    """One fixed-size field of an SBE block: its name, byte offset and struct code."""
+
     name: str
     offset: int
     code: str  # struct format character
@@ -69,6 +73,8 @@ class BlockSpec:
 
 @dataclass(frozen=True, slots=True)
 class GroupSpec:
+    """A repeating group of an SBE message: its dimension header and the block of each entry."""
+
     name: str
     dimension: struct.Struct
     entry: BlockSpec
@@ -76,6 +82,8 @@ class GroupSpec:
 
 @dataclass(frozen=True, slots=True)
 class MessageSpec:
+    """One SBE message template: its root block and repeating groups, read from the official schema."""
+
     template_id: int
     name: str
     root: BlockSpec

@@ -82,6 +82,8 @@ class StreamSettings:
 
 @dataclass(slots=True)
 class StreamClientStats:
+    """What the stream client has seen: frames, events, decode errors, duplicates, connections and fallbacks."""
+
     frames: int = 0  # WebSocket data frames received
     events: int = 0  # records handed to the sink
     decode_errors: int = 0

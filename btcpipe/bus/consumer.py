@@ -24,6 +24,8 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class Delivery(Generic[T]):
+    """One decoded bus record handed to a consumer's caller, with the record it came from."""
+
     record: BusRecord
     value: T
 
@@ -35,6 +37,8 @@ def shards_for_keys(bus: Bus, stream: str, keys: Iterable[str]) -> list[str]:
 
 
 class BusConsumer(Generic[T]):
+    """Reads one stream over its shards: polls, decodes, skips and counts bad payloads, commits positions."""
+
     def __init__(
         self,
         bus: Bus,

@@ -73,6 +73,8 @@ def _error_code(exc: BaseException) -> str:
 
 
 class KinesisBus:
+    """The bus on Kinesis Data Streams (or moto_server): one Kinesis stream per bus stream, retried puts."""
+
     def __init__(
         self,
         client: KinesisClient,

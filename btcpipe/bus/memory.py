@@ -29,6 +29,8 @@ class _Shard:
 
 
 class InProcessBus:
+    """The embedded bus: bounded in-memory shards, thread-safe, for one process (the default and the test twin)."""
+
     def __init__(self, n_shards: int = 1, retention: int = 1_000_000) -> None:
         if n_shards < 1 or retention < 1:
             raise BusError(f"need n_shards >= 1 and retention >= 1, got {n_shards}, {retention}")

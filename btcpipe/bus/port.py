@@ -37,6 +37,8 @@ class Position:
 
 @dataclass(frozen=True, slots=True)
 class BusRecord:
+    """One record read from the bus: where it came from, its id (a position to resume after) and its payload."""
+
     stream: str
     shard: str
     id: str  # in-process offset, Redis entry id or Kinesis sequence number; a Position's ``after``
@@ -56,6 +58,8 @@ class BusStats:
 
 
 class Bus(Protocol):
+    """The bus port: publish payloads to a keyed shard of a stream, read them back after a position."""
+
     stats: BusStats
 
     def publish(self, stream: str, key: str, payloads: Sequence[bytes]) -> int:

@@ -20,6 +20,8 @@ from btcpipe.infra.redis_connection import RedisOptions, connect_redis
 
 
 class InMemoryPositionStore:
+    """Consumer positions held in memory (lost with the process; the embedded default)."""
+
     def __init__(self) -> None:
         self._data: dict[tuple[str, str], dict[str, str]] = {}
         self._lock = threading.Lock()

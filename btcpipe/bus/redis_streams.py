@@ -38,6 +38,8 @@ def _text(value: Any) -> str:
 
 
 class RedisStreamsBus:
+    """The bus on Redis Streams: one stream key per (stream, shard), capped at ``retention`` entries."""
+
     def __init__(
         self,
         client: redis.Redis[bytes] | RedisOptions,

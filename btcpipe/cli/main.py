@@ -31,6 +31,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 
 
 class LazyGroup(click.Group):
+    """The ``btcpipe`` command group: imports a command's module only when that command runs."""
+
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(n for n, (mod, _) in COMMANDS.items() if importlib.util.find_spec(mod) is not None)
 

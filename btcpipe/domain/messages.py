@@ -22,6 +22,8 @@ def check_ts_sec(ts_sec: int) -> int:
 
 @dataclass(frozen=True, slots=True)
 class FeatureVector1s:
+    """One symbol's feature row for one second as the live path carries it (bus, store): values in schema order."""
+
     symbol: str
     ts_sec: int
     schema_hash: str
@@ -31,6 +33,8 @@ class FeatureVector1s:
 
 @dataclass(frozen=True, slots=True)
 class Prediction1s:
+    """One prediction of the 10-s log return for a second, with its latency, model version and feature age."""
+
     symbol: str
     ts_sec: int
     yhat: float

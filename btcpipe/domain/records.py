@@ -109,6 +109,8 @@ class TradeGap:
 
 @dataclass(frozen=True, slots=True)
 class Kline:
+    """One candlestick as Binance's REST klines give it (prices kept as decimal strings)."""
+
     symbol: str
     interval: str
     open_time: int

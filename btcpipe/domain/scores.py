@@ -23,6 +23,8 @@ F64 = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class Scores:
+    """Forecast scores of predictions against realized labels: MAE, MSE, R² and directional hit rate."""
+
     n: int
     mae: float
     mse: float

@@ -48,6 +48,8 @@ class TradeTape:
 
 @dataclass(frozen=True, slots=True)
 class AggTradeTape:
+    """Aggregated trades as columns: the fills of one taker order at one price, with their trade id range."""
+
     agg_id: I64
     ts_event: I64
     price: I64

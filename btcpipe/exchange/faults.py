@@ -34,6 +34,8 @@ class FaultPlan:
 
 @dataclass(slots=True)
 class FaultStats:
+    """How many faults the local exchange has injected, by kind and path."""
+
     delayed: int = 0
     errors_5xx: int = 0
     truncated: int = 0

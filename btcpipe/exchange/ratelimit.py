@@ -25,6 +25,8 @@ MAX_BAN_S = 3 * 86_400.0
 
 @dataclass(slots=True)
 class RateStats:
+    """The limiter's counters: requests, the highest used weight, 429s and 418 bans."""
+
     requests: int = 0
     max_used_weight: int = 0
     rejected_429: int = 0
@@ -53,6 +55,8 @@ class _Client:
 
 
 class WeightLimiter:
+    """Binance's request-weight limit per IP over a rolling window: 429 past it, 418 bans for repeat offenders."""
+
     def __init__(
         self,
         limit: int = 6000,

@@ -22,6 +22,8 @@ from btcpipe.infra.clocks import HistoryClock
 
 @dataclass
 class ExchangeState:
+    """Everything the local exchange serves from: the symbols' markets, its clock, the weight limiter and faults."""
+
     markets: dict[str, SymbolMarket]
     clock: Clock
     limiter: WeightLimiter

@@ -52,6 +52,8 @@ DEFAULT_TRAIN_FRACTION = 0.7
 
 
 class FeatureLake(Protocol):
+    """What the day build needs of a lake: read bronze spans, write silver and gold partitions."""
+
     def read_bronze(
         self,
         kind: str,
@@ -78,6 +80,8 @@ class FeatureLake(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class DayBuild:
+    """What building one day produced: trades read, rows written, which mid the label used, whether it was warmed up."""
+
     day: dt.date
     trades: int
     silver_rows: int

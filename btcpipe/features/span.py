@@ -27,6 +27,8 @@ from btcpipe.features.threads import run_beside
 
 @dataclass(frozen=True, slots=True)
 class SpanTables:
+    """One span's feature rows and their silver and gold Arrow tables."""
+
     frame: FeatureFrame  # the silver rows
     silver: pa.Table
     gold: pa.Table

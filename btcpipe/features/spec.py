@@ -32,6 +32,8 @@ WINDOW_BARS = 60
 
 @dataclass(frozen=True, slots=True)
 class FeatureDef:
+    """One feature of the schema: name, unit, trailing window and what it means."""
+
     name: str
     unit: str
     window_s: int  # trailing 1-s bars the value depends on, counting the current one

@@ -44,6 +44,8 @@ TradeChunk = tuple[I64, I64, F64, F64, Bools]  # id, ts_event, price, qty, is_bu
 
 @dataclass(slots=True)
 class SymbolStats:
+    """One symbol's live counts: events taken, late and duplicate events, rows closed."""
+
     trades: int = 0  # trades accepted into the buffer
     best_bid_ask: int = 0
     late_trades: int = 0
@@ -54,6 +56,8 @@ class SymbolStats:
 
 
 class SymbolFeatureState:
+    """One symbol's live feature state: buffers events, de-duplicates them, closes seconds into feature rows."""
+
     def __init__(
         self,
         symbol: str,

@@ -108,6 +108,8 @@ Labels = tuple[tuple[str, str], ...]
 
 @dataclass(frozen=True, slots=True)
 class EmfSettings:
+    """Whether and how to print CloudWatch Embedded Metric Format lines (from the environment)."""
+
     enabled: bool = False
     namespace: str = DEFAULT_NAMESPACE
     interval_s: float = 60.0

@@ -17,6 +17,8 @@ _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"me
 
 
 class JsonFormatter(logging.Formatter):
+    """Formats log records as one JSON object per line, with the service name and structured extras."""
+
     def __init__(self, service: str = "btcpipe") -> None:
         super().__init__()
         self.service = service

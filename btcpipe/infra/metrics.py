@@ -21,6 +21,8 @@ PREDICTION_BUCKETS = (-1e-3, -5e-4, -2e-4, -1e-4, -5e-5, -2e-5, 0.0, 2e-5, 5e-5,
 
 
 class Metrics:
+    """Every Prometheus metric btcpipe exports, on one registry (names and help documented once, here)."""
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         r = self.registry = registry if registry is not None else CollectorRegistry()
         # ingestor
@@ -182,6 +184,8 @@ def serve_metrics(
     import orjson
 
     class Handler(BaseHTTPRequestHandler):
+        """Serves ``/metrics`` and ``/healthz``."""
+
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
                 body, status, ctype = metrics.exposition(), 200, CONTENT_TYPE_LATEST

@@ -18,6 +18,8 @@ from btcpipe.domain.errors import ConfigError
 
 @dataclass(frozen=True, slots=True)
 class RedisOptions:
+    """How to reach Redis: URL, password (never logged), TLS and timeouts."""
+
     url: str = "redis://127.0.0.1:6379/0"
     password: str | None = None  # used when the URL carries none (a URL password wins); never logged
     tls: bool = False  # also implied by a rediss:// URL

@@ -32,6 +32,8 @@ I64 = npt.NDArray[np.int64]
 
 @dataclass(frozen=True, slots=True)
 class KnownGap:
+    """A trade-id gap the exchange itself has (ids it never issued), so the check does not report it."""
+
     first_id: int
     last_id: int
     symbol: str | None = None
@@ -57,6 +59,8 @@ class IdGap:
 
 @dataclass(slots=True)
 class DayReport:
+    """The check's findings for one day: rows, id gaps, duplicates, order and manifest problems."""
+
     day: dt.date
     rows: int = 0
     files: int = 0
@@ -103,6 +107,8 @@ class DayReport:
 
 @dataclass(slots=True)
 class CheckReport:
+    """The lake check over a span: a report per day and whether the whole span passes."""
+
     lake: str
     kind: str
     symbol: str

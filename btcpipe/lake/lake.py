@@ -53,6 +53,8 @@ def time_column(kind: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class AppendResult:
+    """What an append wrote: rows added, and rows already in the lake (skipped)."""
+
     rows_added: int
     rows_duplicate: int
     partitions: list[str] = field(default_factory=list)
@@ -60,6 +62,8 @@ class AppendResult:
 
 @dataclass(frozen=True, slots=True)
 class CompactResult:
+    """What compaction did: hours merged and the file counts before and after."""
+
     hours_compacted: int
     files_before: int
     files_after: int
@@ -101,6 +105,8 @@ def conform(table: pa.Table, schema: pa.Schema, what: str) -> pa.Table:
 
 
 class Lake:
+    """The Parquet lake on an object store: bronze appends, silver/gold partitions, manifests with hashes, reads."""
+
     def __init__(self, store: ObjectStore) -> None:
         self.store = store
 

@@ -61,6 +61,8 @@ class RawEntry:
 
 @dataclass(frozen=True, slots=True)
 class Totals:
+    """Row and file counts of a dataset's partitions."""
+
     rows: int = 0
     files: int = 0
     first_id: int | None = None
@@ -81,6 +83,8 @@ def _max(values: list[int | None]) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Manifest:
+    """A dataset's manifest: every part with its rows, id/time range and sha256."""
+
     layer: str
     dataset: str
     symbol: str

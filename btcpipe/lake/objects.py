@@ -16,6 +16,8 @@ from btcpipe.domain.errors import LakeError
 
 
 class ObjectStore(Protocol):
+    """The lake's object store port: put, get, list and delete objects by key (a directory or S3)."""
+
     def put(self, key: str, data: bytes) -> None:
         """Write ``data`` at ``key`` atomically, replacing any object there."""
         ...

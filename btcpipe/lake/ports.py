@@ -8,6 +8,8 @@ import pyarrow as pa
 
 
 class AppendOutcome(Protocol):
+    """What any bronze append reports back."""
+
     @property
     def rows_added(self) -> int: ...
 

@@ -24,6 +24,8 @@ _SIGNED = frozenset({"alpha_tvi_1s", "lambda_net_5s", "gamma_net_now"})
 
 @dataclass(frozen=True, slots=True)
 class SimConfig:
+    """The market simulator's parameters: span, order flow, impact, volatility, book and seed."""
+
     symbol: str = "BTCUSDT"
     seed: int = 0
     start_us: int = DEFAULT_START_US  # must fall on a whole second

@@ -22,6 +22,8 @@ Bools = npt.NDArray[np.bool_]
 
 @dataclass(frozen=True, slots=True)
 class Arrivals:
+    """Taker-order arrivals per second and the intensity each was drawn from."""
+
     orders_per_sec: I64  # taker orders in each second of the span
     rate: F64  # the intensity (orders/s) each second's count was drawn from
     order_ts: I64  # sorted, strictly inside their second (never on a whole second)

@@ -187,6 +187,8 @@ def _price_path(
 
 @dataclass(frozen=True, slots=True)
 class OracleScore:
+    """How well the simulator's oracle predicts its own label over a span."""
+
     r2: float
     hit_rate: float  # on non-zero realised moves; a zero prediction is half a hit (btcpipe.domain.scores)
     n: int  # seconds scored (those with a known label)

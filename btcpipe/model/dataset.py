@@ -107,6 +107,8 @@ def drop_incomplete(rows: LabeledRows) -> tuple[LabeledRows, int]:
 
 @dataclass(frozen=True, slots=True)
 class TimeSplit:
+    """A contiguous train / validation / test split with purge gaps of at least the label horizon."""
+
     train: LabeledRows
     val: LabeledRows
     test: LabeledRows

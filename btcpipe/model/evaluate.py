@@ -105,6 +105,8 @@ def hit_rate_by_regime(rows: LabeledRows, yhat: F64, *, n_regimes: int = 3) -> l
 
 @dataclass(frozen=True, slots=True)
 class Evaluation:
+    """A model's scores beside the baselines' (and the oracle's on simulated data)."""
+
     model: Scores
     baselines: dict[str, Scores]
     shuffled_label_control: Scores

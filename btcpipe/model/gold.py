@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class GoldSpan:
+    """Gold rows read from the lake for a span, with the fitted parameters they were built with."""
+
     rows: LabeledRows  # every row in [start, end), incomplete ones included
     params: FeatureParams
     symbol: str

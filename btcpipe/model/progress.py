@@ -12,6 +12,8 @@ log = logging.getLogger("btcpipe.model.train")
 
 @dataclass(frozen=True, slots=True)
 class EpochStats:
+    """One training epoch's losses."""
+
     epoch: int  # 1-based
     train_loss: float
     val_loss: float
@@ -20,12 +22,16 @@ class EpochStats:
 
 
 class TrainingReporter(Protocol):
+    """Where training progress goes: a terminal bar, log lines or nowhere."""
+
     def start(self, max_epochs: int) -> None: ...
     def epoch(self, stats: EpochStats) -> None: ...
     def finish(self, stopped_early: bool) -> None: ...
 
 
 class LogReporter:
+    """Training progress as structured log lines."""
+
     def start(self, max_epochs: int) -> None:
         log.info("training started", extra={"max_epochs": max_epochs})
 
@@ -41,6 +47,8 @@ class LogReporter:
 
 
 class RichReporter:
+    """Training progress as a rich progress bar on a terminal."""
+
     def __init__(self) -> None:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -67,6 +75,8 @@ class RichReporter:
 
 
 class SilentReporter:
+    """No training progress (tests, benchmarks)."""
+
     def start(self, max_epochs: int) -> None: ...
     def epoch(self, stats: EpochStats) -> None: ...
     def finish(self, stopped_early: bool) -> None: ...

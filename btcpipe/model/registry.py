@@ -30,6 +30,8 @@ _VERSION = re.compile(r"^v([1-9][0-9]*)$")
 
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
+    """One registered model version: where its artifacts are and what its manifest says."""
+
     name: str
     version: str
     manifest: dict[str, Any]
@@ -50,6 +52,8 @@ def _version_number(version: str) -> int:
 
 
 class ModelRegistry:
+    """Versioned models in the lake (``vN`` folders) with aliases such as ``production``; no pickle is ever loaded."""
+
     def __init__(self, store: ObjectStore, *, prefix: str = "models") -> None:
         self.store = store
         self.prefix = prefix.strip("/")

@@ -22,6 +22,8 @@ SCALER_FORMAT = "btcpipe.standard_scaler/1"
 
 @dataclass(frozen=True, slots=True)
 class StandardScaler:
+    """Per-feature mean and std fitted on the training split, stored as JSON beside the model."""
+
     feature_names: tuple[str, ...]
     mean: npt.NDArray[np.float64]
     std: npt.NDArray[np.float64]  # never zero: a constant training column gets std 1

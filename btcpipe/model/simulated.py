@@ -25,6 +25,8 @@ from btcpipe.model.dataset import LabeledRows
 
 @dataclass(frozen=True)
 class SimulatedRows:
+    """Labeled rows from the simulator and what is needed to score its oracle beside a model."""
+
     rows: LabeledRows
     params: FeatureParams
     config: SimConfig

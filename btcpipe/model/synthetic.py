@@ -23,6 +23,8 @@ START_US = 1_704_067_200 * US_PER_SEC  # 2024-01-01T00:00:00Z
 
 @dataclass(frozen=True, slots=True)
 class SyntheticRows:
+    """Synthetic labeled rows and the best R² any model can reach on them."""
+
     rows: LabeledRows
     optimal_r2: float  # R² of the true signal on these rows
 

@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True, slots=True)
 class TrainConfig:
+    """Training hyper-parameters: seed, epochs, patience, batch, learning rate, decay, layers, dropout, Huber δ."""
+
     seed: int = 0
     max_epochs: int = 40
     patience: int = 5  # epochs without a better validation loss before stopping
@@ -52,6 +54,8 @@ class TrainConfig:
 
 @dataclass
 class TrainedModel:
+    """A trained network with its scaler and training history."""
+
     network: Any  # torch.nn.Module in eval mode: float32 scaled features [N, F] → log return [N]
     scaler: StandardScaler
     config: TrainConfig
@@ -76,6 +80,8 @@ def build_network(n_features: int, config: TrainConfig, label_scale: float = 1.0
     from torch import nn
 
     class ReturnMLP(nn.Module):
+        """The MLP in → 64 → 32 → 1 with ReLU and dropout."""
+
         def __init__(self) -> None:
             super().__init__()
             layers: list[nn.Module] = []

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class TrainingRun:
+    """What one training run produced: the packaged artifacts and their evaluation."""
+
     artifacts: ModelArtifacts
     evaluation: Evaluation
     split: TimeSplit

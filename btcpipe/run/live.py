@@ -85,6 +85,8 @@ class LivePorts:
 
 @dataclass(frozen=True)
 class LiveSettings:
+    """Settings of ``btcpipe run``'s live stage: the model served, processor and inference settings, view cadence."""
+
     model_name: str = "btcusdt-10s"
     model_alias: str = "production"
     processor: ProcessorSettings = field(default_factory=ProcessorSettings)

@@ -75,6 +75,8 @@ def run_check(lake: Lake, market: RunMarket) -> CheckReport:
 
 @dataclass(frozen=True, slots=True)
 class FeatureSummary:
+    """What the features stage built: fitted parameters, schema hash and the days."""
+
     params: FeatureParams
     schema_hash: str
     days: list[dict[str, Any]]
@@ -104,6 +106,8 @@ def run_features(lake: Lake, market: RunMarket) -> FeatureSummary:
 
 @dataclass(frozen=True, slots=True)
 class TrainedVersion:
+    """The model version the train stage registered, with its evaluation."""
+
     name: str
     version: str
     uri: str

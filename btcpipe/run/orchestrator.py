@@ -69,6 +69,8 @@ class RunPlan:
 
 @dataclass(slots=True)
 class StageRecord:
+    """One stage of a run: when it started, how long it took, whether it succeeded, its summary or error."""
+
     name: str
     started_us: int
     seconds: float = 0.0
@@ -137,6 +139,8 @@ class RunObserver(Protocol):
 
 @dataclass(slots=True)
 class RunResult:
+    """The whole run: its plan, the stages done, the live result and where the report is."""
+
     plan: RunPlan
     stages: list[StageRecord]
     started_us: int

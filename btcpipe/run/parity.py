@@ -49,6 +49,8 @@ _MAX_LISTED = 20
 
 @dataclass(slots=True)
 class ParityReport:
+    """The parity verdict: rows and values compared between the live path and the batch builder."""
+
     symbol: str
     path: str
     schema_hash: str
@@ -133,6 +135,8 @@ def batch_rows(tape: MarketTape, params: FeatureParams, *, bars_from: int, end_u
 
 @dataclass(slots=True)
 class LiveRun:
+    """The feature rows the live path produced, read back from the online store, with its counters."""
+
     rows: dict[int, tuple[float, ...]]
     bars_from: int | None
     counters: dict[str, Any]

@@ -29,6 +29,8 @@ log = logging.getLogger("btcpipe.run")
 
 @dataclass(frozen=True, slots=True)
 class HopLatency:
+    """Latency percentiles of one hop of the live path, in ms."""
+
     p50_ms: float
     p90_ms: float
     p99_ms: float

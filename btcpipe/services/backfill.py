@@ -80,12 +80,16 @@ class RestSource(Protocol):
 
 @runtime_checkable
 class DumpSource(Protocol):
+    """Where a backfill gets a daily dump from (the dump client)."""
+
     def fetch_day(self, kind: DumpKind, symbol: str, day: dt.date) -> DumpDay: ...
 
 
 # --- progress and result ------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class BackfillProgress:
+    """A backfill's progress so far, for the progress bar and logs."""
+
     kind: str
     rows: int  # rows added to bronze so far
     pages: int  # REST pages (or dump CSV chunks) done so far
@@ -104,6 +108,8 @@ ProgressSink = Callable[[BackfillProgress], None]
 
 @dataclass(slots=True)
 class BackfillResult:
+    """What a backfill did: rows added, pages or days fetched, weight used, 429s, retries and where it resumed."""
+
     symbol: str
     kind: str
     source: str

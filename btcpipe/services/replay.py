@@ -41,6 +41,8 @@ ALL_KINDS = ("trade", "bestbidask", "depth")
 
 @dataclass(slots=True)
 class ReplayResult:
+    """What a replay published: trades, batches, best bid/ask and depth records, and its time span."""
+
     trades: int = 0
     trade_messages: int = 0
     best_bid_ask: int = 0

@@ -11,6 +11,8 @@ from btcpipe.store.port import DEFAULT_TTL_S, check_put
 
 
 class InProcessOnlineStore:
+    """The embedded online store: a dict with TTLs on the given clock (the default and the test twin)."""
+
     def __init__(self, clock: Clock, sweep_every: int = 1024) -> None:
         self._clock = clock
         self._rows: dict[tuple[str, int], tuple[int, FeatureVector1s]] = {}  # -> (expires at µs, row)

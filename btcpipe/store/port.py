@@ -17,6 +17,8 @@ DEFAULT_TTL_S = 300
 
 
 class OnlineStore(Protocol):
+    """The online store port: feature rows by (symbol, second), the latest row, and predictions."""
+
     def put_features(self, symbol: str, ts_sec: int, vector: FeatureVector1s, ttl_s: int = DEFAULT_TTL_S) -> None:
         """Store ``vector`` as the row of (symbol, ts_sec) and move ``latest`` to it if it is newer."""
         ...

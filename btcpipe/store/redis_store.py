@@ -31,6 +31,8 @@ return 0
 
 
 class RedisOnlineStore:
+    """The online store on Redis: ``features:{symbol}:{ts_sec}`` keys with TTL and a ``latest`` pointer."""
+
     def __init__(self, client: redis.Redis[bytes] | RedisOptions) -> None:
         self._client = connect_redis(client) if isinstance(client, RedisOptions) else client
         self._move_latest = self._client.register_script(_MOVE_LATEST)

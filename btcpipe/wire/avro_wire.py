@@ -25,6 +25,8 @@ HEADER_LEN = 10
 
 @dataclass(frozen=True, slots=True)
 class WireSchema:
+    """A parsed Avro schema and its fingerprint, as the wire carries it."""
+
     name: str
     parsed: Any  # fastavro's parsed schema
     header: bytes  # marker + fingerprint: the first HEADER_LEN bytes of every payload of this schema

@@ -20,6 +20,8 @@ from btcpipe.domain.errors import ConfigError
 
 @dataclass(frozen=True)
 class ExchangeConfig:
+    """``[exchange]``: which exchange (local or Binance), its URLs and the variable holding the API key."""
+
     kind: str = "local"  # local | binance
     rest_url: str = ""  # empty: the local exchange's own URL (or Binance's public data API for kind=binance)
     stream_url: str = ""  # JSON streams
@@ -29,12 +31,16 @@ class ExchangeConfig:
 
 @dataclass(frozen=True)
 class LakeConfig:
+    """``[lake]``: where the lake lives (a directory or ``s3://``) and the S3 endpoint."""
+
     uri: str = "var/lake"  # a directory, or s3://bucket/prefix
     s3_endpoint: str = ""  # e.g. http://127.0.0.1:5000 for moto_server
 
 
 @dataclass(frozen=True)
 class BusConfig:
+    """``[bus]``: the bus kind and how to reach Redis or Kinesis."""
+
     kind: str = "memory"  # memory | redis | kinesis
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password_env: str = ""
@@ -45,6 +51,8 @@ class BusConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
+    """``[store]``: the online store kind, its Redis connection and the feature rows' TTL."""
+
     kind: str = "memory"  # memory | redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password_env: str = ""
@@ -54,17 +62,23 @@ class StoreConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """``[model]``: which registered model and alias inference serves."""
+
     name: str = "btcusdt-10s"
     alias: str = "production"
 
 
 @dataclass(frozen=True)
 class ProcessorConfig:
+    """``[processor]``: how long a second waits for late events before it closes."""
+
     lateness_ms: int = 200
 
 
 @dataclass(frozen=True)
 class InferenceConfig:
+    """``[inference]``: tick interval, deadline, staleness bound and model reload check."""
+
     interval_s: float = 1.0
     deadline_ms: float = 100.0
     stale_after_s: float = 3.0
@@ -73,12 +87,16 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class MetricsConfig:
+    """``[metrics]``: where the Prometheus endpoint listens (port 0: none)."""
+
     port: int = 0  # 0: no endpoint
     host: str = "127.0.0.1"
 
 
 @dataclass(frozen=True)
 class Config:
+    """The whole configuration: the TOML file with environment overrides applied, validated."""
+
     symbols: tuple[str, ...] = ("BTCUSDT",)
     exchange: ExchangeConfig = field(default_factory=ExchangeConfig)
     lake: LakeConfig = field(default_factory=LakeConfig)

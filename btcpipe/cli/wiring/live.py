@@ -22,6 +22,8 @@ from btcpipe.store.port import OnlineStore
 
 @dataclass(frozen=True, slots=True)
 class BusChoice:
+    """The bus a live command uses, from its options and the config."""
+
     kind: str  # memory | redis | kinesis
     redis_url: str
     shards: int

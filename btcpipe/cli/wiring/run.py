@@ -53,6 +53,8 @@ def parse_duration(text: str) -> int:
 
 @dataclass(frozen=True, slots=True)
 class RunOptions:
+    """The options of ``btcpipe run`` after parsing: history, duration, market source, services and outputs."""
+
     history_s: int
     duration_s: int
     seed: int

@@ -39,6 +39,8 @@ _NAME = re.compile(r"^(?P<symbol>[A-Z0-9]+)-(?P<kind>trades|aggTrades)-(?P<day>\
 
 @dataclass(frozen=True, slots=True)
 class DumpName:
+    """A daily dump's identity (symbol, kind, day) and its file names."""
+
     symbol: str
     kind: DumpKind
     day: dt.date

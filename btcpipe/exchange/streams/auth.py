@@ -21,6 +21,8 @@ API_KEY_HEADER = "X-MBX-APIKEY"
 
 @dataclass(frozen=True, slots=True)
 class AttemptDecision:
+    """Whether one more connection attempt is allowed, and when to retry if not."""
+
     allowed: bool
     attempts: int  # in the window, this one included
     retry_after_s: int = 0

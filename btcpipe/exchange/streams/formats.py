@@ -39,6 +39,8 @@ class StreamNameError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class StreamSpec:
+    """One requested stream (``btcusdt@trade``): the symbol it is for and the kind of events it carries."""
+
     name: str  # as requested, lowercase symbol (echoed in the combined wrapper)
     symbol: str  # upper case, as in the tape
     kind: int

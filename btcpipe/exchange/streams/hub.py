@@ -85,6 +85,8 @@ class StreamConfig:
 
 @dataclass(slots=True)
 class StreamStats:
+    """The stream side's counters: connections and why they closed, refusals, events and frames sent, faults."""
+
     connections_opened: int = 0
     connections_open: int = 0
     refused_401: int = 0
@@ -145,6 +147,8 @@ class Subscriber:
 
 
 class StreamHub:
+    """Fans the symbols' timelines out to the open WebSocket connections as the exchange clock advances."""
+
     def __init__(self, state: ExchangeState, config: StreamConfig) -> None:
         self.state = state
         self.config = config

@@ -76,6 +76,8 @@ def _newest_per_second(table: pa.Table) -> pa.Table:
 
 
 class PredictionArchive:
+    """Buffers predictions and writes them to the lake's gold predictions, flushed by time and size."""
+
     def __init__(self, lake: Lake, clock: Clock, *, flush_every_s: float = 60.0, max_buffered: int = 1_000_000) -> None:
         self.lake = lake
         self.clock = clock

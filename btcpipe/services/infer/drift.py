@@ -19,6 +19,8 @@ F64 = npt.NDArray[np.float64]
 
 
 class FeatureDrift:
+    """Rolling mean and std of each served feature against the training statistics, as gauges."""
+
     def __init__(self, scaler: StandardScaler, metrics: Metrics, *, window: int = 300, min_rows: int = 30) -> None:
         if window < 2 or not 2 <= min_rows <= window:
             raise DataError(f"drift window {window} / min_rows {min_rows} must satisfy 2 <= min_rows <= window")

@@ -45,6 +45,8 @@ _KEEP_ROWS = 8
 
 @dataclass(slots=True)
 class MarketBatch:
+    """Trades and best bid/ask updates read from the bus in one poll."""
+
     trades: list[Trade] = field(default_factory=list)
     best_bid_asks: list[BestBidAsk] = field(default_factory=list)
 
@@ -108,6 +110,8 @@ class MarketTap:
 
 @dataclass(frozen=True, slots=True)
 class FallbackResult:
+    """A fallback feature row (or none) and why."""
+
     row: FeatureRow | None
     reason: FallbackReason
 

@@ -55,6 +55,8 @@ OUTCOMES: tuple[Outcome, ...] = ("predicted", "fallback", "stale", "no_features"
 
 @dataclass(frozen=True)
 class InferenceSettings:
+    """The inference service's cadence and offset, deadline, staleness bound, and shadow/drift windows."""
+
     interval_s: int = 1  # ticks every 1 or 2 s, on second boundaries (multiples of the interval)
     offset_ms: float = 250.0  # after the boundary: the processor's lateness + a margin to write the row
     deadline_ms: float = 100.0
@@ -98,6 +100,8 @@ class InferenceSettings:
 
 @dataclass(frozen=True, slots=True)
 class TickResult:
+    """What one tick did for one symbol: its outcome, the reasons, and the prediction when there is one."""
+
     symbol: str
     ts_sec: int
     outcome: Outcome
@@ -127,6 +131,8 @@ class _Features:
 
 
 class InferenceService:
+    """Predicts every tick: reads the second's feature row (or computes it), runs the model, publishes and archives."""
+
     def __init__(
         self,
         *,

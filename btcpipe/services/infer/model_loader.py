@@ -34,6 +34,8 @@ class ModelSource(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class ServedModel:
+    """The model being served: its version, runtime, schema hash and parameters."""
+
     name: str
     version: str
     predictor: OnnxPredictor

@@ -111,6 +111,8 @@ class _MidSeries:
 
 
 class ShadowEvaluator:
+    """Joins predictions to their realized 10-s returns once known and keeps rolling MAE and hit rate."""
+
     def __init__(
         self,
         metrics: Metrics,

@@ -129,6 +129,8 @@ class _Ready:
 
 @dataclass(slots=True)
 class BronzeStats:
+    """Rows the ingestor wrote to bronze, and duplicates it skipped."""
+
     rows_added: int = 0
     rows_duplicate: int = 0
     appends: int = 0
@@ -137,6 +139,8 @@ class BronzeStats:
 
 
 class BronzeWriter:
+    """Buffers live records and appends them to bronze in hourly parts."""
+
     def __init__(
         self,
         lake: BronzeSink,

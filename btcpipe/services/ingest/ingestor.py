@@ -54,12 +54,16 @@ GAP_FILL_SOURCE = "rest-gapfill"
 
 
 class MarketSource(Protocol):
+    """A source of live market events (the WebSocket stream client)."""
+
     async def run(self, sink: Sink) -> None: ...
 
     def stop(self) -> None: ...
 
 
 class RestPage(Protocol):
+    """One REST answer as the ingestor reads it."""
+
     @property
     def body(self) -> Any: ...  # the parsed JSON
 
@@ -87,6 +91,8 @@ def _page_trades(page: RestPage, symbol: str, ts_recv: int) -> list[Trade]:
 
 @dataclass(frozen=True)
 class IngestSettings:
+    """The ingestor's snapshot and gap-fill sizes and retries, staleness bound, bronze flush and bus back-pressure."""
+
     snapshot_limit: int = 5000
     gap_fill_page: int = 1000
     gap_fill_attempts: int = 3  # inline tries before a gap is left to the background retry
@@ -102,6 +108,8 @@ class IngestSettings:
 
 @dataclass(slots=True)
 class IngestStats:
+    """What the ingestor has done: events by kind, trades published, gaps found and filled, resyncs, snapshots."""
+
     events: dict[str, int] = field(default_factory=dict)  # by kind
     trades_published: int = 0  # from the stream
     gaps: int = 0
@@ -121,6 +129,8 @@ class _OpenGap:
 
 
 class Ingestor:
+    """The live ingestor: stream events → gap checks and REST fills, order book → bronze and bus."""
+
     def __init__(
         self,
         source: MarketSource,

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class PublishStats:
+    """Records and batches the publisher put on the bus, errors, and waits on a full buffer."""
+
     published: int = 0
     batches: int = 0
     errors: int = 0
@@ -34,6 +36,8 @@ class PublishStats:
 
 
 class BusPublisher:
+    """Batches live records per stream and symbol and publishes them to the bus."""
+
     def __init__(
         self,
         bus: Bus,

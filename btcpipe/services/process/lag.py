@@ -54,6 +54,8 @@ def records_behind(bus: Bus, position: Position, cap: int = DEFAULT_CAP) -> int 
 
 
 class ConsumerLag:
+    """Samples how far each consumer is behind the head of its streams."""
+
     def __init__(self, bus: Bus, consumer: str, interval_us: int, cap: int = DEFAULT_CAP) -> None:
         self.bus = bus
         self.consumer = consumer

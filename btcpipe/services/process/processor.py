@@ -68,6 +68,8 @@ EMITTED_STREAM = f"{STREAM_FEATURES}:emitted"  # pseudo-stream in the PositionSt
 
 @dataclass(frozen=True, slots=True)
 class ProcessorSettings:
+    """The processor's lateness and close rule, row TTL, restart rewind, poll size and what it publishes."""
+
     lateness_ms: int = 200
     ttl_s: int = DEFAULT_TTL_S
     rewind_s: int = 2 * WINDOW_BARS  # trailing window re-read after a restart (≥ the 60-s lookback)
@@ -90,6 +92,8 @@ class ProcessorSettings:
 
 @dataclass(slots=True)
 class ProcessorStats:
+    """What the processor has done: cycles, records read, rows written, skips."""
+
     cycles: int = 0
     trade_records: int = 0
     best_bid_ask_records: int = 0
@@ -140,6 +144,8 @@ def _parse_emitted(value: str | None) -> tuple[int | None, int | None]:
 
 
 class Processor:
+    """The live processor: bus → one symbol feature state per symbol → online store, ``features-1s`` and live silver."""
+
     def __init__(
         self,
         bus: Bus,

@@ -37,6 +37,8 @@ class _Day:
 
 
 class LiveSilverSink:
+    """Writes the processor's rows to the lake's live silver in batches."""
+
     def __init__(
         self, lake: Lake, params: FeatureParams, *, dataset: str = LIVE_SILVER_DATASET, flush_rows: int = 60
     ) -> None:
