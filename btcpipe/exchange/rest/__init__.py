@@ -1,2 +1,2 @@
-"""The local exchange's REST side: the ``/api/v3`` routes, klines and aggTrades pages, exact quote amounts,
-the request-weight limiter and the daily dump archives (``data.binance.vision`` layout)."""
+"""The local exchange's REST side: the ``/api/v3`` routes and the daily dump archives (``data.binance.vision``
+layout) with their routes. Pages, klines, amounts and the weight limiter live in the exchange core."""
