@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from btcpipe.cli.wiring.bounds import MAX_RUN_S, PORT_OR_ZERO, positive, redis_url_flag
 from btcpipe.cli.wiring.live import bus_choice, bus_options, load_params, open_bus, open_positions, open_store
 from btcpipe.domain.errors import BtcpipeError
 
@@ -29,7 +30,8 @@ EXIT_FAILED = 1
 @bus_options
 @click.option("--store", "store_kind", type=click.Choice(["memory", "redis"]), default=None,
               help="Online store (default: config [store] kind).")
-@click.option("--store-url", default=None, help="Redis URL of the online store (default: config [store] redis_url).")
+@click.option("--store-url", default=None, callback=redis_url_flag,
+              help="Redis URL of the online store (default: config [store] redis_url).")
 @click.option("--positions-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep consumer positions as JSON files here (default: in the Redis bus's server).")
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -48,11 +50,11 @@ EXIT_FAILED = 1
 @click.option("--start", type=click.Choice(["earliest", "latest"]), default="earliest", show_default=True,
               help="Where to start reading when this processor has no stored positions.")
 @click.option("--name", default=None, help="Consumer name for stored positions (default: processor-I-of-N).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
-@click.option("--idle-exit", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--idle-exit", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds without a new event.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+@click.option("--metrics-port", type=PORT_OR_ZERO, default=None,
               help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
 def cli(  # noqa: PLR0917 - click passes every option
