@@ -32,7 +32,7 @@ BINANCE_JSON_STREAMS = "wss://stream.binance.com:9443"
 BINANCE_SBE_STREAMS = "wss://stream-sbe.binance.com:9443"
 S3_BUCKET = "btcpipe-run"
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
 MAX_HISTORY_S = 48 * 3600  # run --history: the simulated tape and the backfill grow with it
@@ -50,7 +50,7 @@ def parse_duration(text: str, *, key: str = "duration", max_s: int = MAX_HISTORY
     if value.isdigit():
         seconds = int(value)
     else:
-        match = _DURATION.match(value)
+        match = _DURATION.fullmatch(value)
         if not value or match is None:
             raise ConfigError(f"{key}: not a duration: {text!r} (use e.g. 2h, 20m, 90s, 1h30m or seconds)")
         h, m, s = (int(g) if g else 0 for g in match.groups())
