@@ -6,6 +6,7 @@ bronze/{kind}/symbol={SYMBOL}/date={YYYY-MM-DD}/hour={HH}/part-{first}-{last}-{s
 bronze/{kind}/symbol={SYMBOL}/date={YYYY-MM-DD}/hour={HH}/raw-{first}-{last}-{sha12}.{json|jsonl|csv}
 {silver|gold}/{dataset}/symbol={SYMBOL}/date={YYYY-MM-DD}/{_manifest.json, part-{sha12}.parquet}
 lake/known_gaps.json
+quarantine/{original key}{, .reason.json}     objects a repair took out of their manifest
 ```
 Part names carry a content hash, so writing the same rows twice names the same object.
 """
@@ -79,6 +80,11 @@ def raw_key(partition: str, first: int, last: int, sha: str, fmt: str) -> str:
 
 def table_part_key(layer: str, dataset: str, symbol: str, day: dt.date, sha: str) -> str:
     return f"{date_prefix(layer, dataset, symbol, day)}part-{sha[:12]}.parquet"
+
+
+def quarantine_key(key: str) -> str:
+    """Where a repair moves an object whose bytes contradict its manifest (kept for inspection, never read)."""
+    return f"quarantine/{key}"
 
 
 def parse_date_dir(name: str) -> dt.date | None:
