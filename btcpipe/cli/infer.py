@@ -77,7 +77,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.cli.wiring.config import load_config
     from btcpipe.infra.clocks import SystemClock
     from btcpipe.infra.emf import start_emf_reporter
-    from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
     from btcpipe.lake.lake import Lake
     from btcpipe.model.registry import ModelRegistry
     from btcpipe.services.infer.archive import PredictionArchive
@@ -121,7 +121,8 @@ def cli(  # noqa: PLR0917 - click passes every option
                                    settings=settings, market=market, archive=archive)
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
-            serve_metrics(metrics, config.metrics.host, port, health=service.health)
+            serve_metrics(metrics, config.metrics.host, port, health=service.health,
+                          ready=readiness({"store": store, "bus": bus}))
         emf = start_emf_reporter(metrics, "inference")
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)

@@ -78,7 +78,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
     from btcpipe.cli.wiring.config import load_config, secret
     from btcpipe.infra.emf import start_emf_reporter
-    from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
     from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
 
     try:
@@ -108,7 +108,8 @@ def cli(  # noqa: PLR0917 - click passes every option
                             settings=IngestSettings(snapshot_limit=snapshot_limit))
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
-            server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health)
+            server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health,
+                                   ready=readiness({"bus": bus}))
             click.echo(json.dumps({"metrics": f"http://{config.metrics.host}:{server.server_port}/metrics"}), err=True)
         emf = start_emf_reporter(metrics, "ingestor")
     except (BtcpipeError, ValueError) as exc:
