@@ -15,6 +15,7 @@ the retry loop, so a body that is valid JSON but not a valid page is retried lik
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +28,7 @@ import orjson
 import pyarrow as pa
 
 from btcpipe.binance.rest_parsing import TimeUnit, agg_trades_table, klines_table, trades_table
-from btcpipe.binance.weights import WEIGHTS, depth_weight
+from btcpipe.binance.weights import MAX_PAGE_WEIGHT, WEIGHTS, depth_weight
 from btcpipe.domain.backoff import backoff_delay
 from btcpipe.domain.errors import (
     ConfigError,
@@ -106,6 +107,14 @@ class BinanceRestClient:
     ) -> None:
         if not 0 < weight_budget_share <= 1:
             raise ConfigError(f"weight_budget_share must be in (0, 1], got {weight_budget_share}")
+        if not (math.isfinite(weight_window_s) and weight_window_s > 0):
+            raise ConfigError(f"weight_window_s must be a positive number of seconds, got {weight_window_s}")
+        if int(weight_limit * weight_budget_share) < MAX_PAGE_WEIGHT:
+            # A budget below one request's weight would send one request per window roll: a silent crawl.
+            raise ConfigError(
+                f"weight limit {weight_limit} × share {weight_budget_share} leaves less than one request's weight "
+                f"({MAX_PAGE_WEIGHT}); raise the weight limit"
+            )
         self.base_url = base_url.rstrip("/")
         self.weight_limit = weight_limit
         self.weight_budget = max(1, int(weight_limit * weight_budget_share))

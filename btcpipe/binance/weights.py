@@ -27,6 +27,9 @@ WEIGHTS: Mapping[str, int] = MappingProxyType(
     }
 )
 
+# The heaviest fixed-weight request (historicalTrades): a client's weight budget must hold at least one.
+MAX_PAGE_WEIGHT = max(WEIGHTS.values())
+
 # (largest limit of the tier, weight): 1–100 → 5, 101–500 → 25, 501–1000 → 50, 1001–5000 → 250.
 _DEPTH_TIERS = ((100, 5), (500, 25), (1000, 50))
 _DEPTH_TOP_WEIGHT = 250

@@ -21,7 +21,7 @@ import time
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from btcpipe.bus.port import BusRecord, BusStats, Position
+from btcpipe.bus.port import STREAM_TRADES, BusRecord, BusStats, Position
 from btcpipe.domain.errors import BusError
 
 log = logging.getLogger(__name__)
@@ -272,6 +272,15 @@ class KinesisBus:
         if shard not in self.shards(stream):
             raise BusError(f"stream {self.stream_name(stream)} has no shard {shard!r}")
         return Position(stream, shard, f"{_AT_TIMESTAMP}{time.time():.6f}")
+
+    def ping(self) -> None:
+        """``BusError`` unless Kinesis answers for the trades stream (for readiness probes)."""
+        try:
+            self._client.describe_stream_summary(StreamName=self.stream_name(STREAM_TRADES))
+        except Exception as exc:
+            if _is_aws_error(exc):
+                raise BusError(f"Kinesis does not answer: {exc}") from exc
+            raise
 
     def close(self) -> None:
         with self._lock:

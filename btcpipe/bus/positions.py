@@ -105,3 +105,10 @@ class RedisPositionStore:
             pipe.execute()
         except redis.RedisError as exc:
             raise BusError(f"cannot save positions of {consumer}/{stream}: {exc}") from exc
+
+    def ping(self) -> None:
+        """``BusError`` unless the Redis server holding the positions answers (for readiness probes)."""
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise BusError(f"the positions' Redis does not answer: {exc}") from exc

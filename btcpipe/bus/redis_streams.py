@@ -152,5 +152,12 @@ class RedisStreamsBus:
             raise BusError(f"reading the end of {name} failed: {exc}") from exc
         return Position(stream, shard, _text(last[0][0]) if last else "0-0")
 
+    def ping(self) -> None:
+        """``BusError`` unless the Redis server answers (for readiness probes)."""
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise BusError(f"the Redis bus does not answer: {exc}") from exc
+
     def close(self) -> None:
         self._client.close()

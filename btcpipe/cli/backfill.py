@@ -10,6 +10,8 @@ from typing import Any
 import click
 import orjson
 
+from btcpipe.binance.weights import MAX_PAGE_WEIGHT
+from btcpipe.cli.wiring.bounds import finite, positive
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import iso, parse_time
 
@@ -92,14 +94,15 @@ class _BarProgress:
 @click.option("--lake", "lake_uri", required=True, help="Lake root: a local directory or s3://bucket/prefix.")
 @click.option("--s3-endpoint", default=None, help="S3 endpoint URL (e.g. a moto_server), for s3:// lakes.")
 @click.option("--interval", default="1m", show_default=True, help="Kline interval (klines only).")
-@click.option("--weight-limit", type=int, default=6000, show_default=True,
+@click.option("--weight-limit", type=click.IntRange(1, 1_000_000), default=6000, show_default=True,
               help="The exchange's request-weight limit per window (REST).")
-@click.option("--weight-share", type=float, default=0.8, show_default=True,
+@click.option("--weight-share", type=finite(0, 1, min_open=True), default=0.8, show_default=True,
               help="Share of the weight limit this run may use before waiting for the window to roll.")
-@click.option("--weight-window", type=float, default=60.0, show_default=True,
+@click.option("--weight-window", type=positive(3600), default=60.0, show_default=True,
               help="Length of the exchange's weight window in seconds.")
-@click.option("--page-limit", type=int, default=1000, show_default=True, help="Rows per REST page (max 1000).")
-@click.option("--max-retries", type=int, default=8, show_default=True,
+@click.option("--page-limit", type=click.IntRange(1, 1000), default=1000, show_default=True,
+              help="Rows per REST page (max 1000).")
+@click.option("--max-retries", type=click.IntRange(0, 100), default=8, show_default=True,
               help="Retries of one request on 5xx, timeouts, dropped connections and malformed bodies.")
 @click.option("--compact/--no-compact", default=True, show_default=True,
               help="Merge each touched hour's bronze parts into one at the end.")
@@ -147,8 +150,10 @@ def cli(
         raise click.BadParameter(f"cannot read the time: {exc}") from exc
     if end_us <= start_us:
         raise click.BadParameter(f"--end {iso(end_us)} must be after --start {iso(start_us)}")
-    if not 1 <= page_limit <= 1000:
-        raise click.BadParameter("--page-limit must be within 1..1000")
+    if source == "rest" and int(weight_limit * weight_share) < MAX_PAGE_WEIGHT:
+        raise click.BadParameter(
+            f"{weight_limit} × --weight-share {weight_share} is below one request's weight ({MAX_PAGE_WEIGHT}): "
+            "the backfill would send one request per window", param_hint="--weight-limit")
     url = base_url or DEFAULT_URLS[source]
     mode = progress_mode
     if mode == "auto":

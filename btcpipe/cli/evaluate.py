@@ -7,8 +7,10 @@ from typing import Any
 import click
 import orjson
 
+from btcpipe.cli.wiring.bounds import SEED
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import parse_time
+from btcpipe.market.config import MAX_SIM_S
 
 
 @click.command("evaluate")
@@ -21,11 +23,12 @@ from btcpipe.domain.time import parse_time
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 @click.option("--report", "report_dir", type=click.Path(file_okay=False), default=None,
               help="Write an HTML report with PNG plots into this directory.")
-@click.option("--sim-seed", type=int, default=None,
+@click.option("--sim-seed", type=SEED, default=None,
               help="The gold came from the simulator with this seed: add the oracle.")
 @click.option("--sim-start", default=None, help="Start of that simulation (default: the simulator's default).")
-@click.option("--sim-duration-s", type=int, default=None, help="Length of that simulation in seconds.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the shuffled-label controls.")
+@click.option("--sim-duration-s", type=click.IntRange(1, MAX_SIM_S), default=None,
+              help="Length of that simulation in seconds.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the shuffled-label controls.")
 def cli(
     *,
     lake_uri: str, s3_endpoint: str | None, name: str, version: str, start: str | None, end: str | None,

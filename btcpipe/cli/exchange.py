@@ -7,9 +7,11 @@ from pathlib import Path
 
 import click
 
+from btcpipe.cli.wiring.bounds import PORT_OR_ZERO, SEED, finite, positive
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, iso, parse_time
+from btcpipe.market.config import MAX_SIM_S
 
 
 def _load_tape(
@@ -38,29 +40,32 @@ def cli() -> None:
 
 
 @cli.command(short_help="serve a simulated market or a recording until Ctrl-C")
-@click.option("--sim-seed", type=int, default=None, help="Serve a simulated market with this seed (default 0).")
-@click.option("--sim-hours", type=float, default=1.0, show_default=True, help="Length of the simulated market.")
+@click.option("--sim-seed", type=SEED, default=None, help="Serve a simulated market with this seed (default 0).")
+@click.option("--sim-hours", type=positive(MAX_SIM_S / 3600), default=1.0, show_default=True,
+              help="Length of the simulated market.")
 @click.option("--sim-start", default=None, help="Start of the simulated market (ISO time or epoch ms/µs); "
               "default: the simulator's.")
 @click.option("--recording", "recordings", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Serve a recording of Binance's combined JSON streams instead (repeat for several files, in order).")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
-@click.option("--port", type=int, default=0, show_default=True, help="Port (0 picks a free one).")
-@click.option("--weight-limit", type=int, default=6000, show_default=True, help="REQUEST_WEIGHT per minute per IP.")
-@click.option("--replay-speed", type=float, default=None,
+@click.option("--port", type=PORT_OR_ZERO, default=0, show_default=True, help="Port (0 picks a free one).")
+@click.option("--weight-limit", type=click.IntRange(1, 1_000_000), default=6000, show_default=True,
+              help="REQUEST_WEIGHT per minute per IP.")
+@click.option("--replay-speed", type=positive(1e6), default=None,
               help="Replay the tape 'live' from its start at this speed (1 = real time) instead of serving it all "
               "as history. The WebSocket streams follow this clock (without it they stay quiet).")
-@click.option("--replay-start", type=float, default=0.0, show_default=True,
+@click.option("--replay-start", type=finite(0, MAX_SIM_S), default=0.0, show_default=True,
               help="With --replay-speed: begin this many seconds into the tape.")
 @click.option("--api-key", "api_keys", multiple=True, envvar="BTCPIPE_EXCHANGE_API_KEYS",
               help="An API key the SBE streams accept in X-MBX-APIKEY (repeat; env BTCPIPE_EXCHANGE_API_KEYS, "
               "space separated). Without one, only the JSON streams under /json/ are usable.")
-@click.option("--ping-interval", type=float, default=20.0, show_default=True, help="Seconds between stream pings.")
-@click.option("--pong-timeout", type=float, default=60.0, show_default=True,
+@click.option("--ping-interval", type=positive(3600), default=20.0, show_default=True,
+              help="Seconds between stream pings.")
+@click.option("--pong-timeout", type=positive(3600), default=60.0, show_default=True,
               help="Seconds a client has to answer a ping before it is disconnected.")
-@click.option("--max-connection-age", type=float, default=86_400.0, show_default=True,
+@click.option("--max-connection-age", type=positive(7 * 86_400), default=86_400.0, show_default=True,
               help="Seconds after which the server closes a stream connection.")
-@click.option("--connection-attempts", type=int, default=300, show_default=True,
+@click.option("--connection-attempts", type=click.IntRange(1, 1_000_000), default=300, show_default=True,
               help="Stream connection attempts allowed per IP per 5 minutes (429 beyond).")
 def serve(  # noqa: PLR0917 - one parameter per click option
     sim_seed: int | None,

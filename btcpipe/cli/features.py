@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from btcpipe.cli.wiring.bounds import finite
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import day_of, parse_time
 
@@ -52,11 +53,11 @@ def cli() -> None:
 @click.option("--end", required=True, help="Last day, inclusive (ISO date/time or epoch ms/µs).")
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               default=None, help="Feature params JSON (or a model's schema_v1.json) instead of fitting them.")
-@click.option("--train-fraction", type=click.FloatRange(0.0, 1.0, min_open=True), default=0.7, show_default=True,
+@click.option("--train-fraction", type=finite(0.0, 1.0, min_open=True), default=0.7, show_default=True,
               help="Fit params on this earliest share of the span (the training split).")
 @click.option("--write-params", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the schema document (params and hash) to this JSON file.")
-@click.option("--workers", type=click.IntRange(min=1), default=DEFAULT_WORKERS, show_default=True,
+@click.option("--workers", type=click.IntRange(1, 64), default=DEFAULT_WORKERS, show_default=True,
               help="Threads per day (conversions, label and writes side by side); 1 runs everything in turn.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def build(  # noqa: PLR0917 - click passes every option positionally

@@ -13,6 +13,7 @@ from typing import Any
 
 import click
 
+from btcpipe.cli.wiring.bounds import MAX_RUN_S, PORT_OR_ZERO, finite, positive, redis_url_flag
 from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus, open_store
 from btcpipe.domain.errors import BtcpipeError
 
@@ -32,26 +33,27 @@ EXIT_FAILED = 1
 @bus_options
 @click.option("--store", "store_kind", type=click.Choice(["memory", "redis"]), default=None,
               help="Online store (default: config [store] kind).")
-@click.option("--store-url", default=None, help="Redis URL of the online store (default: config [store] redis_url).")
+@click.option("--store-url", default=None, callback=redis_url_flag,
+              help="Redis URL of the online store (default: config [store] redis_url).")
 @click.option("--interval", type=click.IntRange(1, 2), default=None,
               help="Seconds between ticks, 1 or 2 (default: config [inference] interval_s).")
 @click.option("--lateness-ms", type=click.IntRange(0, 5000), default=None,
               help="The processor's allowed lateness; the fallback engine uses it too (default: config [processor]).")
-@click.option("--offset-ms", type=click.FloatRange(0, 1900), default=None,
+@click.option("--offset-ms", type=finite(0, 1900), default=None,
               help="A tick for second t runs at t + this (default: lateness + 50 ms).")
-@click.option("--deadline-ms", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--deadline-ms", type=positive(10_000), default=None,
               help="A tick slower than this is skipped (default: config [inference] deadline_ms, 100).")
-@click.option("--stale-after", "stale_after_s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--stale-after", "stale_after_s", type=positive(3600), default=None,
               help="Features older than this many seconds are stale (default: config [inference]).")
-@click.option("--reload-check", "reload_check_s", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--reload-check", "reload_check_s", type=positive(86_400), default=None,
               help="Check the registry alias every this many seconds (default: config [inference]).")
 @click.option("--no-fallback", is_flag=True, help="Do not compute features from the bus when the store has none.")
 @click.option("--no-archive", is_flag=True, help="Do not write the gold predictions archive.")
-@click.option("--archive-every", "archive_every_s", type=click.FloatRange(min=1), default=60.0, show_default=True,
+@click.option("--archive-every", "archive_every_s", type=finite(1, 86_400), default=60.0, show_default=True,
               help="Seconds between archive writes.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+@click.option("--metrics-port", type=PORT_OR_ZERO, default=None,
               help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON on stdout.")
 def cli(  # noqa: PLR0917 - click passes every option
@@ -75,7 +77,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.cli.wiring.config import load_config
     from btcpipe.infra.clocks import SystemClock
     from btcpipe.infra.emf import start_emf_reporter
-    from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
     from btcpipe.lake.lake import Lake
     from btcpipe.model.registry import ModelRegistry
     from btcpipe.services.infer.archive import PredictionArchive
@@ -119,7 +121,8 @@ def cli(  # noqa: PLR0917 - click passes every option
                                    settings=settings, market=market, archive=archive)
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
-            serve_metrics(metrics, config.metrics.host, port, health=service.health)
+            serve_metrics(metrics, config.metrics.host, port, health=service.health,
+                          ready=readiness({"store": store, "bus": bus}))
         emf = start_emf_reporter(metrics, "inference")
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)

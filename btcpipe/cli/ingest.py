@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import click
 
+from btcpipe.cli.wiring.bounds import MAX_RUN_S, PORT_OR_ZERO, positive
 from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus
 from btcpipe.domain.errors import BtcpipeError, ConfigError
 
@@ -50,11 +51,11 @@ def stream_urls(exchange_url: str, sbe_url: str | None, json_url: str | None) ->
 @click.option("--no-bronze", is_flag=True, help="Do not append raw events to bronze.")
 @click.option("--snapshot-limit", type=click.IntRange(1, 5000), default=5000, show_default=True,
               help="Levels a side of the REST depth snapshot the order book starts from.")
-@click.option("--silence-timeout", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True,
+@click.option("--silence-timeout", type=positive(3600), default=30.0, show_default=True,
               help="Reconnect a stream that delivered nothing for this many seconds.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+@click.option("--metrics-port", type=PORT_OR_ZERO, default=None,
               help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON on stdout.")
 def cli(  # noqa: PLR0917 - click passes every option
@@ -77,7 +78,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
     from btcpipe.cli.wiring.config import load_config, secret
     from btcpipe.infra.emf import start_emf_reporter
-    from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
     from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
 
     try:
@@ -107,7 +108,8 @@ def cli(  # noqa: PLR0917 - click passes every option
                             settings=IngestSettings(snapshot_limit=snapshot_limit))
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
-            server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health)
+            server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health,
+                                   ready=readiness({"bus": bus}))
             click.echo(json.dumps({"metrics": f"http://{config.metrics.host}:{server.server_port}/metrics"}), err=True)
         emf = start_emf_reporter(metrics, "ingestor")
     except (BtcpipeError, ValueError) as exc:

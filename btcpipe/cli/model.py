@@ -68,8 +68,8 @@ def list_versions(lake_uri: str, s3_endpoint: str | None, name: str, as_json: bo
 @click.option("--version", "version", required=True, help="Version to serve (v1, v2, ... or 'latest').")
 def promote(lake_uri: str, s3_endpoint: str | None, name: str, version: str) -> None:
     """Point the production alias at VERSION (verified first); the previous one stays in history."""
-    registry = _registry(lake_uri, s3_endpoint)
     try:
+        registry = _registry(lake_uri, s3_endpoint)
         registry.promote(name, version)
         click.echo(f"{name}: production → {registry.production_version(name)}")
     except BtcpipeError as exc:

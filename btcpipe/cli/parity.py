@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from btcpipe.cli.wiring.bounds import SEED, finite
 from btcpipe.domain.errors import BtcpipeError
 
 EXIT_DIFFERENT = 1
@@ -19,14 +20,14 @@ EXIT_FAILED = 2
               help="Recording(s) of Binance JSON streams to replay (repeat for contiguous files, in order).")
 @click.option("--simulate", "sim_seconds", type=click.IntRange(60, 86_400), default=None,
               help="Instead of a recording, a simulated tape of this many seconds.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Simulator seed (with --simulate).")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Simulator seed (with --simulate).")
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Feature params (schema_v1.json or params JSON); default: fitted on the tape itself.")
-@click.option("--speed", type=click.FloatRange(min=1.0), default=20.0, show_default=True,
+@click.option("--speed", type=finite(1.0, 1e6), default=20.0, show_default=True,
               help="Replay speed of the exchange clock (× real time).")
 @click.option("--lateness-ms", type=click.IntRange(0, 600_000), default=None,
               help="Processor lateness in exchange time (default: 200 ms of wall time = 200 × speed).")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1.0), default=600.0, show_default=True,
+@click.option("--timeout", "timeout_s", type=finite(1.0, 86_400), default=600.0, show_default=True,
               help="Give up on the live run after this many wall seconds.")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON (else a summary).")
 def cli(  # noqa: PLR0917 - click passes every option

@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 
+from btcpipe.cli.wiring.bounds import MAX_RUN_S, PORT_OR_ZERO, positive, redis_url_flag
 from btcpipe.cli.wiring.live import bus_choice, bus_options, load_params, open_bus, open_positions, open_store
 from btcpipe.domain.errors import BtcpipeError
 
@@ -29,7 +30,8 @@ EXIT_FAILED = 1
 @bus_options
 @click.option("--store", "store_kind", type=click.Choice(["memory", "redis"]), default=None,
               help="Online store (default: config [store] kind).")
-@click.option("--store-url", default=None, help="Redis URL of the online store (default: config [store] redis_url).")
+@click.option("--store-url", default=None, callback=redis_url_flag,
+              help="Redis URL of the online store (default: config [store] redis_url).")
 @click.option("--positions-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Keep consumer positions as JSON files here (default: in the Redis bus's server).")
 @click.option("--params", "params_file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
@@ -48,11 +50,11 @@ EXIT_FAILED = 1
 @click.option("--start", type=click.Choice(["earliest", "latest"]), default="earliest", show_default=True,
               help="Where to start reading when this processor has no stored positions.")
 @click.option("--name", default=None, help="Consumer name for stored positions (default: processor-I-of-N).")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--duration", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
-@click.option("--idle-exit", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--idle-exit", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds without a new event.")
-@click.option("--metrics-port", type=click.IntRange(0, 65535), default=None,
+@click.option("--metrics-port", type=PORT_OR_ZERO, default=None,
               help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
 def cli(  # noqa: PLR0917 - click passes every option
@@ -73,8 +75,9 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.cli.wiring.config import load_config
     from btcpipe.infra.clocks import SystemClock
     from btcpipe.infra.emf import start_emf_reporter
-    from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
     from btcpipe.services.process.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
+    from btcpipe.services.process.ride import ProcessorRide
 
     try:
         config = load_config(config_path)
@@ -101,15 +104,20 @@ def cli(  # noqa: PLR0917 - click passes every option
         metrics = Metrics()
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
-            serve_metrics(metrics, config.metrics.host, port)
+            serve_metrics(metrics, config.metrics.host, port,
+                          ready=readiness({"bus": bus, "store": store, "positions": positions}))
         settings = ProcessorSettings(
             lateness_ms=lateness_ms if lateness_ms is not None else config.processor.lateness_ms,
             ttl_s=ttl_s or config.store.ttl_s,
             close_on_clock=clock_kind == "wall",
             start=start,
         )
-        processor = Processor(bus, store, positions, params, symbols=owned, clock=SystemClock(), settings=settings,
-                              metrics=metrics, silver=silver, name=name or f"processor-{index}-of-{count}")
+        processor_name = name or f"processor-{index}-of-{count}"
+
+        def build() -> Processor:
+            return Processor(bus, store, positions, params, symbols=owned, clock=SystemClock(), settings=settings,
+                             metrics=metrics, silver=silver, name=processor_name)
+
         emf = start_emf_reporter(metrics, "processor")
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -133,19 +141,27 @@ def cli(  # noqa: PLR0917 - click passes every option
             return True
         return stop.is_set()
 
-    hello = {"processor": processor.name, "symbols": owned, "resumed_from": processor.stats.resumed_from}
-    click.echo(json.dumps(hello), err=True)
+    # A bus outage (Redis down, a failover) is waited out: the processor is rebuilt from its positions.
+    ride = ProcessorRide(build, should_stop=should_stop, wait=stop.wait)
     try:
+        processor = ride.start()
+        if processor is not None:
+            hello = {"processor": processor.name, "symbols": owned, "resumed_from": processor.stats.resumed_from}
+            click.echo(json.dumps(hello), err=True)
         while not should_stop():
-            if processor.step():
+            if ride.step():
                 last_event[0] = time.monotonic()
+        processor = ride.processor
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
-        processor.close()
+        ride.close()
         if emf is not None:
             emf.stop()  # the last snapshot, after close() has counted what it flushed
+    if processor is None:
+        click.echo("error: stopped before the bus answered", err=True)
+        sys.exit(EXIT_FAILED)
     summary: dict[str, Any] = {
         "processor": processor.name,
         "symbols": owned,
@@ -154,6 +170,8 @@ def cli(  # noqa: PLR0917 - click passes every option
         "duplicate_events": processor.duplicate_events(),
         "last_row": {s: processor.last_row(s) for s in owned},
         "consumer_skipped": processor.skipped_payloads(),
+        "bus_errors": ride.bus_errors,  # ridden through; "stats" count from the last rebuild
+        "rebuilds": ride.rebuilds,
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))

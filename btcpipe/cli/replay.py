@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from btcpipe.cli.wiring.bounds import positive
 from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import iso, parse_time
@@ -26,7 +27,7 @@ EXIT_FAILED = 1
 @click.option("--start", default=None, help="Start of the bronze span (ISO time or epoch ms/µs).")
 @click.option("--end", default=None, help="End of the bronze span, exclusive.")
 @bus_options
-@click.option("--speed", type=click.FloatRange(min=0, min_open=True), default=None,
+@click.option("--speed", type=positive(1e6), default=None,
               help="Pace at SPEED × real time (1 = as recorded); default: as fast as the bus takes it.")
 @click.option("--kinds", default="trade,bestbidask,depth", show_default=True,
               help="Which streams to publish: any of trade, bestbidask, depth.")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from btcpipe.cli.wiring.bounds import SEED
 from btcpipe.domain.errors import BtcpipeError
 
 EXIT_FAILED = 1
@@ -25,14 +26,14 @@ def _default_out_dir() -> Path:
 
 @click.command("run")
 @click.option("--history", default="2h", show_default=True,
-              help="History to backfill over REST and train on (e.g. 2h, 90m, 20m).")
+              help="History to backfill over REST and train on (e.g. 2h, 90m, 20m; at most 48h).")
 @click.option("--duration", default="2m", show_default=True,
-              help="How long the live part runs (e.g. 2m, 30s).")
+              help="How long the live part runs (e.g. 2m, 30s; at most 24h).")
 @click.option("--recording", "recordings", multiple=True,
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Serve this recording of Binance's JSON streams (repeat for several files, in order) "
                    "instead of the simulator; it is shifted in time so that its last --duration plays live.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the simulator and of training.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the simulator and of training.")
 @click.option("--symbol", default="BTCUSDT", show_default=True, help="Symbol (the simulator makes BTCUSDT).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory for the report and the lake (default: var/run/<UTC timestamp>).")
@@ -79,14 +80,15 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     the summary, and exits 1.
     """
     from btcpipe.cli.wiring.config import load_config
-    from btcpipe.cli.wiring.run import RunAdapters, RunOptions, parse_duration
+    from btcpipe.cli.wiring.run import MAX_LIVE_S, RunAdapters, RunOptions, parse_duration
     from btcpipe.run.orchestrator import RunPlan, run_pipeline
     from btcpipe.run.report import write_report
     from btcpipe.run.view import RichRunView, make_view
 
     try:
         config = load_config(config_path)
-        history_s, duration_s = parse_duration(history), parse_duration(duration)
+        history_s = parse_duration(history, key="--history")
+        duration_s = parse_duration(duration, key="--duration", max_s=MAX_LIVE_S)
     except BtcpipeError as exc:
         raise click.UsageError(str(exc)) from exc
     out = out_dir or _default_out_dir()

@@ -10,23 +10,27 @@ from typing import Any
 import click
 import orjson
 
+from btcpipe.cli.wiring.bounds import SEED, positive
 from btcpipe.domain.decimal import format_decimal
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import iso, parse_time
+from btcpipe.market.config import MAX_SIM_S
 
 _DEFAULT_START = "2024-01-01T00:00:00Z"
 
 
 def _span_options(func: Any) -> Any:
-    func = click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same tape).")(
+    func = click.option("--seed", type=SEED, default=0, show_default=True, help="Random seed (same seed, same tape).")(
         func
     )
     func = click.option(
         "--start", default=_DEFAULT_START, show_default=True, help="Start: ISO date/time (UTC) or epoch ms/µs."
     )(func)
-    func = click.option("--hours", type=float, default=None, help="Span length in hours (default 1).")(func)
-    func = click.option("--duration", "duration_s", type=int, default=None, help="Span length in seconds.")(func)
+    func = click.option("--hours", type=positive(MAX_SIM_S / 3600), default=None,
+                        help="Span length in hours (default 1).")(func)
+    func = click.option("--duration", "duration_s", type=click.IntRange(1, MAX_SIM_S), default=None,
+                        help="Span length in seconds.")(func)
     return func
 
 

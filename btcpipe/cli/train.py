@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 import orjson
 
+from btcpipe.cli.wiring.bounds import SEED, finite
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import iso, parse_time
 
@@ -16,11 +17,15 @@ from btcpipe.domain.time import iso, parse_time
 @click.option("--start", required=True, help="First second (inclusive): ISO date/datetime (UTC) or epoch ms/µs.")
 @click.option("--end", required=True, help="End (exclusive): ISO date/datetime (UTC) or epoch ms/µs.")
 @click.option("--name", required=True, help="Model name in the registry (models/<name>/<version>/).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random choice in training.")
-@click.option("--epochs", type=int, default=40, show_default=True, help="Most epochs (early stopping may end sooner).")
-@click.option("--patience", type=int, default=5, show_default=True, help="Epochs without a better val loss to stop.")
-@click.option("--batch-size", type=int, default=1024, show_default=True, help="Rows per optimiser step.")
-@click.option("--learning-rate", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of every random choice in training.")
+@click.option("--epochs", type=click.IntRange(1, 10_000), default=40, show_default=True,
+              help="Most epochs (early stopping may end sooner).")
+@click.option("--patience", type=click.IntRange(1, 1000), default=5, show_default=True,
+              help="Epochs without a better val loss to stop.")
+@click.option("--batch-size", type=click.IntRange(1, 1 << 20), default=1024, show_default=True,
+              help="Rows per optimiser step.")
+@click.option("--learning-rate", type=finite(0, 10, min_open=True), default=1e-3, show_default=True,
+              help="Adam learning rate.")
 @click.option("--promote", is_flag=True, help="Point the production alias at the new version.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
               help="Also write the four artifact files into this directory.")

@@ -2,6 +2,11 @@
 
 Fields: ``ts`` (ISO UTC), ``level``, ``logger``, ``msg``, plus whatever a call passes in ``extra={...}``
 (``symbol``, ``stream``, ``count`` ...). Set ``BTCPIPE_LOG_FORMAT=json|text`` and ``BTCPIPE_LOG_LEVEL``.
+
+``BTCPIPE_LOG_LEVEL`` is btcpipe's own verbosity: the network libraries below never log below WARNING,
+whatever it says. At DEBUG botocore prints every request's headers (``X-Amz-Security-Token``, the access
+key id in ``Authorization``) and urllib3/aiohttp/websockets print URLs and frames; in ECS those lines would
+carry live credentials to CloudWatch.
 """
 
 from __future__ import annotations
@@ -14,6 +19,10 @@ import sys
 import orjson
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+# Loggers of libraries that see credentials or raw traffic: clamped to WARNING at every BTCPIPE_LOG_LEVEL.
+QUIET_LIBRARIES = ("botocore", "boto3", "urllib3", "s3transfer", "aiohttp", "websockets", "aiobotocore")
 
 
 class JsonFormatter(logging.Formatter):
@@ -50,3 +59,6 @@ def configure_logging(service: str = "btcpipe", level: str | None = None, fmt: s
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    floor = max(logging.WARNING, root.level)
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(floor)

@@ -8,11 +8,14 @@ it with ``serve_metrics`` beside a ``/healthz`` endpoint. Names follow Prometheu
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from btcpipe.domain.errors import BtcpipeError
 
 # Sub-millisecond resolution where the targets live (tick ≤ 0.5 ms), up to the 100 ms deadline and beyond.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -177,10 +180,41 @@ class Metrics:
 HealthCheck = Callable[[], tuple[bool, dict[str, object]]]
 
 
+@runtime_checkable
+class Pingable(Protocol):
+    """An adapter that can say whether its server answers: ``ping`` raises a ``BtcpipeError`` if not."""
+
+    def ping(self) -> None: ...
+
+
+def readiness(dependencies: Mapping[str, object]) -> HealthCheck:
+    """A ``/readyz`` check: ready while every dependency that can be pinged (bus, store, positions) answers.
+
+    In-process adapters have no ``ping`` and count as reachable. Liveness (``/healthz``) stays separate: a
+    service riding out a Redis outage is alive (do not restart it) but not ready (do not send it work).
+    """
+    def check() -> tuple[bool, dict[str, object]]:
+        detail: dict[str, object] = {}
+        for name, dependency in dependencies.items():
+            if not isinstance(dependency, Pingable):
+                detail[name] = "ok"
+                continue
+            try:
+                dependency.ping()
+                detail[name] = "ok"
+            except BtcpipeError as exc:
+                detail[name] = f"unreachable: {exc}"
+        return all(v == "ok" for v in detail.values()), detail
+
+    return check
+
+
 def serve_metrics(
-    metrics: Metrics, host: str = "127.0.0.1", port: int = 0, health: HealthCheck | None = None
+    metrics: Metrics, host: str = "127.0.0.1", port: int = 0, health: HealthCheck | None = None,
+    ready: HealthCheck | None = None,
 ) -> ThreadingHTTPServer:
-    """Serve ``/metrics`` and ``/healthz`` on a background thread; returns the server (``.server_port``)."""
+    """Serve ``/metrics``, ``/healthz`` (liveness: ``health``) and ``/readyz`` (readiness: ``ready``, e.g.
+    ``readiness({...})``) on a background thread; returns the server (``.server_port``). 503 when not ok."""
     import orjson
 
     class Handler(BaseHTTPRequestHandler):
@@ -189,8 +223,9 @@ def serve_metrics(
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
                 body, status, ctype = metrics.exposition(), 200, CONTENT_TYPE_LATEST
-            elif self.path.startswith("/healthz"):
-                ok, detail = health() if health else (True, {})
+            elif self.path.startswith(("/healthz", "/readyz")):
+                check = health if self.path.startswith("/healthz") else ready
+                ok, detail = check() if check else (True, {})
                 body, status, ctype = orjson.dumps({"ok": ok, **detail}), 200 if ok else 503, "application/json"
             else:
                 body, status, ctype = b"not found\n", 404, "text/plain"

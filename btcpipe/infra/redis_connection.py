@@ -32,19 +32,41 @@ class RedisOptions:
     retries: int = 1  # reconnect attempts on a broken connection before the error surfaces
 
     def __repr__(self) -> str:
-        # The URL may carry a password; never print it.
+        # The URL may carry a password; never print it. The port is taken as text: ``parts.port`` raises on
+        # an out-of-range port, and a repr must describe a bad value, not fail on it.
         parts = urlsplit(self.url)
         host = parts.hostname or ""
-        port = f":{parts.port}" if parts.port else ""
-        safe = urlunsplit((parts.scheme, f"{host}{port}", parts.path, "", ""))
+        port = parts.netloc.rpartition("@")[2].rpartition("]")[2].partition(":")[2]
+        safe = urlunsplit((parts.scheme, f"{host}:{port}" if port else host, parts.path, "", ""))
         return f"RedisOptions(url={safe!r}, tls={self.tls or parts.scheme == 'rediss'})"
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a Redis URL (scheme, host, port 1–65535, database number), or None."""
+    shown = repr(RedisOptions(url)).removeprefix("RedisOptions(url=").partition(", tls=")[0]  # no password
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:  # out of range or not a number
+        return f"bad Redis URL {shown}: the port must be a number 1-65535"
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        return f"not a Redis URL: {shown} (use redis://host:port/db, rediss://... or unix://path)"
+    if parts.scheme != "unix" and not parts.hostname:
+        return f"bad Redis URL {shown}: no host"
+    if port == 0:
+        return f"bad Redis URL {shown}: the port must be a number 1-65535"
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not (database.isdigit() and int(database) < 2**16):
+        return f"bad Redis URL {shown}: the database must be a number, got {database!r}"
+    return None
 
 
 def connect_redis(options: RedisOptions) -> redis.Redis[bytes]:
     """A client (its own connection pool) for ``options``; connects lazily on the first command."""
+    problem = redis_url_problem(options.url)
+    if problem:
+        raise ConfigError(problem)
     parts = urlsplit(options.url)
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigError(f"not a Redis URL: {options!r}")
     url = options.url
     if options.tls and parts.scheme == "redis":
         url = urlunsplit(("rediss", *parts[1:]))

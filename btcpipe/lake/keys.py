@@ -6,6 +6,7 @@ bronze/{kind}/symbol={SYMBOL}/date={YYYY-MM-DD}/hour={HH}/part-{first}-{last}-{s
 bronze/{kind}/symbol={SYMBOL}/date={YYYY-MM-DD}/hour={HH}/raw-{first}-{last}-{sha12}.{json|jsonl|csv}
 {silver|gold}/{dataset}/symbol={SYMBOL}/date={YYYY-MM-DD}/{_manifest.json, part-{sha12}.parquet}
 lake/known_gaps.json
+quarantine/{original key}{, .reason.json}     objects a repair took out of their manifest
 ```
 Part names carry a content hash, so writing the same rows twice names the same object.
 """
@@ -21,13 +22,13 @@ from btcpipe.lake.schemas import BRONZE_SCHEMAS
 
 LAYERS = ("bronze", "silver", "gold")
 KNOWN_GAPS_KEY = "lake/known_gaps.json"
-_SYMBOL = re.compile(r"^[A-Z0-9]{2,30}$")
-_DATASET = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+_SYMBOL = re.compile(r"[A-Z0-9]{2,30}")
+_DATASET = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_DATE_DIR = re.compile(r"date=(\d{4}-\d{2}-\d{2})")
 
 
 def check_symbol(symbol: str) -> str:
-    if not _SYMBOL.match(symbol):
+    if not _SYMBOL.fullmatch(symbol):
         raise LakeError(f"invalid symbol {symbol!r}: expected upper-case letters and digits, like BTCUSDT")
     return symbol
 
@@ -41,7 +42,7 @@ def check_kind(kind: str) -> str:
 def check_dataset(layer: str, dataset: str) -> None:
     if layer not in LAYERS:
         raise LakeError(f"unknown layer {layer!r}; expected one of {', '.join(LAYERS)}")
-    if not _DATASET.match(dataset):
+    if not _DATASET.fullmatch(dataset):
         raise LakeError(f"invalid dataset name {dataset!r}")
 
 
@@ -81,8 +82,13 @@ def table_part_key(layer: str, dataset: str, symbol: str, day: dt.date, sha: str
     return f"{date_prefix(layer, dataset, symbol, day)}part-{sha[:12]}.parquet"
 
 
+def quarantine_key(key: str) -> str:
+    """Where a repair moves an object whose bytes contradict its manifest (kept for inspection, never read)."""
+    return f"quarantine/{key}"
+
+
 def parse_date_dir(name: str) -> dt.date | None:
-    match = _DATE_DIR.match(name)
+    match = _DATE_DIR.fullmatch(name)
     if not match:
         return None
     try:

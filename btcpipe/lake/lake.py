@@ -137,6 +137,10 @@ class Lake:
                 days.append(day)
         return days
 
+    def put_manifest(self, manifest: Manifest) -> None:
+        """Commit ``manifest`` as it is (a repair rewrites one without the parts it took out)."""
+        self._put_manifest(manifest)
+
     def read_file(self, entry: FileEntry, columns: list[str] | None = None) -> pa.Table:
         try:
             data = self.store.get(entry.path)

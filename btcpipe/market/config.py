@@ -22,6 +22,9 @@ DEFAULT_START_US = 1_704_067_200 * US_PER_SEC
 _SIGNED = frozenset({"alpha_tvi_1s", "lambda_net_5s", "gamma_net_now"})
 
 
+MAX_SIM_S = 7 * 86_400  # the longest simulated span
+
+
 @dataclass(frozen=True, slots=True)
 class SimConfig:
     """The market simulator's parameters: span, order flow, impact, volatility, book and seed."""
@@ -81,8 +84,9 @@ class SimConfig:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        if self.duration_s <= 0:
-            problems.append(f"duration_s must be positive, got {self.duration_s}")
+        if not 0 < self.duration_s <= MAX_SIM_S:
+            # Bounded before the first array is allocated: a tape grows ~50,000 trades an hour.
+            problems.append(f"duration_s must be 1..{MAX_SIM_S} (7 days), got {self.duration_s}")
         if self.start_us % US_PER_SEC:
             problems.append(f"start_us must fall on a whole second, got {self.start_us}")
         if not (self.initial_price > 0 and math.isfinite(self.initial_price)):

@@ -24,8 +24,8 @@ from btcpipe.lake.objects import ObjectStore
 from btcpipe.model.artifacts import ALL_FILES, MANIFEST_FILE, ModelArtifacts
 
 PRODUCTION = "production"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
-_VERSION = re.compile(r"^v([1-9][0-9]*)$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+_VERSION = re.compile(r"v([1-9][0-9]*)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +39,23 @@ class ModelVersion:
 
 
 def _check_name(name: str) -> str:
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise RegistryError(f"invalid model name {name!r} (letters, digits, '_', '.', '-')")
     return name
 
 
 def _version_number(version: str) -> int:
-    match = _VERSION.match(version)
+    match = _VERSION.fullmatch(version)
     if match is None:
         raise RegistryError(f"invalid model version {version!r} (expected v1, v2, ...)")
     return int(match.group(1))
+
+
+def _aliased_version(name: str, alias: str, version: Any) -> str:
+    """An alias may only name a version folder ``vN``: never ``..``, a path, or another model's folder."""
+    if not isinstance(version, str) or not _VERSION.fullmatch(version):
+        raise RegistryError(f"alias {alias!r} of model {name!r} points at {version!r}, not a version v1, v2, ...")
+    return version
 
 
 class ModelRegistry:
@@ -63,6 +70,8 @@ class ModelRegistry:
         return "/".join((self.prefix, _check_name(name), *parts))
 
     def _alias_key(self, name: str, alias: str) -> str:
+        if not _NAME.fullmatch(alias):
+            raise RegistryError(f"invalid alias {alias!r} (letters, digits, '_', '.', '-')")
         return self._key(name, "aliases", f"{alias}.json")
 
     # --- reading ----------------------------------------------------------------------------------
@@ -72,7 +81,7 @@ class ModelRegistry:
         found = set()
         for key in self.store.list(base):
             parts = key[len(base) :].split("/")
-            if len(parts) == 2 and parts[1] == MANIFEST_FILE and _VERSION.match(parts[0]):
+            if len(parts) == 2 and parts[1] == MANIFEST_FILE and _VERSION.fullmatch(parts[0]):
                 found.add(parts[0])
         return sorted(found, key=_version_number)
 
@@ -86,10 +95,10 @@ class ModelRegistry:
         """The version the ``production`` alias points at, or None — one small read, fit for polling."""
         doc = self._alias(name, PRODUCTION)
         version = doc.get("version")
-        return str(version) if version else None
+        return _aliased_version(name, PRODUCTION, version) if version else None
 
     def resolve(self, name: str, alias_or_version: str) -> str:
-        if _VERSION.match(alias_or_version):
+        if _VERSION.fullmatch(alias_or_version):
             if not self.store.exists(self._key(name, alias_or_version, MANIFEST_FILE)):
                 raise RegistryError(f"model {name!r} has no version {alias_or_version}")
             return alias_or_version
@@ -101,7 +110,7 @@ class ModelRegistry:
         version = self._alias(name, alias_or_version).get("version")
         if not version:
             raise RegistryError(f"model {name!r} has no {alias_or_version!r} version")
-        return str(version)
+        return _aliased_version(name, alias_or_version, version)
 
     def load(self, name: str, alias_or_version: str = PRODUCTION) -> ModelArtifacts:
         """The verified files of a version (or of what an alias points at)."""
@@ -144,6 +153,7 @@ class ModelRegistry:
         if len(stack) < 2:
             raise RegistryError(f"model {name!r} has no earlier production version to roll back to")
         left = stack.pop()
+        _aliased_version(name, PRODUCTION, stack[-1])  # a hand-edited stack may not send the alias outside vN
         self._write_alias(
             name, doc, stack, {"action": "rollback", "version": stack[-1], "from": left, "at_us": at_us}
         )

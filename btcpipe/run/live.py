@@ -248,6 +248,8 @@ class _LiveRun:
         def on_result(result: TickResult) -> None:
             if result.prediction is not None:
                 stats.on_prediction(result.prediction, "store" if result.outcome == "predicted" else "fallback")
+            stats.on_tick(result.symbol, result.ts_sec, result.outcome, result.reasons,
+                          predicted=result.prediction is not None)
 
         service = self.inference = InferenceService(
             symbols=[self.symbol], model=watcher, store=self.p.store, bus=self.p.bus, metrics=self.metrics,
@@ -345,6 +347,7 @@ class _LiveRun:
     def _result(self) -> LiveResult:
         predictions = self.stats.predictions()
         hit, n_realized = self.stats.hit_rate()
+        ticked = [ts for seconds in self.stats.tick_seconds.values() for ts in seconds]
         summary: dict[str, Any] = {
             "model_version": self.stats.model_version,
             "predictions": len(predictions),
@@ -352,6 +355,11 @@ class _LiveRun:
             "hit_rate": hit,
             "first_prediction": predictions[0]["ts_sec"] if predictions else None,
             "last_prediction": predictions[-1]["ts_sec"] if predictions else None,
+            # Every tick second from first_tick to last_tick is predicted or listed in `skipped` with its reason.
+            "ticks": len(ticked),
+            "first_tick": min(ticked) if ticked else None,
+            "last_tick": max(ticked) if ticked else None,
+            "skipped": self.stats.skipped(),
             "warmup_trades": self.warmup.get("trades", 0),
             "counters": self.counters(),
             "ingest_events": dict(self.ingestor.stats.events) if self.ingestor else {},

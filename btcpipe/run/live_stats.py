@@ -57,6 +57,10 @@ class LiveStats:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     rows: int = 0
     model_version: str | None = None
+    # Every tick second the inference ran, and those without a prediction with why (outcome and reasons):
+    # each tick second is either predicted or listed here, so a missing second is always explained.
+    tick_seconds: dict[str, list[int]] = field(default_factory=dict)
+    _skipped: list[dict[str, Any]] = field(default_factory=list)
 
     # --- reporters (any thread) ------------------------------------------------------------------------------
     def on_bus_trades(self, trades: Iterable[Trade], read_at_us: int) -> None:
@@ -89,6 +93,18 @@ class LiveStats:
             computed = self._rows_computed.get((prediction.symbol, prediction.ts_sec))
             if computed is not None and source == "store":
                 self.hops_ms[HOP_PREDICTION].append((prediction.ts_pred - computed) / US_PER_MS)
+
+    def on_tick(self, symbol: str, ts_sec: int, outcome: str, reasons: Iterable[str], predicted: bool) -> None:
+        with self._lock:
+            self.tick_seconds.setdefault(symbol, []).append(ts_sec)
+            if not predicted:
+                self._skipped.append({"symbol": symbol, "ts_sec": ts_sec, "outcome": outcome,
+                                      "reasons": [outcome, *reasons]})
+
+    def skipped(self) -> list[dict[str, Any]]:
+        """The tick seconds without a prediction, in time order, each with its outcome and reasons."""
+        with self._lock:
+            return sorted(self._skipped, key=lambda s: (s["ts_sec"], s["symbol"]))
 
     def on_outcomes(self, rows: Iterable[ShadowRow]) -> None:
         with self._lock:

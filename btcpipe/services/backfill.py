@@ -6,6 +6,11 @@ arrives, so the page *is* the checkpoint: a run that is killed resumes from the 
 holds inside the span, plus one. Bronze appends are idempotent, so a page written twice adds nothing.
 Dumps: one whole UTC day at a time, verified and fully parsed before the first row is written.
 
+Repair comes first: every bronze part of the span's days is verified against its manifest, and one that
+does not match (or is gone) is quarantined (``btcpipe.lake.repair``). Then every id hole that
+``btcpipe lake check`` would report inside the span (a deleted or quarantined part, a lost page) is fetched
+again by ``fromId`` (REST) — dumps refetch whole days, which fills a day's holes by construction.
+
 Composition only: the client, the lake and the progress sink are ports, chosen by the CLI.
 """
 
@@ -26,7 +31,8 @@ from btcpipe.binance.rest import RestResponse, RestStats
 from btcpipe.binance.rest_parsing import DumpKind, in_time_range
 from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.time import US_PER_DAY, day_of, day_start_us, iso
-from btcpipe.lake.ports import BronzeSink
+from btcpipe.lake.lake import Lake
+from btcpipe.lake.repair import IdHole, id_holes, quarantine_bad_parts
 from btcpipe.lake.schemas import ID_COLUMN
 
 log = logging.getLogger(__name__)
@@ -38,18 +44,6 @@ SOURCES: tuple[Source, ...] = ("rest", "dumps")
 
 
 # --- ports --------------------------------------------------------------------------------------------
-class BackfillSink(BronzeSink, Protocol):
-    """The part of ``btcpipe.lake.lake.Lake`` a backfill writes through: appends, and where to resume."""
-
-    def bronze_max_id(self, kind: str, symbol: str) -> int | None: ...
-
-    def read_bronze(
-        self, kind: str, symbol: str, start_us: int | None = None, end_us: int | None = None
-    ) -> pa.Table: ...
-
-    def compact(self, kind: str, symbol: str, day: dt.date) -> object: ...
-
-
 @runtime_checkable
 class RestSource(Protocol):
     """The part of ``btcpipe.binance.rest.BinanceRestClient`` a backfill pages through."""
@@ -130,6 +124,11 @@ class BackfillResult:
     rate_limited: int = 0
     retries: int = 0
     waited_s: float = 0.0
+    # Repair: parts moved aside because they contradicted their manifest, holes found in bronze inside the
+    # span (with the rows fetched into each), and the holes still open after the run (Binance never had them).
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    holes: list[dict[str, int]] = field(default_factory=list)
+    holes_left: int = 0
 
     @property
     def rows_per_s(self) -> float:
@@ -150,7 +149,7 @@ class BackfillResult:
 # --- entry point --------------------------------------------------------------------------------------
 def backfill(
     client: RestSource | DumpSource,
-    lake: BackfillSink,
+    lake: Lake,
     *,
     symbol: str,
     kind: str,
@@ -171,6 +170,11 @@ def backfill(
     if end_us <= start_us:
         raise ConfigError(f"empty span: end {iso(end_us)} is not after start {iso(start_us)}")
     run = _Run(lake, BackfillResult(symbol, kind, source, start_us, end_us), progress=progress, clock=clock)
+    # Before anything is appended: a part that contradicts its manifest would fail every overlapping append.
+    run.result.quarantined = [asdict(q) for q in quarantine_bad_parts(lake, kind, symbol, start_us, end_us)]
+    repairs_holes = kind in ("trades", "aggTrades")
+    if repairs_holes and source == "dumps":  # REST finds them once it knows the span's first id
+        run.result.holes = _holes(id_holes(lake, kind, symbol, start_us, end_us))
     if source == "dumps":
         if kind == "klines":
             raise ConfigError("dumps hold trades and aggTrades here; backfill klines from REST")
@@ -187,6 +191,8 @@ def backfill(
                 _backfill_trades(client, run, page_limit)
         finally:
             run.take_rest_stats(client)
+    if repairs_holes and (run.result.holes or run.result.quarantined):
+        run.result.holes_left = len(id_holes(lake, kind, symbol, run.result.start_us, run.result.end_us))
     if compact:
         for day in run.days_touched():
             lake.compact(kind, symbol, day)
@@ -195,7 +201,7 @@ def backfill(
 
 # --- the run's bookkeeping ----------------------------------------------------------------------------
 class _Run:
-    def __init__(self, lake: BackfillSink, result: BackfillResult, *, progress: ProgressSink | None,
+    def __init__(self, lake: Lake, result: BackfillResult, *, progress: ProgressSink | None,
                  clock: Callable[[], float]) -> None:
         self.lake = lake
         self.progress = progress
@@ -284,13 +290,14 @@ def _backfill_trades(client: RestSource, run: _Run, page_limit: int) -> None:
         log.info("no trades in the span", extra={"symbol": r.symbol, "start": iso(r.start_us), "end": iso(r.end_us)})
         return
     first = locator.table.column("agg_id" if r.kind == "aggTrades" else "first_trade_id")[0].as_py()
+    # Holes inside what bronze holds, and its head (the span's first id .. the first id held).
+    r.holes = _holes(id_holes(run.lake, r.kind, r.symbol, r.start_us, r.end_us, first_id=first))
+    for hole in r.holes:
+        hole["rows_added"] = _fill_hole(client, run, IdHole(hole["first_id"], hole["last_id"]), page_limit)
     cursor = _resume_from(run, first)
     id_col = ID_COLUMN[r.kind]
     while True:
-        if r.kind == "aggTrades":
-            page = client.agg_trades(r.symbol, from_id=cursor, limit=page_limit)
-        else:
-            page = client.historical_trades(r.symbol, from_id=cursor, limit=page_limit)
+        page = _trades_page(client, r.kind, r.symbol, cursor, page_limit)
         table = page.table
         assert table is not None
         if table.num_rows == 0:
@@ -301,6 +308,40 @@ def _backfill_trades(client: RestSource, run: _Run, page_limit: int) -> None:
         if past_end or table.num_rows < page_limit:
             break
         cursor = pc.max(table.column(id_col)).as_py() + 1
+
+
+def _holes(holes: list[IdHole]) -> list[dict[str, int]]:
+    return [{"first_id": h.first_id, "last_id": h.last_id, "rows_added": 0} for h in holes]
+
+
+def _trades_page(client: RestSource, kind: str, symbol: str, from_id: int, limit: int) -> RestResponse:
+    if kind == "aggTrades":
+        return client.agg_trades(symbol, from_id=from_id, limit=limit)
+    return client.historical_trades(symbol, from_id=from_id, limit=limit)
+
+
+def _fill_hole(client: RestSource, run: _Run, hole: IdHole, page_limit: int) -> int:
+    """Page by ``fromId`` through the hole's ids and append those inside the span; the rows added."""
+    r = run.result
+    id_col = ID_COLUMN[r.kind]
+    added_before = r.rows_added
+    cursor = hole.first_id
+    while cursor <= hole.last_id:
+        page = _trades_page(client, r.kind, r.symbol, cursor, min(page_limit, hole.last_id - cursor + 1))
+        table = page.table
+        assert table is not None
+        if table.num_rows == 0:
+            break
+        ids = table.column(id_col)
+        inside = pc.and_(pc.greater_equal(ids, hole.first_id), pc.less_equal(ids, hole.last_id))
+        run.write(in_time_range(table.filter(inside), r.start_us, r.end_us), page.raw, "json", "rest", "ts_event")
+        highest = pc.max(ids).as_py()
+        if highest >= hole.last_id:
+            break
+        cursor = highest + 1
+    log.info("hole refetched", extra={"kind": r.kind, "symbol": r.symbol, "first_id": hole.first_id,
+                                      "last_id": hole.last_id, "rows_added": r.rows_added - added_before})
+    return r.rows_added - added_before
 
 
 def _backfill_klines(client: RestSource, run: _Run, interval: str, page_limit: int) -> None:

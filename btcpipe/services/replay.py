@@ -7,6 +7,10 @@ bid/ask as ``BestBidAsk``, depth diffs as ``DepthDelta``, each
 keyed by the symbol. ``speed`` paces the publishing against a clock (``1.0`` real time, ``50`` fifty
 times faster); ``None`` publishes as fast as the bus takes it.
 
+A bus error (Redis restarting, a failover) does not end the replay: the chunk is published again after a
+capped exponential backoff, for up to ``max_outage_s``; records a failed publish had already written come
+twice, which consumers drop by event id (at-least-once, as everywhere on the bus).
+
 Sources: ``tape_from_recording(paths)`` (a recording of Binance's JSON streams) or
 ``tape_from_lake(lake, symbol, start_us, end_us)`` (bronze ``trades`` and, when present, ``bookTicker``).
 """
@@ -16,6 +20,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -25,7 +30,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
-from btcpipe.domain.errors import ConfigError, DataError
+from btcpipe.domain.backoff import backoff_delay
+from btcpipe.domain.errors import BusError, ConfigError, DataError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
 from btcpipe.domain.tape import BestBidAskTape, DepthTape, MarketTape, TradeTape
 from btcpipe.domain.time import US_PER_SEC
@@ -50,6 +56,7 @@ class ReplayResult:
     first_us: int | None = None
     last_us: int | None = None
     wall_s: float = 0.0
+    bus_errors: int = 0  # publishes that failed and were retried
 
     @property
     def messages(self) -> int:
@@ -153,6 +160,8 @@ def replay(
     chunk_us: int = 50_000,
     coalesce_trades: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
+    max_outage_s: float = 300.0,
+    rng: random.Random | None = None,
 ) -> ReplayResult:
     """Publish the tapes' events in exchange time; paced at ``speed`` × real time when given.
 
@@ -178,8 +187,30 @@ def replay(
             result.trade_messages += 1
         trade_runs.clear()
         for (stream, symbol), payloads in pending.items():
-            bus.publish(stream, symbol, payloads)
+            publish(stream, symbol, payloads)
         pending.clear()
+
+    jitter = rng or random.Random()
+
+    def publish(stream: str, symbol: str, payloads: list[bytes]) -> None:
+        """Publish, riding out bus errors for up to ``max_outage_s`` (then the error is raised)."""
+        attempt, failing_since = 0, None
+        while True:
+            try:
+                bus.publish(stream, symbol, payloads)
+                return
+            except BusError as exc:
+                attempt += 1
+                result.bus_errors += 1
+                now = wall()
+                failing_since = now if failing_since is None else failing_since
+                if now - failing_since >= max_outage_s or should_stop():
+                    raise
+                delay = backoff_delay(attempt, 0.1, 5.0, jitter)
+                log.warning("bus unreachable; publishing again", extra={
+                    "stream": stream, "symbol": symbol, "attempt": attempt, "error": str(exc),
+                    "retry_in_s": round(delay, 3)})
+                sleep(delay)
 
     for ts, _, stream, item in merged:
         if chunk_end is None:

@@ -79,5 +79,12 @@ class RedisOnlineStore:
             raise StoreError(f"reading {key} from Redis failed: {exc}") from exc
         return self._decode(key, payload)
 
+    def ping(self) -> None:
+        """``StoreError`` unless the Redis server answers (for readiness probes)."""
+        try:
+            self._client.ping()
+        except redis.RedisError as exc:
+            raise StoreError(f"the online store does not answer: {exc}") from exc
+
     def close(self) -> None:
         self._client.close()

@@ -1,6 +1,6 @@
 """Kubernetes manifests: strict schema validation with kubernetes-validate (offline schemas, pinned version), and the
-properties that matter: probes on /healthz, requests and limits, non-root with the image's uid, secrets by reference,
-a config file btcpipe's loader accepts, Services that select their Deployments."""
+properties that matter: probes on /healthz and /readyz, requests and limits, non-root with the image's uid,
+secrets by reference, a config file btcpipe's loader accepts, Services that select their Deployments."""
 
 from __future__ import annotations
 
@@ -72,13 +72,15 @@ def _pods() -> dict[str, dict[str, Any]]:
     return {name: d["spec"]["template"]["spec"] for name, d in _of_kind("Deployment").items()}
 
 
-def test_probes_hit_healthz_on_the_metrics_port() -> None:
+def test_probes_hit_healthz_and_readyz_on_the_metrics_port() -> None:
+    # Liveness on /healthz (restart a stuck service), readiness on /readyz (its Redis/Kinesis answer).
+    paths = {"startupProbe": "/healthz", "readinessProbe": "/readyz", "livenessProbe": "/healthz"}
     for name, pod in _pods().items():
         container = pod["containers"][0]
         ports = {p["name"]: p["containerPort"] for p in container["ports"]}
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        for probe, path in paths.items():
             check = container[probe]["httpGet"]
-            assert check["path"] == "/healthz", (name, probe)
+            assert check["path"] == path, (name, probe)
             assert check["port"] in ports, (name, probe)
 
 

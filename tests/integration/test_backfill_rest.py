@@ -20,7 +20,7 @@ from btcpipe.binance.rest import BinanceRestClient
 from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.errors import MalformedResponseError
 from btcpipe.domain.tape import MarketTape
-from btcpipe.exchange.ratelimit import WeightLimiter
+from btcpipe.exchange.ratelimit import RateDecision, WeightLimiter
 from btcpipe.exchange.server import LocalExchange
 from btcpipe.lake.lake import Lake
 from btcpipe.services.backfill import BackfillProgress, backfill
@@ -38,10 +38,28 @@ def _client(url: str, **kw: object) -> BinanceRestClient:
                              **kw)  # type: ignore[arg-type]
 
 
+class _RequestCountingLimiter(WeightLimiter):
+    """A weight limiter whose clock counts requests, not seconds: each window holds exactly 8 requests.
+
+    The limit (175 = seven historicalTrades) is then exceeded by the 8th page of a window however fast or slow
+    the client is, so the test meets 429s on a loaded machine as on a quiet one. Retry-After is the 1 s the
+    window has left on that clock; the client must wait it out and go on.
+    """
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        super().__init__(175, window_s=1.0, tolerated_429s=1000, clock=lambda: self.now)
+
+    def check(self, ip: str, weight: int) -> RateDecision:
+        self.now += 0.125
+        return super().check(ip, weight)
+
+
 def test_backfill_equals_simulated_trades_exactly_despite_faults_and_429s(tape: MarketTape, tmp_path: Path) -> None:
-    # The server allows 300 weight per 1-s window while the client believes in 6000 a minute: it runs into
-    # real 429s and must wait Retry-After. On top: latency, 5xx, truncated bodies, dropped connections.
-    limiter = WeightLimiter(300, window_s=1.0, tolerated_429s=1000)
+    # The server allows seven pages a window (its clock counts requests) while the client believes in 6000 weight
+    # a minute: the eighth page of a window is a real 429 the client must wait out (Retry-After), whatever its speed.
+    # On top: latency, 5xx, truncated bodies, dropped connections.
+    limiter = _RequestCountingLimiter()
     with LocalExchange(tape, limiter=limiter) as ex:
         ex.faults.set(latency_s=0.002, jitter_s=0.003, error_rate=0.08, truncate_rate=0.08, drop_rate=0.04, seed=5)
         ex.faults.script("drop", "5xx", "truncate", "drop", "truncate")  # each kind at least once, for sure
@@ -60,8 +78,11 @@ def test_backfill_equals_simulated_trades_exactly_despite_faults_and_429s(tape: 
     assert faults.errors_5xx > 0
     assert faults.truncated > 0
     assert faults.dropped > 0
+    # Eight pages in one window weigh 200 > 175: with 20+ pages to fetch, 429s are certain on this clock.
     assert rate.rejected_429 > 0
     assert result.rate_limited == rate.rejected_429
+    assert rate.banned_418 == 0, "the client waited out every Retry-After instead of hammering"
+    assert result.waited_s >= rate.rejected_429  # Retry-After: 1 s each
     assert seen[-1].done
     assert seen[-1].rows == len(tape.trades)
 

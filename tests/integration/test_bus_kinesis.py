@@ -129,3 +129,13 @@ def test_unreachable_kinesis_is_a_bus_error() -> None:
     bus = KinesisBus(kinesis_client(f"http://127.0.0.1:{free_port()}", max_attempts=1, timeout_s=1))
     with pytest.raises(BusError, match="Kinesis"):
         bus.shards(STREAM_TRADES)
+
+
+def test_ping_answers_for_a_reachable_stream_and_is_a_bus_error_otherwise(moto_server: MotoServer) -> None:
+    from btcpipe.infra.devservers import free_port
+
+    bus, _ = make_bus(moto_server)
+    bus.ping()  # the readiness probe of a service on this bus
+    unreachable = KinesisBus(kinesis_client(f"http://127.0.0.1:{free_port()}", max_attempts=1, timeout_s=0.5))
+    with pytest.raises(BusError, match="Kinesis does not answer"):
+        unreachable.ping()

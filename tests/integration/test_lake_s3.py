@@ -104,3 +104,32 @@ def test_lake_check_command_reads_an_s3_lake(moto_server: MotoServer, bucket: st
     assert CliRunner().invoke(cli, args, catch_exceptions=False).exit_code == 0
     listing = CliRunner().invoke(cli, ["lake", "ls", "--lake", uri, "--endpoint-url", moto_server.endpoint, "--json"])
     assert orjson.loads(listing.output.splitlines()[0])["rows"] == 5
+
+
+def test_debug_s3_command_never_logs_the_credentials(moto_server: MotoServer, bucket: str, tmp_path: Path) -> None:
+    """At BTCPIPE_LOG_LEVEL=DEBUG botocore would print the session token and the access key id of every request."""
+    import os
+    import subprocess
+    import sys
+
+    uri = f"s3://{bucket}/lake"
+    lake = Lake.open(uri, endpoint_url=moto_server.endpoint)
+    table = suite.trades([1, 2, 3], [suite.MIDNIGHT + k for k in range(3)])
+    lake.append_bronze("trades", suite.SYMBOL, table, raw=b"[]", raw_format="json", source="test")
+    markers = {
+        "AWS_ACCESS_KEY_ID": "AKIAMARKERACCESSKEY7",
+        "AWS_SECRET_ACCESS_KEY": "MarkerSecretAccessKey0123456789abcdefXYZ",
+        "AWS_SESSION_TOKEN": "MarkerSessionToken" + "Zm9vYmFy" * 8,
+    }
+    env = {**os.environ, **markers, "BTCPIPE_LOG_LEVEL": "DEBUG", "BTCPIPE_LOG_FORMAT": "json"}
+    done = subprocess.run(
+        [sys.executable, "-m", "btcpipe.cli.main", "lake", "check", "--lake", uri, "--endpoint-url",
+         moto_server.endpoint, "--json"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert '"days"' in done.stdout  # the command really read the lake over S3 with these credentials
+    output = done.stdout + done.stderr
+    for name, value in markers.items():
+        assert value not in output, f"{name} appears in the output"
+        assert value[:12] not in output, f"a prefix of {name} appears in the output"

@@ -3,58 +3,21 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import redis
+from support.process_cli import PARAMS, env, feature_rows, params_file, process_cmd
 from support.processor import SEC, T0, batch_frame, mismatches, sim_tape
 
 from btcpipe.bus.port import STREAM_FEATURES
 from btcpipe.bus.redis_streams import RedisStreamsBus
-from btcpipe.features.spec import FeatureParams, schema_document
 from btcpipe.infra.redis_connection import RedisOptions
 from btcpipe.services.replay import replay
 from btcpipe.store.redis_store import RedisOnlineStore
-from btcpipe.wire.codec import decode_feature_vector
-
-PARAMS = FeatureParams(0.05, with_spread=True)
-BTCPIPE = [sys.executable, "-m", "btcpipe.cli.main"]
-
-
-def process_cmd(redis_url: str, params_file: Path, *extra: str) -> list[str]:
-    return [*BTCPIPE, "process", "--bus", "redis", "--bus-url", redis_url, "--bus-shards", "2", "--store", "redis",
-            "--store-url", redis_url, "--params", str(params_file), "--clock", "event", "--json", *extra]
-
-
-def feature_rows(bus: RedisStreamsBus) -> dict[str, list[tuple[int, tuple[float, ...]]]]:
-    from btcpipe.bus.port import Position
-
-    out: dict[str, list[tuple[int, tuple[float, ...]]]] = {}
-    for shard in bus.shards(STREAM_FEATURES):
-        pos = Position(STREAM_FEATURES, shard)
-        while True:
-            records, pos = bus.read(pos, 5000)
-            if not records:
-                break
-            for r in records:
-                v = decode_feature_vector(r.payload)
-                out.setdefault(v.symbol, []).append((v.ts_sec, v.values))
-    return out
-
-
-def params_file(tmp_path: Path) -> Path:
-    path = tmp_path / "schema_v1.json"
-    path.write_text(json.dumps(schema_document(PARAMS)))
-    return path
-
-
-def env() -> dict[str, str]:
-    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
 
 
 def test_two_processes_split_two_symbols_over_redis_streams(tmp_path: Path, redis_url: str) -> None:

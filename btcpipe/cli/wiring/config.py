@@ -9,13 +9,16 @@ Precedence: defaults < TOML file (``--config`` or ``BTCPIPE_CONFIG``) < ``BTCPIP
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
+from urllib.parse import urlsplit
 
 from btcpipe.domain.errors import ConfigError
+from btcpipe.infra.redis_connection import redis_url_problem
 
 
 @dataclass(frozen=True)
@@ -44,6 +47,7 @@ class BusConfig:
     kind: str = "memory"  # memory | redis | kinesis
     redis_url: str = "redis://127.0.0.1:6379/0"
     redis_password_env: str = ""
+    tls: bool = False  # TLS to a redis bus (also implied by a rediss:// URL); the positions share it
     kinesis_endpoint: str = ""
     region: str = "us-east-1"
     stream_prefix: str = ""
@@ -114,7 +118,64 @@ _CHOICES = {
     ("store", "kind"): {"memory", "redis"},
 }
 
+# Every number of the config has a range: (low, high, low_open). Floats must also be finite (no nan/inf).
+_RANGES: dict[tuple[str, str], tuple[float, float, bool]] = {
+    ("store", "ttl_s"): (1, 7 * 86_400, False),
+    ("processor", "lateness_ms"): (0, 60_000, False),
+    ("inference", "interval_s"): (1, 2, False),
+    ("inference", "deadline_ms"): (0, 10_000, True),
+    ("inference", "stale_after_s"): (0, 3_600, True),
+    ("inference", "reload_check_s"): (0, 86_400, True),
+    ("metrics", "port"): (0, 65_535, False),  # 0: no endpoint
+}
+_REDIS_URLS = {("bus", "redis_url"), ("store", "redis_url")}
+_HTTP_URLS = {("exchange", "rest_url"), ("lake", "s3_endpoint"), ("bus", "kinesis_endpoint")}
+_WS_URLS = {("exchange", "stream_url"), ("exchange", "sbe_url")}
+
 T = TypeVar("T")
+
+
+def _check_number(where: str, value: float, bounds: tuple[float, float, bool]) -> None:
+    low, high, low_open = bounds
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if value < low or (low_open and value == low) or value > high:
+        low_text = f"> {low:g}" if low_open else f">= {low:g}"
+        raise ConfigError(f"{where} must be {low_text} and <= {high:g}, got {value!r}")
+
+
+def _check_url(where: str, value: str, schemes: tuple[str, ...]) -> None:
+    """A service URL: empty (the default) or ``scheme://host[:port]`` with a port 1–65535."""
+    if not value:
+        return
+    try:
+        parts = urlsplit(value)
+        port = parts.port
+    except ValueError:
+        raise ConfigError(f"{where}: the port of {value!r} must be a number 1-65535") from None
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ConfigError(f"{where} must be a {' or '.join(s + '://' for s in schemes)} URL with a host, got {value!r}")
+    if port == 0:
+        raise ConfigError(f"{where}: the port of {value!r} must be a number 1-65535")
+
+
+def _check_value(section: str, name: str, where: str, value: Any) -> None:
+    """Range, finiteness and URL shape of one coerced value; the message names the key."""
+    key = (section, name)
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where} must be a finite number, got {value!r}")
+    if key in _RANGES:
+        _check_number(where, value, _RANGES[key])
+    elif key in _REDIS_URLS:
+        problem = redis_url_problem(value)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+    elif key in _HTTP_URLS:
+        _check_url(where, value, ("http", "https"))
+    elif key in _WS_URLS:
+        _check_url(where, value, ("ws", "wss"))
+    elif key == ("lake", "uri") and "://" in value and not value.startswith(("s3://", "file://")):
+        raise ConfigError(f"{where} must be a directory or s3://bucket/prefix, got {value!r}")
 
 
 def _coerce(where: str, value: Any, target: Any) -> Any:
@@ -126,7 +187,8 @@ def _coerce(where: str, value: Any, target: Any) -> Any:
     elif target is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        # At most 19 digits: int64, and far below Python's int-from-text limit (which raises ValueError).
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit() and len(value.strip()) <= 20:
             return int(value)
     elif target is float:
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -158,6 +220,7 @@ def _build(cls: type[T], section: str, raw: dict[str, Any]) -> T:
     for name, value in raw.items():
         where = f"{section}.{name}" if section else name
         values[name] = _coerce(where, value, hints[name])
+        _check_value(section, name, where, values[name])
         choices = _CHOICES.get((section, name))
         if choices and values[name] not in choices:
             raise ConfigError(f"{where} must be one of {sorted(choices)}, got {values[name]!r}")

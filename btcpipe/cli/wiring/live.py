@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from btcpipe.bus.port import Bus, PositionStore
+from btcpipe.cli.wiring.bounds import redis_url_flag
 from btcpipe.cli.wiring.config import Config, secret
 from btcpipe.domain.errors import BtcpipeError, ConfigError
 from btcpipe.features.spec import FeatureParams, check_schema_document
@@ -31,6 +32,11 @@ class BusChoice:
     kinesis_endpoint: str
     region: str
     password_env: str = ""
+    tls: bool = False  # config [bus] tls: the bus and its positions connect over TLS
+
+    def redis_options(self) -> RedisOptions:
+        """The bus's Redis connection; the processor's positions live in the same Redis, over the same TLS."""
+        return RedisOptions(self.redis_url, password=secret(self.password_env), tls=self.tls)
 
 
 def bus_options(f: Any) -> Any:
@@ -38,7 +44,8 @@ def bus_options(f: Any) -> Any:
     for option in reversed([
         click.option("--bus", "bus_kind", type=click.Choice(["memory", "redis", "kinesis"]), default=None,
                      help="Bus adapter (default: config [bus] kind)."),
-        click.option("--bus-url", default=None, help="Redis URL of a redis bus (default: config [bus] redis_url)."),
+        click.option("--bus-url", default=None, callback=redis_url_flag,
+                     help="Redis URL of a redis bus (default: config [bus] redis_url)."),
         click.option("--bus-shards", type=click.IntRange(1, 1024), default=1, show_default=True,
                      help="Shards per stream (Redis: stream keys per stream; Kinesis: shards when creating)."),
         click.option("--bus-prefix", default=None, help="Stream key/name prefix (default: the adapter's)."),
@@ -58,6 +65,7 @@ def bus_choice(config: Config, *, kind: str | None, url: str | None, shards: int
         kinesis_endpoint=kinesis_endpoint or config.bus.kinesis_endpoint,
         region=config.bus.region,
         password_env=config.bus.redis_password_env,
+        tls=config.bus.tls,
     )
 
 
@@ -69,7 +77,7 @@ def open_bus(choice: BusChoice) -> Bus:
     if choice.kind == "redis":
         from btcpipe.bus.redis_streams import RedisStreamsBus
 
-        options = RedisOptions(choice.redis_url, password=secret(choice.password_env))
+        options = choice.redis_options()
         if choice.prefix:
             return RedisStreamsBus(options, n_shards=choice.shards, prefix=choice.prefix)
         return RedisStreamsBus(options, n_shards=choice.shards)
@@ -92,7 +100,7 @@ def open_positions(choice: BusChoice, directory: Path | None) -> PositionStore:
     if choice.kind == "redis":
         from btcpipe.bus.positions import RedisPositionStore
 
-        return RedisPositionStore(RedisOptions(choice.redis_url, password=secret(choice.password_env)))
+        return RedisPositionStore(choice.redis_options())
     if choice.kind == "memory":
         from btcpipe.bus.positions import InMemoryPositionStore
 

@@ -32,22 +32,31 @@ BINANCE_JSON_STREAMS = "wss://stream.binance.com:9443"
 BINANCE_SBE_STREAMS = "wss://stream-sbe.binance.com:9443"
 S3_BUCKET = "btcpipe-run"
 
-_DURATION = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION = re.compile(r"(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
-def parse_duration(text: str) -> int:
-    """``2h``, ``20m``, ``90s``, ``1h30m`` or plain seconds → whole seconds (> 0)."""
+MAX_HISTORY_S = 48 * 3600  # run --history: the simulated tape and the backfill grow with it
+MAX_LIVE_S = 24 * 3600  # run --duration
+
+
+def parse_duration(text: str, *, key: str = "duration", max_s: int = MAX_HISTORY_S) -> int:
+    """``2h``, ``20m``, ``90s``, ``1h30m`` or plain seconds → whole seconds in 1..``max_s``.
+
+    Checked on the text before any arithmetic, so ``100000h`` is refused here and never sizes a tape.
+    """
     value = text.strip().lower()
+    if len(value) > 20:
+        raise ConfigError(f"{key}: not a duration: {text[:40]!r} (use e.g. 2h, 20m, 90s, 1h30m or seconds)")
     if value.isdigit():
         seconds = int(value)
     else:
-        match = _DURATION.match(value)
+        match = _DURATION.fullmatch(value)
         if not value or match is None:
-            raise ConfigError(f"not a duration: {text!r} (use e.g. 2h, 20m, 90s, 1h30m or seconds)")
+            raise ConfigError(f"{key}: not a duration: {text!r} (use e.g. 2h, 20m, 90s, 1h30m or seconds)")
         h, m, s = (int(g) if g else 0 for g in match.groups())
         seconds = h * 3600 + m * 60 + s
-    if seconds <= 0:
-        raise ConfigError(f"a duration must be positive, got {text!r}")
+    if not 0 < seconds <= max_s:
+        raise ConfigError(f"{key} must be between 1s and {max_s // 3600}h, got {text!r}")
     return seconds
 
 

@@ -34,7 +34,7 @@ from btcpipe.exchange.amounts import quote_mantissas
 DumpKind = Literal["trades", "aggTrades"]
 DUMP_KINDS: tuple[DumpKind, ...] = ("trades", "aggTrades")
 _SCALE = 10**8
-_NAME = re.compile(r"^(?P<symbol>[A-Z0-9]+)-(?P<kind>trades|aggTrades)-(?P<day>\d{4}-\d{2}-\d{2})\.zip$")
+_NAME = re.compile(r"(?P<symbol>[A-Z0-9]+)-(?P<kind>trades|aggTrades)-(?P<day>\d{4}-\d{2}-\d{2})\.zip")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +61,7 @@ class DumpName:
 
 def parse_dump_name(zip_name: str) -> DumpName:
     """``BTCUSDT-trades-2025-01-01.zip`` → its parts; ``ValueError`` for anything else."""
-    m = _NAME.match(zip_name)
+    m = _NAME.fullmatch(zip_name)
     if m is None:
         raise DataError(f"not a daily dump name: {zip_name!r}")
     kind: DumpKind = "trades" if m["kind"] == "trades" else "aggTrades"

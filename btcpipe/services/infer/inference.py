@@ -49,7 +49,8 @@ from btcpipe.wire.codec import encode_prediction
 log = logging.getLogger(__name__)
 
 Outcome = Literal["predicted", "fallback", "stale", "no_features", "skipped_deadline", "error"]
-_NOT_FEATURE_REASONS = frozenset({"predict_failed", "publish_failed"})
+# Reasons a tick gave no prediction that are not about its features (kept out of the feature-miss metric).
+_NOT_FEATURE_REASONS = frozenset({"predict_failed", "publish_failed", "over_deadline", "started_too_late"})
 OUTCOMES: tuple[Outcome, ...] = ("predicted", "fallback", "stale", "no_features", "skipped_deadline", "error")
 
 
@@ -205,7 +206,8 @@ class InferenceService:
         if lag_us * 1000 + (self._perf_ns() - tick_start) > self.settings.deadline_us * 1000:
             log.warning("tick over its deadline: skipped", extra={
                 "symbol": symbol, "ts_sec": ts_sec, "work_ms": work_ns / 1e6, "lag_ms": lag_us / 1e3})
-            return self._count(TickResult(symbol, ts_sec, "skipped_deadline", features.reasons, None))
+            return self._count(TickResult(symbol, ts_sec, "skipped_deadline", (*features.reasons, "over_deadline"),
+                                          None))
         now = self.clock.now_us()
         prediction = Prediction1s(
             symbol, ts_sec, yhat, work_ns / 1e6, model.version, model.uncertainty, (now - ts_sec) / US_PER_MS, now
@@ -380,7 +382,7 @@ class InferenceService:
         first = ts
         while ts + s.offset_us + s.deadline_us < now:
             for symbol in self.symbols:
-                self._count(TickResult(symbol, ts, "skipped_deadline", (), None))
+                self._count(TickResult(symbol, ts, "skipped_deadline", ("started_too_late",), None))
             ts += s.interval_us
         log.warning("ticks missed: the loop fell behind",
                     extra={"missed": (ts - first) // s.interval_us, "next_ts_sec": ts})

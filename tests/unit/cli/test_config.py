@@ -53,3 +53,18 @@ def test_secret_comes_from_the_named_environment_variable() -> None:
     assert secret("MY_KEY", {"MY_KEY": "abc"}) == "abc"
     assert secret("MY_KEY", {}) is None
     assert secret("", {"": "x"}) is None
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_bus_tls_reaches_the_bus_and_its_positions_connections(tmp_path: Path, tls: bool) -> None:
+    import redis
+
+    from btcpipe.cli.wiring.live import bus_choice, open_bus, open_positions
+
+    path = tmp_path / "c.toml"
+    path.write_text(f"[bus]\nkind = 'redis'\nredis_url = 'redis://127.0.0.1:6399/0'\ntls = {str(tls).lower()}\n")
+    choice = bus_choice(load_config(path, environ={}), kind=None, url=None, shards=1, prefix=None,
+                        kinesis_endpoint=None)
+    for adapter in (open_bus(choice), open_positions(choice, None)):
+        pool = adapter._client.connection_pool  # type: ignore[attr-defined]
+        assert issubclass(pool.connection_class, redis.SSLConnection) is tls

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import httpx
 
-from btcpipe.infra.metrics import Metrics, serve_metrics
+from btcpipe.domain.errors import StoreError
+from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
 
 
 def test_metrics_endpoint_exposes_updated_counters_and_health() -> None:
@@ -28,3 +31,44 @@ def test_separate_registries_do_not_share_values() -> None:
     a, b = Metrics(), Metrics()
     a.processor_rows.labels(symbol="BTCUSDT").inc()
     assert b"btcpipe_processor_rows_total{" not in b.exposition()
+
+
+class _Down:
+    """A store whose server does not answer."""
+
+    def ping(self) -> None:
+        raise StoreError("the online store does not answer: Timeout reading from socket")
+
+
+class _Up:
+    def ping(self) -> None:
+        return None
+
+
+def test_readyz_says_whether_store_and_bus_answer_while_healthz_stays_liveness() -> None:
+    store: object = _Up()
+    server = serve_metrics(Metrics(), health=lambda: (True, {}),
+                           ready=readiness({"store": lambda_proxy(lambda: store), "bus": object()}))
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        assert httpx.get(f"{base}/readyz").json() == {"ok": True, "store": "ok", "bus": "ok"}
+        store = _Down()
+        ready = httpx.get(f"{base}/readyz")
+        assert ready.status_code == 503
+        assert ready.json()["store"].startswith("unreachable: the online store does not answer")
+        assert ready.json()["bus"] == "ok"  # an in-process adapter has nothing to ping
+        assert httpx.get(f"{base}/healthz").status_code == 200
+    finally:
+        server.shutdown()
+
+
+def lambda_proxy(get: Callable[[], object]) -> object:
+    """An object whose ``ping`` is that of whatever ``get`` returns now (the test swaps the store)."""
+
+    class Proxy:
+        def ping(self) -> None:
+            target = get()
+            assert isinstance(target, _Up | _Down)
+            target.ping()
+
+    return Proxy()

@@ -128,3 +128,26 @@ def test_corrupt_alias_file_gives_a_clear_error(registry: ModelRegistry, store: 
     with pytest.raises(RegistryError, match="not JSON"):
         registry.production_version("btc")
     assert registry.load("btc", "v1").manifest["tag"] == "a"  # the versions themselves are untouched
+
+
+@pytest.mark.parametrize("target", ["../other-model/v1", "v1/../../x", "latest", "v0", "v1\n", 7, "aliases"])
+def test_an_alias_may_only_point_at_a_version_folder(
+    registry: ModelRegistry, store: ObjectStore, target: object
+) -> None:
+    import json
+
+    store.put("models/m/aliases/production.json", json.dumps({"version": target, "stack": [target]}).encode())
+    with pytest.raises(RegistryError, match="not a version"):
+        registry.resolve("m", "production")
+    with pytest.raises(RegistryError, match="not a version"):
+        registry.production_version("m")
+
+
+@pytest.mark.parametrize("bad", ["m\n", "v1\n", "../m", "m/x"])
+def test_names_versions_and_aliases_with_a_trailing_newline_or_a_path_are_refused(
+    registry: ModelRegistry, bad: str
+) -> None:
+    with pytest.raises(RegistryError):
+        registry.resolve(bad, "production")
+    with pytest.raises(RegistryError):
+        registry.resolve("m", bad)
