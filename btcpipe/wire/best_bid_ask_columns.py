@@ -108,4 +108,7 @@ def _one_by_one(payloads: Sequence[bytes]) -> BestBidAskBatches:
         except DataError as exc:
             records.append(None)
             errors[i] = exc
+        except Exception as exc:  # noqa: BLE001 - a bus payload is untrusted bytes: no input may stop the poll
+            records.append(None)
+            errors[i] = PayloadDecodeError(f"undecodable BestBidAsk payload: {type(exc).__name__}: {exc}")
     return _from_records(records, errors)
