@@ -148,7 +148,8 @@ def read_archive(
         except MalformedRecordError as exc:
             raise MalformedRecordError(f"{name}: {exc}; nothing written") from exc
         except _ZIP_ERRORS as exc:
-            raise CorruptArchiveError(f"{name}: archive is corrupt ({type(exc).__name__}: {exc}); nothing written") from exc
+            what = f"{type(exc).__name__}: {exc}"
+            raise CorruptArchiveError(f"{name}: archive is corrupt ({what}); nothing written") from exc
     return unit or "us", chunks
 
 

@@ -7,7 +7,7 @@ path. Times in JSON streams are ms unless the connection asked for ``timeUnit=MI
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from btcpipe.domain.decimal import parse_decimal

@@ -338,13 +338,13 @@ class MarketStreamClient:
                     self.stats.frames += 1
                     try:
                         put((conn, decode_binary(msg.data, ts_recv)))
-                    except Exception as exc:  # noqa: BLE001 - one bad frame costs only itself, never the connection
+                    except Exception as exc:
                         self._decode_error(conn, exc, msg.data)
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     self.stats.frames += 1
                     try:
                         item = decode_text(msg.data, ts_recv)
-                    except Exception as exc:  # noqa: BLE001 - as above
+                    except Exception as exc:
                         self._decode_error(conn, exc, msg.data)
                         continue
                     if item == "server_shutdown":

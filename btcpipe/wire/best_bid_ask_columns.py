@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from btcpipe.domain.decimal import MAX_EXPONENT
 from btcpipe.domain.errors import DataError, PayloadDecodeError
 from btcpipe.domain.records import BestBidAsk
 from btcpipe.wire import avro_wire as wire
 from btcpipe.wire.avro_varint import read_longs_at
 from btcpipe.wire.codec import decode_best_bid_ask
 from btcpipe.wire.trade_batches import BULK_FROM_BYTES, floats_at_exponents, lane_symbols
-from btcpipe.wire.trade_columns import MAX_EXPONENT
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -108,7 +108,7 @@ def _one_by_one(payloads: Sequence[bytes]) -> BestBidAskBatches:
         except DataError as exc:
             records.append(None)
             errors[i] = exc
-        except Exception as exc:  # noqa: BLE001 - a bus payload is untrusted bytes: no input may stop the poll
+        except Exception as exc:
             records.append(None)
             errors[i] = PayloadDecodeError(f"undecodable BestBidAsk payload: {type(exc).__name__}: {exc}")
     return _from_records(records, errors)

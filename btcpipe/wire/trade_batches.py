@@ -16,13 +16,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from btcpipe.domain.decimal import STD_EXPONENT, to_float_array
+from btcpipe.domain.decimal import MAX_EXPONENT, STD_EXPONENT, to_float_array
 from btcpipe.domain.errors import DataError, PayloadDecodeError
 from btcpipe.wire import avro_wire as wire
 from btcpipe.wire.avro_varint import VarintIndex, read_longs_at
 from btcpipe.wire.trade_columns import (
     COLUMNS,
-    MAX_EXPONENT,
     TradeColumns,
     decode_trade_columns_exact,
     make_columns,
@@ -222,7 +221,7 @@ def decode_trade_batches(payloads: Sequence[bytes]) -> TradeBatches:
             pieces[i] = decode_trade_columns_exact(payloads[i])
         except DataError as exc:
             errors[i] = exc
-        except Exception as exc:  # noqa: BLE001 - a bus payload is untrusted bytes: no input may stop the poll
+        except Exception as exc:
             errors[i] = PayloadDecodeError(f"undecodable trade payload: {type(exc).__name__}: {exc}")
     return _assemble(pieces, errors)
 

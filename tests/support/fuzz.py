@@ -32,9 +32,13 @@ from btcpipe.wire.codec import (
     decode_message,
     decode_trade_batches,
     decode_trades,
-    encode_best_bid_ask as bus_best_bid_ask,
     encode_depth_delta,
     encode_trade,
+)
+from btcpipe.wire.codec import (
+    encode_best_bid_ask as bus_best_bid_ask,
+)
+from btcpipe.wire.codec import (
     encode_trades as bus_trades,
 )
 from btcpipe.wire.trade_columns import TradeColumns, encode_trade_columns

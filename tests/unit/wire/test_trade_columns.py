@@ -236,3 +236,32 @@ def test_real_recording_trades_survive_the_poll_reader(recording_paths: list[Pat
     assert not batches.errors
     assert [t for i in range(len(payloads)) for t in batches.batch(i).to_trades()] == trades
     assert batches.price.tolist() == [t.price for t in trades]
+
+
+def _batch_payload(exponents: list[tuple[int, int]]) -> bytes:
+    """A ``MarketTradeBatch`` written straight with fastavro, the way a foreign or older writer could."""
+    items = [{"id": 10 + i, "ts_event": 1_000 + i, "ts_recv": 2_000 + i, "price_mantissa": 5, "price_exponent": pe,
+              "qty_mantissa": 1, "qty_exponent": qe, "is_buyer_maker": False} for i, (pe, qe) in enumerate(exponents)]
+    return avro_wire.write(avro_wire.MARKET_TRADE_BATCH, {"symbol": "BTCUSDT", "trades": items})
+
+
+@pytest.mark.parametrize("exponents", [[(18, -8), (-8, -8)], [(-8, -8), (-8, 12)], [(11, -8), (-8, -8)]])
+def test_a_batch_whose_exponents_cannot_meet_is_reported_per_payload_not_raised(
+    exponents: list[tuple[int, int]],
+) -> None:
+    good = encode_trades([Trade("BTCUSDT", 1, 1_000, 5, 1, False)])
+    bad = _batch_payload(exponents)
+    batches = decode_trade_batches([good, bad, good])
+    assert set(batches.errors) == {1}
+    assert isinstance(batches.errors[1], PayloadDecodeError)
+    assert batches.counts.tolist() == [1, 0, 1]
+
+
+def test_the_writer_refuses_a_batch_its_reader_would_refuse() -> None:
+    trades = [Trade("BTCUSDT", 1, 1_000, 5, 1, False, 18, -8), Trade("BTCUSDT", 2, 1_000, 5, 1, False, -8, -8)]
+    with pytest.raises(MalformedRecordError):
+        encode_trades(trades)
+    with pytest.raises(MalformedRecordError):
+        encode_trades([Trade("BTCUSDT", 1, 1_000, 5, 1, False, 19, -8)])
+    with pytest.raises(MalformedRecordError):
+        TradeColumns.from_trades(trades)
