@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
-from support.fuzz import fuzz, targets  # noqa: E402
+from support.fuzz import fuzz, targets
 
 
 def main() -> int:
