@@ -74,7 +74,7 @@ def decode_best_bid_ask_batches(payloads: Sequence[bytes]) -> BestBidAskBatches:
     buf = np.frombuffer(raw, dtype=np.uint8)
     pos = limit - lens + wire.HEADER_LEN
     sym_len, pos, ok = read_longs_at(buf, pos, limit)
-    ok &= sym_len >= 0
+    ok &= (sym_len >= 0) & (sym_len <= limit - pos)  # a length past the end (or so big pos + len wraps round)
     sym_at = pos
     pos = pos + np.where(ok, sym_len, 0)
     values: dict[str, I64] = {}
