@@ -337,14 +337,16 @@ class MarketStreamClient:
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     self.stats.frames += 1
                     try:
-                        put((conn, decode_binary(msg.data, ts_recv)))
-                    except Exception as exc:
+                        event = decode_binary(msg.data, ts_recv)
+                    except Exception as exc:  # one bad frame costs only itself, never the connection
                         self._decode_error(conn, exc, msg.data)
+                        continue
+                    put((conn, event))
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     self.stats.frames += 1
                     try:
                         item = decode_text(msg.data, ts_recv)
-                    except Exception as exc:
+                    except Exception as exc:  # as above: counted and skipped
                         self._decode_error(conn, exc, msg.data)
                         continue
                     if item == "server_shutdown":

@@ -108,7 +108,7 @@ def _one_by_one(payloads: Sequence[bytes]) -> BestBidAskBatches:
         except DataError as exc:
             records.append(None)
             errors[i] = exc
-        except Exception as exc:
+        except Exception as exc:  # untrusted bytes: no payload may stop the poll
             records.append(None)
             errors[i] = PayloadDecodeError(f"undecodable BestBidAsk payload: {type(exc).__name__}: {exc}")
     return _from_records(records, errors)

@@ -235,7 +235,7 @@ def decode_trade_batches(payloads: Sequence[bytes]) -> TradeBatches:
             pieces[i] = decode_trade_columns_exact(payloads[i])
         except DataError as exc:
             errors[i] = exc
-        except Exception as exc:
+        except Exception as exc:  # untrusted bytes: no payload may stop the poll
             errors[i] = PayloadDecodeError(f"undecodable trade payload: {type(exc).__name__}: {exc}")
     return _assemble(pieces, errors)
 
