@@ -14,7 +14,9 @@ import datetime as dt
 import hashlib
 import io
 import logging
+import lzma
 import random
+import struct
 import time
 import zipfile
 import zlib
@@ -110,6 +112,14 @@ def _line_chunks(stream: _Readable, chunk_bytes: int) -> Iterator[bytes]:
         yield carry
 
 
+# What the zipfile module and its codecs raise on a damaged archive: a bad header or directory (BadZipFile,
+# "negative seek value" ValueError, UnicodeDecodeError in a name), a damaged deflate/bzip2/LZMA stream
+# (zlib.error, OSError, LZMAError, EOFError), a method or flag it does not implement (NotImplementedError)
+# or an encrypted member (RuntimeError). All of them mean the same: the archive cannot be read.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, NotImplementedError, RuntimeError,
+               ValueError, struct.error)
+
+
 def read_archive(
     kind: DumpKind, data: bytes, name: str, *, chunk_bytes: int = DEFAULT_CHUNK_BYTES
 ) -> tuple[TimeUnit, list[DumpChunk]]:
@@ -118,8 +128,8 @@ def read_archive(
         raise DataError(f"dumps hold {' and '.join(DUMP_KINDS)}, not {kind!r}")
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as exc:
-        raise CorruptArchiveError(f"{name}: not a readable zip archive ({exc})") from exc
+    except _ZIP_ERRORS as exc:
+        raise CorruptArchiveError(f"{name}: not a readable zip archive ({type(exc).__name__}: {exc})") from exc
     with archive:
         members = [m for m in archive.namelist() if m.lower().endswith(".csv")]
         wanted = name.removesuffix(".zip") + ".csv"
@@ -135,10 +145,11 @@ def read_archive(
                     if table.num_rows:
                         unit = block_unit
                     chunks.append(DumpChunk(block, table))
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as exc:
-            raise CorruptArchiveError(f"{name}: archive is corrupt ({exc}); nothing written") from exc
         except MalformedRecordError as exc:
             raise MalformedRecordError(f"{name}: {exc}; nothing written") from exc
+        except _ZIP_ERRORS as exc:
+            what = f"{type(exc).__name__}: {exc}"
+            raise CorruptArchiveError(f"{name}: archive is corrupt ({what}); nothing written") from exc
     return unit or "us", chunks
 
 

@@ -121,6 +121,7 @@ class DeliveredFilter:
         return event
 
 
+DECODE_LOG_INTERVAL_S = 1.0  # undecodable frames: at most one log line per error class per interval
 _CLOSED = "closed"
 _SHUTDOWN = "server_shutdown"
 _STOP = "stop"
@@ -184,7 +185,7 @@ class MarketStreamClient:
         self._numbers = 0
         self._session: aiohttp.ClientSession | None = None
         self._current: _Connection | None = None
-        self._decode_logged = 0
+        self._decode_logged: dict[str, tuple[float, int]] = {}  # error class → (last logged at, not logged since)
         if not settings.api_key:
             self._warn_json("no API key configured")
 
@@ -336,15 +337,17 @@ class MarketStreamClient:
                 if msg.type == aiohttp.WSMsgType.BINARY:
                     self.stats.frames += 1
                     try:
-                        put((conn, decode_binary(msg.data, ts_recv)))
-                    except DataError as exc:
-                        self._decode_error(conn, exc, len(msg.data))
+                        event = decode_binary(msg.data, ts_recv)
+                    except Exception as exc:  # one bad frame costs only itself, never the connection
+                        self._decode_error(conn, exc, msg.data)
+                        continue
+                    put((conn, event))
                 elif msg.type == aiohttp.WSMsgType.TEXT:
                     self.stats.frames += 1
                     try:
                         item = decode_text(msg.data, ts_recv)
-                    except DataError as exc:
-                        self._decode_error(conn, exc, len(msg.data))
+                    except Exception as exc:  # as above: counted and skipped
+                        self._decode_error(conn, exc, msg.data)
                         continue
                     if item == "server_shutdown":
                         log.info("serverShutdown received", extra={"connection": conn.number})
@@ -360,19 +363,31 @@ class MarketStreamClient:
         finally:
             put((conn, _CLOSED))
 
-    def _decode_error(self, conn: _Connection, exc: Exception, size: int) -> None:
-        name = type(exc).__name__
+    def _decode_error(self, conn: _Connection, exc: Exception, data: bytes | str) -> None:
+        """Count a frame that did not decode (by error class: the ``error`` label of
+        ``btcpipe_ingest_decode_errors_total``) and log it — at most once per ``DECODE_LOG_INTERVAL_S`` per
+        error class, with a short sample and how many were not logged since — then carry on reading."""
+        # A decoder bug (an exception outside the error tree) is counted under its own class, logged at
+        # ERROR with its traceback, and costs the frame only: the stream goes on.
+        name = type(exc).__name__ if isinstance(exc, DataError) else f"unexpected:{type(exc).__name__}"
         self.stats.decode_errors += 1
         self.stats.decode_errors_by_type[name] = self.stats.decode_errors_by_type.get(name, 0) + 1
         if self.metrics is not None:
             self.metrics.ingest_decode_errors.labels(conn.mode, name).inc()
-        if self._decode_logged < 10 or self.stats.decode_errors % 1000 == 0:
-            self._decode_logged += 1
-            log.warning(
-                "undecodable stream frame skipped",
-                extra={"mode": conn.mode, "error": name, "detail": str(exc)[:200], "bytes": size,
-                       "decode_errors": self.stats.decode_errors},
-            )
+        now = self._monotonic()
+        last, suppressed = self._decode_logged.get(name, (-float("inf"), 0))
+        if now - last < DECODE_LOG_INTERVAL_S:
+            self._decode_logged[name] = (last, suppressed + 1)
+            return
+        self._decode_logged[name] = (now, 0)
+        sample = data[:48].hex() if isinstance(data, bytes) else data[:120]
+        log.log(
+            logging.WARNING if isinstance(exc, DataError) else logging.ERROR,
+            "undecodable stream frame skipped",
+            extra={"mode": conn.mode, "error": name, "detail": str(exc)[:200], "bytes": len(data),
+                   "sample": sample, "not_logged_since": suppressed, "decode_errors": self.stats.decode_errors},
+            exc_info=None if isinstance(exc, DataError) else exc,
+        )
 
     async def _emit(self, event: MarketEvent, sink: Sink) -> None:
         admitted = self._filter.admit(event)

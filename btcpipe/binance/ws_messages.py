@@ -18,6 +18,8 @@ import orjson
 
 from btcpipe.binance import sbe
 from btcpipe.binance.json_messages import (
+    BAD_FIELD_ERRORS,
+    json_int,
     parse_book_ticker,
     parse_depth_snapshot,
     parse_depth_update,
@@ -25,9 +27,9 @@ from btcpipe.binance.json_messages import (
     stream_kind,
 )
 from btcpipe.binance.sbe_schema import TradesEvent
-from btcpipe.domain.decimal import STD_EXPONENT, rescale
+from btcpipe.domain.decimal import MAX_MANTISSA, STD_EXPONENT, check_mantissa, rescale
 from btcpipe.domain.errors import ConfigError, MalformedRecordError
-from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
+from btcpipe.domain.records import INT64_MAX, BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade, check_uint63
 from btcpipe.domain.time import is_microseconds
 
 MarketEvent = TradesEvent | BestBidAsk | DepthDiff | DepthSnapshot
@@ -75,8 +77,9 @@ def event_id_range(event: MarketEvent) -> tuple[int, int]:
 
 # --- decoding -------------------------------------------------------------------------------------------
 def decode_binary(frame: bytes, ts_recv: int) -> MarketEvent:
-    """An SBE frame → a normalized record; ``DecodeError`` subclasses for bad bytes."""
-    return normalize(sbe.decode(frame, ts_recv))
+    """An SBE frame → a normalized, range-checked record; ``DecodeError`` subclasses for bad bytes,
+    ``MalformedRecordError`` for well-framed values btcpipe cannot keep (see ``check_ranges``)."""
+    return check_ranges(normalize(sbe.decode(frame, ts_recv)))
 
 
 def decode_text(text: str | bytes, ts_recv: int) -> MarketEvent | Control:
@@ -101,23 +104,34 @@ def decode_text(text: str | bytes, ts_recv: int) -> MarketEvent | Control:
 
 def _micros(value: Any) -> bool:
     # The connection asks for timeUnit=MICROSECOND; a server that ignores it still gives right times.
-    try:
-        return is_microseconds(int(value))
-    except (TypeError, ValueError):
-        return True
+    # Anything but an int is refused by the field's own parser.
+    return not isinstance(value, int) or is_microseconds(value)
+
+
+def _event_us(value: Any) -> int:
+    t = json_int(value, "event time")
+    return t if _micros(t) else t * 1000
 
 
 def parse_stream_message(stream: str, data: dict[str, Any], ts_recv: int) -> MarketEvent:
-    """One combined-stream ``data`` object → a normalized record, by the stream's kind."""
+    """One combined-stream ``data`` object → a normalized, range-checked record, by the stream's kind.
+
+    Any wrong type, missing field or out-of-range value is a ``MalformedRecordError``."""
+    try:
+        return check_ranges(_parse_stream_message(stream, data, ts_recv))
+    except BAD_FIELD_ERRORS as exc:
+        raise MalformedRecordError(f"{stream_kind(stream) or 'stream'} message has a bad field: {exc!r}") from exc
+
+
+def _parse_stream_message(stream: str, data: dict[str, Any], ts_recv: int) -> MarketEvent:
     kind = _JSON_KIND.get(stream_kind(stream).split("@")[0])
     if kind == "trade":
         trade = parse_trade(data, time_unit_us=_micros(data.get("T")), ts_recv=ts_recv)
-        event_time = int(data.get("E", data["T"]))
-        event_us = event_time if _micros(event_time) else event_time * 1000
+        event_us = _event_us(data.get("E", data["T"]))
         return TradesEvent(trade.symbol, event_us, trade.ts_event, (trade,), STD_EXPONENT, STD_EXPONENT, ts_recv)
     if kind == "bestBidAsk":
         event = data.get("E")
-        ts_event = ts_recv if event is None else int(event) if _micros(event) else int(event) * 1000
+        ts_event = ts_recv if event is None else _event_us(event)
         return parse_book_ticker(data, ts_event=ts_event, ts_recv=ts_recv)
     if kind == "depth":
         return parse_depth_update(data, time_unit_us=_micros(data.get("E")), ts_recv=ts_recv)
@@ -125,6 +139,42 @@ def parse_stream_message(stream: str, data: dict[str, Any], ts_recv: int) -> Mar
         symbol = str(data.get("s") or stream.split("@", maxsplit=1)[0]).upper()
         return parse_depth_snapshot(data, symbol, ts_recv=ts_recv)
     raise MalformedRecordError(f"message of unknown stream {stream!r}")
+
+
+# --- ranges ------------------------------------------------------------------------------------------
+def _levels_in_range(levels: tuple[Level, ...]) -> bool:
+    return all(-MAX_MANTISSA <= p <= MAX_MANTISSA and -MAX_MANTISSA <= q <= MAX_MANTISSA for p, q in levels)
+
+
+def check_ranges(event: MarketEvent) -> MarketEvent:
+    """``event`` if every value fits where btcpipe keeps it: ids and µs times in 0..2^63-1, mantissas of at
+    most 18 digits (the lake's decimal precision). Else ``MalformedRecordError``, so that a well-formed
+    but absurd message (a price of thirty digits, a trade id above 2^63) is refused here, counted and
+    skipped, instead of failing later in the bus encoder or the bronze writer."""
+    if isinstance(event, TradesEvent):
+        check_uint63(event.event_time, "event time")
+        for t in event.trades:
+            if not (0 <= t.id <= INT64_MAX and 0 <= t.ts_event <= INT64_MAX
+                    and -MAX_MANTISSA <= t.price_mantissa <= MAX_MANTISSA
+                    and -MAX_MANTISSA <= t.qty_mantissa <= MAX_MANTISSA):
+                check_uint63(t.id, "trade id")
+                check_uint63(t.ts_event, f"time of trade {t.id}")
+                check_mantissa(t.price_mantissa, f"price of trade {t.id}")
+                check_mantissa(t.qty_mantissa, f"quantity of trade {t.id}")
+        return event
+    check_uint63(event.ts_event, "event time")
+    if isinstance(event, BestBidAsk):
+        check_uint63(event.update_id, "update id")
+        for value in (event.bid_price_mantissa, event.bid_qty_mantissa, event.ask_price_mantissa,
+                      event.ask_qty_mantissa):
+            check_mantissa(value, "best bid/ask value")
+        return event
+    if isinstance(event, DepthDiff):
+        check_uint63(event.first_update_id, "first update id")
+    check_uint63(event.last_update_id, "last update id")
+    if not (_levels_in_range(event.bids) and _levels_in_range(event.asks)):
+        raise MalformedRecordError(f"a depth level of {event.symbol} has a value of more than 18 digits")
+    return event
 
 
 # --- normalization -----------------------------------------------------------------------------------

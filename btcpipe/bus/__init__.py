@@ -4,6 +4,7 @@
 from btcpipe.bus.port import (
     ALL_STREAMS,
     STREAM_BEST_BID_ASK,
+    STREAM_DEAD_LETTERS,
     STREAM_DEPTH,
     STREAM_FEATURES,
     STREAM_PREDICTIONS,
@@ -18,6 +19,7 @@ from btcpipe.bus.port import (
 __all__ = [
     "ALL_STREAMS",
     "STREAM_BEST_BID_ASK",
+    "STREAM_DEAD_LETTERS",
     "STREAM_DEPTH",
     "STREAM_FEATURES",
     "STREAM_PREDICTIONS",

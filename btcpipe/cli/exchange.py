@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -11,6 +14,7 @@ from btcpipe.cli.wiring.bounds import PORT_OR_ZERO, SEED, finite, positive
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, iso, parse_time
+from btcpipe.exchange.streams.random_faults import STREAM_FAULT_KINDS, StreamFaultKind
 from btcpipe.market.config import MAX_SIM_S
 
 
@@ -32,6 +36,41 @@ def _load_tape(
     return simulate(
         SimConfig(seed=sim_seed or 0, start_us=start_us - start_us % US_PER_SEC, duration_s=round(sim_hours * 3600))
     )
+
+
+# ``--fault KIND=VALUE``: REST faults are rates per request (latency: seconds added to each); stream faults are
+# rates per replayed event (btcpipe.exchange.streams.random_faults says what each does).
+REST_FAULTS = {"5xx": "error_rate", "truncate": "truncate_rate", "drop": "drop_rate", "latency": "latency_s"}
+STREAM_FAULTS = STREAM_FAULT_KINDS
+
+
+def parse_faults(specs: Sequence[str]) -> tuple[dict[str, float], dict[StreamFaultKind, float]]:
+    """``["poison=0.02", "5xx=0.1"]`` → (keywords for ``Faults.set``, stream fault rates); ``click.BadParameter``
+    naming the bad spec otherwise."""
+    rest: dict[str, float] = {}
+    streams: dict[StreamFaultKind, float] = {}
+    for spec in specs:
+        kind, sep, text = spec.partition("=")
+        kind = kind.strip()
+        known = [*REST_FAULTS, *STREAM_FAULTS]
+        if not sep or kind not in known:
+            raise click.BadParameter(f"{spec!r}: expected KIND=RATE with KIND one of {', '.join(known)}",
+                                     param_hint="--fault")
+        try:
+            value = float(text)
+        except ValueError:
+            raise click.BadParameter(f"{spec!r}: {text!r} is not a number", param_hint="--fault") from None
+        limit = 60.0 if kind == "latency" else 1.0
+        if not (math.isfinite(value) and 0.0 <= value <= limit):
+            bound = "0..60 s" if kind == "latency" else "0..1"
+            raise click.BadParameter(f"{spec!r}: {kind} must be within {bound}", param_hint="--fault")
+        if kind in REST_FAULTS:
+            rest[REST_FAULTS[kind]] = value
+        else:
+            streams[cast("StreamFaultKind", kind)] = value
+    if sum(v for k, v in rest.items() if k != "latency_s") > 1.0:
+        raise click.BadParameter("the 5xx, truncate and drop rates sum to more than 1", param_hint="--fault")
+    return rest, streams
 
 
 @click.group()
@@ -67,6 +106,12 @@ def cli() -> None:
               help="Seconds after which the server closes a stream connection.")
 @click.option("--connection-attempts", type=click.IntRange(1, 1_000_000), default=300, show_default=True,
               help="Stream connection attempts allowed per IP per 5 minutes (429 beyond).")
+@click.option("--fault", "faults", multiple=True, metavar="KIND=RATE",
+              help="Inject faults (repeatable). REST, per request: 5xx, truncate, drop (rates 0..1), latency "
+              "(seconds added). Streams, per event: garbage (undecodable frame), poison (well-framed message with "
+              "out-of-range exponents, oversized integers or wrong types), skip-trade, skip-depth, stall (1 s).")
+@click.option("--fault-seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
+              help="Seed of the fault draws.")
 def serve(  # noqa: PLR0917 - one parameter per click option
     sim_seed: int | None,
     sim_hours: float,
@@ -82,6 +127,8 @@ def serve(  # noqa: PLR0917 - one parameter per click option
     pong_timeout: float,
     max_connection_age: float,
     connection_attempts: int,
+    faults: tuple[str, ...],
+    fault_seed: int,
 ) -> None:
     """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,depth}, daily dumps
     under /data/spot/daily/ and the WebSocket streams (SBE /ws/<stream>, /stream?streams=...; JSON under
@@ -89,6 +136,7 @@ def serve(  # noqa: PLR0917 - one parameter per click option
     from btcpipe.exchange.server import LocalExchange
     from btcpipe.exchange.streams.routes import StreamConfig, replay_clock
 
+    rest_faults, stream_faults = parse_faults(faults)
     try:
         tape = _load_tape(sim_seed, sim_hours, sim_start, recordings)
         clock = (
@@ -104,9 +152,18 @@ def serve(  # noqa: PLR0917 - one parameter per click option
         exchange = LocalExchange(
             tape, host=host, port=port, clock=clock, weight_limit=weight_limit, streams=streams
         ).start()
+        if rest_faults:
+            exchange.faults.set(
+                error_rate=rest_faults.get("error_rate"), truncate_rate=rest_faults.get("truncate_rate"),
+                drop_rate=rest_faults.get("drop_rate"), latency_s=rest_faults.get("latency_s"), seed=fault_seed,
+            )
+        if stream_faults:
+            exchange.streams.set_fault_rates(stream_faults, seed=fault_seed)
     except (BtcpipeError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(exchange.base_url, nl=True)
+    if faults:
+        click.echo(f"faults: {', '.join(faults)} (seed {fault_seed})", err=True)
     click.echo(
         f"serving {tape.symbol}: {len(tape.trades)} trades {iso(tape.start_us)} → {iso(tape.end_us)}; Ctrl-C stops",
         err=True,

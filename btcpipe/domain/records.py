@@ -10,6 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from btcpipe.domain.decimal import STD_EXPONENT, to_float
+from btcpipe.domain.errors import MalformedRecordError
+
+# Ids, update ids and µs times are non-negative int64 everywhere btcpipe stores them (bus, lake, arrays).
+INT64_MAX = 2**63 - 1
+
+
+def check_uint63(value: int, what: str) -> int:
+    """``value`` if it is a non-negative int64 (an id, an update id, a µs time), else ``MalformedRecordError``."""
+    if not 0 <= value <= INT64_MAX:
+        raise MalformedRecordError(f"{what} {value} is outside 0..2^63-1")
+    return value
 
 
 @dataclass(frozen=True, slots=True)

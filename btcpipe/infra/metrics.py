@@ -79,6 +79,13 @@ class Metrics:
         self.processor_duplicate_events = Counter(
             "btcpipe_processor_duplicate_events_total", "Duplicate trade ids ignored", ["symbol"], registry=r
         )
+        self.dead_letters = Counter(
+            "btcpipe_dead_letters_total",
+            "Bus payloads a consumer could not decode, set aside on the dead-letters stream, by source stream and "
+            "reason (the error class)",
+            ["stream", "reason"],
+            registry=r,
+        )
         self.processor_rows = Counter("btcpipe_processor_rows_total", "Feature rows written", ["symbol"], registry=r)
         self.processor_lag = Gauge(
             "btcpipe_processor_lag_seconds", "Wall time minus the newest event time consumed", ["symbol"], registry=r

@@ -14,13 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from btcpipe.domain.decimal import MAX_EXPONENT
 from btcpipe.domain.errors import DataError, PayloadDecodeError
 from btcpipe.domain.records import BestBidAsk
 from btcpipe.wire import avro_wire as wire
 from btcpipe.wire.avro_varint import read_longs_at
 from btcpipe.wire.codec import decode_best_bid_ask
 from btcpipe.wire.trade_batches import BULK_FROM_BYTES, floats_at_exponents, lane_symbols
-from btcpipe.wire.trade_columns import MAX_EXPONENT
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -74,7 +74,7 @@ def decode_best_bid_ask_batches(payloads: Sequence[bytes]) -> BestBidAskBatches:
     buf = np.frombuffer(raw, dtype=np.uint8)
     pos = limit - lens + wire.HEADER_LEN
     sym_len, pos, ok = read_longs_at(buf, pos, limit)
-    ok &= sym_len >= 0
+    ok &= (sym_len >= 0) & (sym_len <= limit - pos)  # a length past the end (or so big pos + len wraps round)
     sym_at = pos
     pos = pos + np.where(ok, sym_len, 0)
     values: dict[str, I64] = {}
@@ -108,4 +108,7 @@ def _one_by_one(payloads: Sequence[bytes]) -> BestBidAskBatches:
         except DataError as exc:
             records.append(None)
             errors[i] = exc
+        except Exception as exc:  # untrusted bytes: no payload may stop the poll
+            records.append(None)
+            errors[i] = PayloadDecodeError(f"undecodable BestBidAsk payload: {type(exc).__name__}: {exc}")
     return _from_records(records, errors)

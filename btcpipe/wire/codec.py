@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from btcpipe.domain.decimal import check_exponent
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.messages import FeatureVector1s, Prediction1s
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
@@ -57,6 +58,8 @@ def _read(payload: bytes, expected: tuple[WireSchema, ...]) -> tuple[WireSchema,
 # --- trades -----------------------------------------------------------------------------------------
 def encode_trade(trade: Trade) -> bytes:
     """One trade as a ``MarketTrade`` (kept for single events; batches use ``encode_trades``)."""
+    check_exponent(trade.price_exponent)
+    check_exponent(trade.qty_exponent)
     return _write(
         MARKET_TRADE,
         {
@@ -92,6 +95,9 @@ def encode_trades(trades: Sequence[Trade]) -> bytes:
 
 
 def _encode_trade_batch(symbol: str, trades: Sequence[Trade]) -> bytes:
+    # The reader puts a batch's trades at one exponent pair (TradeColumns.from_trades): refuse here, at the
+    # writer, the exponents and mantissas it would refuse, rather than publish a payload nobody can read.
+    TradeColumns.from_trades(trades)
     items = [
         {
             "id": t.id,
@@ -135,6 +141,8 @@ def decode_trades(payload: bytes) -> list[Trade]:
 
 # --- book -------------------------------------------------------------------------------------------
 def encode_best_bid_ask(bba: BestBidAsk) -> bytes:
+    check_exponent(bba.price_exponent)  # the reader refuses what it cannot convert to float
+    check_exponent(bba.qty_exponent)
     return _write(
         BEST_BID_ASK,
         {

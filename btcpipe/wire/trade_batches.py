@@ -10,23 +10,25 @@ messages side by side and a corrupt payload gets a precise error without costing
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
-from btcpipe.domain.decimal import STD_EXPONENT, to_float_array
-from btcpipe.domain.errors import DataError
+from btcpipe.domain.decimal import MAX_EXPONENT, STD_EXPONENT, to_float_array
+from btcpipe.domain.errors import DataError, PayloadDecodeError
 from btcpipe.wire import avro_wire as wire
 from btcpipe.wire.avro_varint import VarintIndex, read_longs_at
 from btcpipe.wire.trade_columns import (
     COLUMNS,
-    MAX_EXPONENT,
     TradeColumns,
     decode_trade_columns_exact,
     make_columns,
 )
+
+log = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
@@ -110,7 +112,7 @@ def _parse_fast(payloads: Sequence[bytes]) -> _Parsed:
     index = VarintIndex(buf)
     pos = limit - lens + wire.HEADER_LEN
     sym_len, pos, ok = read_longs_at(buf, pos, limit)
-    ok &= sym_len >= 0
+    ok &= (sym_len >= 0) & (sym_len <= limit - pos)  # a length past the end (or so big pos + len wraps round)
     sym_at = pos
     pos = pos + np.where(ok, sym_len, 0)
     exps = []
@@ -161,6 +163,17 @@ def _parse_fast(payloads: Sequence[bytes]) -> _Parsed:
     return _Parsed(ok, n_ok, symbols, exps[0], exps[1], columns, flags.astype(np.bool_))
 
 
+def _parse_fast_or_none(payloads: Sequence[bytes]) -> _Parsed | None:
+    """``_parse_fast``, or None (every payload then goes the exact way) should a lane it did not foresee make it
+    raise: a bus payload is untrusted bytes, and the exact path reports each bad one precisely."""
+    try:
+        return _parse_fast(payloads)
+    except (IndexError, ValueError, OverflowError) as exc:
+        log.warning("vectorised trade reader refused a poll; decoding payload by payload",
+                    extra={"error": f"{type(exc).__name__}: {exc}"})
+        return None
+
+
 def lane_symbols(raw: bytes, buf: npt.NDArray[np.uint8], ok: Bools, sym_at: I64, sym_len: I64) -> list[str]:
     """The symbol of every ok lane (lanes with bad UTF-8 are marked not ok); one decode when all agree."""
     lanes = np.flatnonzero(ok)
@@ -199,7 +212,7 @@ def decode_trade_batches(payloads: Sequence[bytes]) -> TradeBatches:
     header = wire.MARKET_TRADE_COLUMNS.header
     fast_lanes = [i for i, p in enumerate(payloads) if p[: wire.HEADER_LEN] == header]
     fast = [payloads[i] for i in fast_lanes]
-    parsed = _parse_fast(fast) if sum(map(len, fast)) >= BULK_FROM_BYTES else None
+    parsed = _parse_fast_or_none(fast) if sum(map(len, fast)) >= BULK_FROM_BYTES else None
     fast_ok = parsed is not None and bool(parsed.ok.all()) and len(fast_lanes) == m
     if fast_ok:
         assert parsed is not None
@@ -222,6 +235,8 @@ def decode_trade_batches(payloads: Sequence[bytes]) -> TradeBatches:
             pieces[i] = decode_trade_columns_exact(payloads[i])
         except DataError as exc:
             errors[i] = exc
+        except Exception as exc:  # untrusted bytes: no payload may stop the poll
+            errors[i] = PayloadDecodeError(f"undecodable trade payload: {type(exc).__name__}: {exc}")
     return _assemble(pieces, errors)
 
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from btcpipe.domain.decimal import STD_EXPONENT, rescale, to_float_array
+from btcpipe.domain.decimal import MAX_EXPONENT, STD_EXPONENT, rescale, to_float_array
 from btcpipe.domain.errors import MalformedRecordError, PayloadDecodeError
 from btcpipe.domain.records import Trade
 from btcpipe.wire import avro_wire as wire
@@ -29,7 +29,6 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
-MAX_EXPONENT = 18  # |exponent| that to_float/to_float_array convert (10^18 is the largest power in their table)
 COLUMNS = ("id", "ts_event", "ts_recv", "price_mantissa", "qty_mantissa")
 # From this many trades the numpy encoder beats fastavro (whose cost is ~0.5 µs per value here).
 _NUMPY_ENCODE_FROM = 400

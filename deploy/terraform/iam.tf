@@ -1,6 +1,6 @@
 # Least privilege: each task role reaches only the streams and lake prefixes its service uses.
 #   ingestor : put market-sbe-*; write bronze/ and lake/ (known gaps)
-#   processor: read market-sbe-*; put features-1s; read models/ (fitted feature parameters travel with the model);
+#   processor: read market-sbe-*; put features-1s and dead-letters; read models/ (fitted feature parameters travel with the model);
 #              write silver/features_1s_live/
 #   inference: read trades and best bid/ask (its fallback computes a missing row itself); put predictions-1s;
 #              read models/; write gold/predictions_1s/
@@ -14,7 +14,7 @@ locals {
       write_prefix = ["bronze/", "lake/", "tmp/"]
     }
     processor = {
-      put_streams  = ["features-1s"]
+      put_streams  = ["features-1s", "dead-letters"]
       read_streams = local.market_streams
       read_prefix  = ["models/"]
       write_prefix = ["silver/features_1s_live/"]

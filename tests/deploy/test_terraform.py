@@ -163,7 +163,7 @@ def test_task_roles_reach_only_their_own_streams_and_prefixes() -> None:
     assert access["ingestor"]["put_streams"] == market
     assert access["ingestor"]["read_streams"] == []
     assert access["processor"]["read_streams"] == market
-    assert access["processor"]["put_streams"] == ["features-1s"]
+    assert access["processor"]["put_streams"] == ["features-1s", "dead-letters"]
     assert access["inference"]["put_streams"] == ["predictions-1s"]
     assert access["inference"]["read_streams"] == ["market-sbe-trade", "market-sbe-bestbidask"]  # its fallback
     assert access["processor"]["write_prefix"] == ["silver/features_1s_live/"]

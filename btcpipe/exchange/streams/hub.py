@@ -8,7 +8,8 @@ than silently losing frames. New connections join at the current exchange time; 
 and nothing from before they connected.
 
 Faults (``StreamControl`` in ``streams.py`` switches them from any thread) act here: skipping the next
-trade (or a given trade id) or depth diff for everybody, a garbage frame, dropping connections, a stall.
+trade (or a given trade id) or depth diff for everybody, a garbage frame, dropping connections, a stall; and
+at random per event (``random_faults.StreamFaultRates``): garbage, poison, skipped trades/diffs, stalls.
 """
 
 from __future__ import annotations
@@ -40,6 +41,13 @@ from btcpipe.exchange.streams.formats import (
     partial_book_json,
     server_shutdown_json,
     trade_json,
+)
+from btcpipe.exchange.streams.random_faults import (
+    STALL_S,
+    FaultDraw,
+    StreamFaultRates,
+    poison_json,
+    poison_sbe,
 )
 from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
 
@@ -99,6 +107,8 @@ class StreamStats:
     closed_slow: int = 0
     dropped_fault: int = 0
     garbage_sent: int = 0
+    poison_sent: int = 0  # poison frames queued (one per subscriber reached)
+    skipped_random: int = 0  # events left out by the skip-trade / skip-depth rates
     stalls: int = 0
     shutdowns_sent: int = 0
     pings_sent: int = 0
@@ -169,6 +179,8 @@ class StreamHub:
         self._skip_next_trades = 0
         self._skip_trade_ids: set[int] = set()
         self._skip_next_depth = 0
+        self.random_faults = StreamFaultRates()
+        self._poison_count = 0
         self._background: set[asyncio.Task[None]] = set()
 
     # --- counters (shared with test threads) -------------------------------------------------------------
@@ -303,6 +315,12 @@ class StreamHub:
         variants = self._subs.get((tl.symbol, kind))
         if not variants:
             return
+        draw = self.random_faults.draw(is_trade=kind == KIND_TRADE, is_depth=kind == KIND_DEPTH)
+        if draw.garbage or draw.poison or draw.stall:
+            self._random_extras(tl.symbol, kind, variants, draw)
+        if draw.skip:
+            self.count("skipped_random")
+            return
         sbe: Callable[[], bytes]
         bodies: Callable[[bool], list[bytes]]
         if kind == KIND_TRADE:
@@ -351,6 +369,32 @@ class StreamHub:
                 frames = [combined(name, b) for b in raw] if name is not None else [b.decode() for b in raw]
             for sub in subs:
                 sub.push(frames, limit)
+
+    def _random_extras(self, symbol: str, kind: int, variants: dict[Variant, set[Subscriber]], draw: FaultDraw) -> None:
+        """Garbage and poison frames for the subscribers of one channel, ahead of its event; a stall."""
+        garbage, poison = draw.garbage, draw.poison
+        if draw.stall and self.loop is not None:
+            self.stall(STALL_S)
+        limit = self.config.send_queue_limit + 1
+        now = self.state.now_us()
+        variant = self._poison_count % 4 if kind == KIND_TRADE else 4 if kind == KIND_BBA else 5
+        self._poison_count += 1
+        for (is_sbe, name, micros), subs in variants.items():
+            frames: list[Frame] = []
+            if garbage:
+                frames.append(GARBAGE_SBE if is_sbe else GARBAGE_JSON)
+            if poison:
+                if is_sbe:
+                    frames.append(poison_sbe(symbol, now, variant))
+                else:
+                    body = poison_json(symbol, now, variant, micros=micros)
+                    frames.append(combined(name, body) if name is not None else body.decode())
+            for sub in subs:
+                sub.push(frames, limit)
+            if garbage:
+                self.count("garbage_sent", len(subs))
+            if poison:
+                self.count("poison_sent", len(subs))
 
     def _without_skipped(self, trades: list[Trade]) -> list[Trade]:
         if not self._skip_next_trades and not self._skip_trade_ids:

@@ -36,6 +36,7 @@ LocalExchange hooks (``btcpipe.exchange.server.LocalExchange``)::
         ctl.skip_trade()                       # omit the next trade that goes out (or skip_trade(trade_id))
         ctl.skip_depth_update()                # omit the next depth diff (the client's U/u check sees it)
         ctl.stall(3.0)                         # send nothing for 3 s, then deliver what queued up
+        ctl.set_fault_rates({"poison": 0.02})  # per event: garbage, poison, skip-trade, skip-depth, stall
         ctl.stats() / ctl.wait_until(lambda s: s.connections_open == 2, timeout=5)
         ctl.reset_attempts()                   # forget the connection-attempt window
 
@@ -62,6 +63,7 @@ from btcpipe.exchange.state import EXCHANGE
 from btcpipe.exchange.streams.auth import API_KEY_HEADER
 from btcpipe.exchange.streams.formats import StreamNameError, WireFormat, parse_stream_list
 from btcpipe.exchange.streams.hub import Channel, StreamConfig, StreamHub, StreamStats, Subscriber, Variant
+from btcpipe.exchange.streams.random_faults import StreamFaultKind
 from btcpipe.infra.clocks import ReplayClock
 
 __all__ = ["STREAMS", "StreamConfig", "StreamControl", "StreamStats", "add_stream_routes", "replay_clock"]
@@ -233,6 +235,10 @@ class StreamControl:
         if seconds < 0:
             raise ConfigError(f"stall must not be negative, got {seconds}")
         self._call(lambda: self.hub.stall(seconds))
+
+    def set_fault_rates(self, rates: dict[StreamFaultKind, float], seed: int | None = None) -> None:
+        """Per-event probabilities of garbage, poison, skip-trade, skip-depth and stall (see ``random_faults``)."""
+        self.hub.random_faults.set(rates, seed)
 
     # --- observation ----------------------------------------------------------------------------------------
     def stats(self) -> StreamStats:

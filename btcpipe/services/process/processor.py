@@ -13,8 +13,9 @@ Composition only (ports in, ports out):
 (``decode_trade_batches``: ``MarketTradeColumns`` through the numpy reader, older trade schemas through
 fastavro; ``decode_best_bid_ask_batches`` likewise), and each symbol's trades go to its state as arrays
 — duplicate and late filtering per batch (``processor_ids``), the engine's ``add_trades`` per second.
-A payload that does not decode is counted (``undecodable_records``, ``skipped_payloads()``), logged and
-passed over. Consumer lag in records (``btcpipe_consumer_lag_records``) is sampled once per
+A payload that does not decode is counted (``undecodable_records``, ``skipped_payloads()``) and set
+aside on the ``dead-letters`` stream with its position and reason (``dead_letters.DeadLetters``), and the
+processor goes on past it. Consumer lag in records (``btcpipe_consumer_lag_records``) is sampled once per
 ``lag_interval_s`` (``processor_lag``).
 
 **When a second closes.** Per symbol, second ``t`` closes once a trade at or after ``t + lateness`` has
@@ -54,6 +55,7 @@ from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 from btcpipe.features.symbol_state import SymbolFeatureState
 from btcpipe.infra.metrics import Metrics
+from btcpipe.services.process.dead_letters import DeadLetters
 from btcpipe.services.process.lag import ConsumerLag
 from btcpipe.services.process.rewind import Rewind
 from btcpipe.services.process.silver import LiveSilverSink
@@ -201,6 +203,7 @@ class Processor:
                 shards=shards_for_keys(bus, STREAM_BEST_BID_ASK, self.symbols), start=start,
             )
             self._best_bid_ask_rewind = Rewind({s: p.after for s, p in self._best_bid_ask.positions.items()})
+        self.dead_letters = DeadLetters(bus, consumer=name, metrics=metrics, now_us=clock.now_us)
         self._reported = {s: (0, 0) for s in self.symbols}  # (late, duplicates) already in the metrics
         self._lag = ConsumerLag(bus, name, int(self.settings.lag_interval_s * US_PER_SEC))
         if self.stats.resumed_from:
@@ -259,10 +262,8 @@ class Processor:
             return
         batches = decode_trade_batches([d.value for d in deliveries])
         for i, exc in batches.errors.items():
-            record = deliveries[i].record
             self.stats.undecodable_records += 1
-            log.warning("skipped an undecodable trade payload",
-                        extra={"stream": record.stream, "shard": record.shard, "id": record.id, "error": str(exc)})
+            self.dead_letters.send(deliveries[i].record, exc)
         counts = batches.counts
         starts = batches.offsets[:-1]
         first_ts = np.full(len(deliveries), -1, dtype=np.int64)
@@ -295,10 +296,8 @@ class Processor:
             return
         batch = decode_best_bid_ask_batches([d.value for d in deliveries])
         for i, exc in batch.errors.items():
-            record = deliveries[i].record
             self.stats.undecodable_records += 1
-            log.warning("skipped an undecodable best bid/ask payload",
-                        extra={"stream": record.stream, "shard": record.shard, "id": record.id, "error": str(exc)})
+            self.dead_letters.send(deliveries[i].record, exc)
         self._best_bid_ask_rewind.see_poll(deliveries, np.where(batch.ok, batch.ts_event, -1))
         symbols = batch.symbols
         distinct = set(symbols) - {""}

@@ -97,3 +97,35 @@ def test_real_published_checksum_sidecar_parses(shared_data: Path) -> None:
     sidecar = shared_data / "excerpts" / "provenance" / "BTCUSDT-aggTrades-2024-04-20.zip.CHECKSUM"
     sha = parse_checksum(sidecar.read_bytes(), "BTCUSDT-aggTrades-2024-04-20.zip")
     assert sha == "08bfbf749848b1e0cf33287817b795bfae2a218f85aa4262821e3eb28e861232"
+
+
+def _zip_with(method: int, data: bytes) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=method) as zf:
+        zf.writestr("BTCUSDT-trades-2025-01-01.csv", data)
+    return bytearray(buf.getvalue())
+
+
+def test_archive_with_a_damaged_lzma_stream_is_refused_as_corrupt(trades_csv: bytes) -> None:
+    data = _zip_with(zipfile.ZIP_LZMA, trades_csv)
+    at = 30 + len("BTCUSDT-trades-2025-01-01.csv") + 4  # local header, name, LZMA version + properties size
+    data[at : at + 5] = b"\xff" * 5  # the LZMA properties: lzma raises LZMAError
+    with pytest.raises(CorruptArchiveError, match="LZMAError"):
+        read_archive("trades", bytes(data), NAME)
+
+
+def test_archive_with_an_unknown_compression_method_is_refused_as_corrupt(trades_csv: bytes) -> None:
+    data = _zip_with(zipfile.ZIP_STORED, trades_csv)
+    data[8:10] = (99).to_bytes(2, "little")  # the local header's method: 99 (AES) zipfile does not implement
+    central = data.rfind(b"PK\x01\x02")
+    data[central + 10 : central + 12] = (99).to_bytes(2, "little")
+    with pytest.raises(CorruptArchiveError, match="NotImplementedError"):
+        read_archive("trades", bytes(data), NAME)
+
+
+def test_archive_whose_directory_points_before_the_file_is_refused_as_corrupt(trades_csv: bytes) -> None:
+    data = _zip_with(zipfile.ZIP_DEFLATED, trades_csv)
+    end = data.rfind(b"PK\x05\x06")
+    data[end + 12 : end + 16] = (len(data) * 4).to_bytes(4, "little")  # directory size beyond the file: bad seek
+    with pytest.raises(CorruptArchiveError):
+        read_archive("trades", bytes(data), NAME)

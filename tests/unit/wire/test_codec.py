@@ -29,6 +29,8 @@ from btcpipe.wire.codec import (
     encode_trade,
     encode_trades,
 )
+from btcpipe.wire.trade_batches import decode_trade_batches
+from btcpipe.wire.trade_columns import TradeColumns
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
 EXP = st.integers(min_value=-18, max_value=18)
@@ -46,9 +48,17 @@ def test_a_single_trade_round_trips_exactly(t: Trade) -> None:
 
 
 @given(SYMBOL, st.lists(trades, min_size=1, max_size=50))
-def test_a_trade_batch_round_trips_in_order(symbol: str, ts: list[Trade]) -> None:
+def test_a_trade_batch_round_trips_in_order_or_is_refused_by_the_encoder(symbol: str, ts: list[Trade]) -> None:
     batch = [Trade(symbol, *(getattr(t, f) for f in Trade.__slots__[1:])) for t in ts]  # type: ignore[attr-defined]
-    assert decode_trades(encode_trades(batch)) == batch
+    try:
+        payload = encode_trades(batch)
+    except MalformedRecordError:
+        # Refused only when the reader could not put the batch at one exponent pair.
+        with pytest.raises(MalformedRecordError):
+            TradeColumns.from_trades(batch)
+        return
+    assert decode_trades(payload) == batch
+    assert not decode_trade_batches([payload]).errors  # what the writer accepts, the processor's reader reads
 
 
 @given(bbas)

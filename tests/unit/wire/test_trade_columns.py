@@ -29,6 +29,7 @@ from btcpipe.wire.codec import (
     encode_trades,
     schema_of,
 )
+from btcpipe.wire.trade_batches import BULK_FROM_BYTES
 from btcpipe.wire.trade_columns import decode_trade_columns_exact
 
 I64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -236,3 +237,48 @@ def test_real_recording_trades_survive_the_poll_reader(recording_paths: list[Pat
     assert not batches.errors
     assert [t for i in range(len(payloads)) for t in batches.batch(i).to_trades()] == trades
     assert batches.price.tolist() == [t.price for t in trades]
+
+
+def _batch_payload(exponents: list[tuple[int, int]]) -> bytes:
+    """A ``MarketTradeBatch`` written straight with fastavro, the way a foreign or older writer could."""
+    items = [{"id": 10 + i, "ts_event": 1_000 + i, "ts_recv": 2_000 + i, "price_mantissa": 5, "price_exponent": pe,
+              "qty_mantissa": 1, "qty_exponent": qe, "is_buyer_maker": False} for i, (pe, qe) in enumerate(exponents)]
+    return avro_wire.write(avro_wire.MARKET_TRADE_BATCH, {"symbol": "BTCUSDT", "trades": items})
+
+
+@pytest.mark.parametrize("exponents", [[(18, -8), (-8, -8)], [(-8, -8), (-8, 12)], [(11, -8), (-8, -8)]])
+def test_a_batch_whose_exponents_cannot_meet_is_reported_per_payload_not_raised(
+    exponents: list[tuple[int, int]],
+) -> None:
+    good = encode_trades([Trade("BTCUSDT", 1, 1_000, 5, 1, False)])
+    bad = _batch_payload(exponents)
+    batches = decode_trade_batches([good, bad, good])
+    assert set(batches.errors) == {1}
+    assert isinstance(batches.errors[1], PayloadDecodeError)
+    assert batches.counts.tolist() == [1, 0, 1]
+
+
+def test_the_writer_refuses_a_batch_its_reader_would_refuse() -> None:
+    trades = [Trade("BTCUSDT", 1, 1_000, 5, 1, False, 18, -8), Trade("BTCUSDT", 2, 1_000, 5, 1, False, -8, -8)]
+    with pytest.raises(MalformedRecordError):
+        encode_trades(trades)
+    with pytest.raises(MalformedRecordError):
+        encode_trades([Trade("BTCUSDT", 1, 1_000, 5, 1, False, 19, -8)])
+    with pytest.raises(MalformedRecordError):
+        TradeColumns.from_trades(trades)
+
+
+def test_a_symbol_length_near_2_pow_63_is_a_bad_lane_not_an_index_error() -> None:
+    """Found by bench/fuzz_decoders.py: pos + symbol length wrapped round int64 in the vectorised reader."""
+    trades = [Trade("BTCUSDT", 3735683259 + i, 1723161255342000, 6183763000000 + i, 2000000 * (i + 1), i % 2 == 0,
+                    ts_recv=1723161255342900 + i) for i in range(700)]
+    good = encode_trade_columns(TradeColumns.from_trades(trades))
+    assert 2 * len(good) >= BULK_FROM_BYTES  # the poll goes through the vectorised reader
+    bad = bytes.fromhex(  # a MarketTradeColumns payload with the varint of 2^63 - 1 inserted before the symbol
+        "c3013ff003c0fbe811eafeffffffffffffffff010e425443555344540f0f06f682d0ea1bf882d0ea1bfa82d0ea1b0006e0be9fe897"
+        "cd8f06e0be9fe897cd8f06e0be9fe897cd8f060006e8cc9fe897cd8f06eacc9fe897cd8f06eccc9fe897cd8f06000680ebf9cff8e7"
+        "0282ebf9cff8e70284ebf9cff8e70200068092f40180a4e80380b6dc050006010001")
+    batches = decode_trade_batches([good, bad, good])
+    assert set(batches.errors) == {1}
+    assert isinstance(batches.errors[1], PayloadDecodeError)
+    assert batches.counts.tolist() == [700, 0, 700]
