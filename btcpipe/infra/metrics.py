@@ -1,7 +1,8 @@
 """Every Prometheus metric btcpipe exports, in one place, so alert rules and dashboards have one source.
 
 Services receive a ``Metrics`` (built on a registry of their own in tests) and update it; the CLI serves
-it with ``serve_metrics`` beside a ``/healthz`` endpoint. Names follow Prometheus conventions: base units
+it with ``serve_metrics`` beside a ``/healthz`` endpoint, in OpenMetrics when the scraper asks for it (so
+exemplars — trace ids on latency buckets — reach Prometheus). Names follow Prometheus conventions: base units
 (seconds), ``_total`` for counters.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 
 # Sub-millisecond resolution where the targets live (tick ≤ 0.5 ms), up to the 100 ms deadline and beyond.
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -75,6 +76,12 @@ class Metrics:
         )
         self.processor_duplicate_events = Counter(
             "btcpipe_processor_duplicate_events_total", "Duplicate trade ids ignored", ["symbol"], registry=r
+        )
+        self.processor_dead_letters = Counter(
+            "btcpipe_processor_dead_letters_total",
+            "Bus records the processor could not use and set aside as dead letters, by reason",
+            ["reason"],
+            registry=r,
         )
         self.processor_rows = Counter("btcpipe_processor_rows_total", "Feature rows written", ["symbol"], registry=r)
         self.processor_lag = Gauge(
@@ -188,7 +195,10 @@ def serve_metrics(
 
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
-                body, status, ctype = metrics.exposition(), 200, CONTENT_TYPE_LATEST
+                # Prometheus asks for OpenMetrics, the only text format that carries exemplars (trace ids on
+                # latency buckets when tracing is on); anything else gets the classic format.
+                encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                body, status = encoder(metrics.registry), 200
             elif self.path.startswith("/healthz"):
                 ok, detail = health() if health else (True, {})
                 body, status, ctype = orjson.dumps({"ok": ok, **detail}), 200 if ok else 503, "application/json"

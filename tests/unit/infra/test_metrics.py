@@ -28,3 +28,23 @@ def test_separate_registries_do_not_share_values() -> None:
     a, b = Metrics(), Metrics()
     a.processor_rows.labels(symbol="BTCUSDT").inc()
     assert b"btcpipe_processor_rows_total{" not in b.exposition()
+
+
+def test_openmetrics_scrapes_get_trace_exemplars_and_classic_scrapes_stay_plain() -> None:
+    metrics = Metrics()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metrics.inference_latency.labels(symbol="BTCUSDT").observe(0.0003, exemplar={"trace_id": trace_id})
+    metrics.processor_dead_letters.labels(reason="undecodable").inc()
+    server = serve_metrics(metrics)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        open_metrics = httpx.get(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+        assert f'# {{trace_id="{trace_id}"}} 0.0003' in open_metrics.text
+        assert open_metrics.text.rstrip().endswith("# EOF")
+        plain = httpx.get(url)
+        assert plain.headers["content-type"].startswith("text/plain")
+        assert trace_id not in plain.text
+        assert 'btcpipe_processor_dead_letters_total{reason="undecodable"} 1.0' in plain.text
+    finally:
+        server.shutdown()
