@@ -78,6 +78,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.cli.wiring.config import load_config, secret
     from btcpipe.infra.emf import start_emf_reporter
     from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.infra.tracing import open_tracing
     from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
 
     try:
@@ -103,8 +104,9 @@ def cli(  # noqa: PLR0917 - click passes every option
         metrics = Metrics()
         client = MarketStreamClient(wanted, settings, metrics=metrics)
         rest = BinanceRestClient(rest_url)
+        tracing = open_tracing(config.tracing, "ingestor")
         ingestor = Ingestor(client, bus, symbols=wanted, rest=rest, lake=lake, metrics=metrics,
-                            settings=IngestSettings(snapshot_limit=snapshot_limit))
+                            settings=IngestSettings(snapshot_limit=snapshot_limit), tracing=tracing)
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
             server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health)
@@ -130,6 +132,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     finally:
         rest.close()
         bus.close()
+        tracing.shutdown()
         if emf is not None:
             emf.stop()  # the last snapshot, before the summary
     summary = {

@@ -74,6 +74,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.infra.clocks import SystemClock
     from btcpipe.infra.emf import start_emf_reporter
     from btcpipe.infra.metrics import Metrics, serve_metrics
+    from btcpipe.infra.tracing import open_tracing
     from btcpipe.services.process.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
 
     try:
@@ -109,7 +110,8 @@ def cli(  # noqa: PLR0917 - click passes every option
             start=start,
         )
         processor = Processor(bus, store, positions, params, symbols=owned, clock=SystemClock(), settings=settings,
-                              metrics=metrics, silver=silver, name=name or f"processor-{index}-of-{count}")
+                              metrics=metrics, silver=silver, name=name or f"processor-{index}-of-{count}",
+                              tracing=open_tracing(config.tracing, "processor"))
         emf = start_emf_reporter(metrics, "processor")
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
@@ -144,6 +146,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         sys.exit(EXIT_FAILED)
     finally:
         processor.close()
+        processor.tracing.shutdown()
         if emf is not None:
             emf.stop()  # the last snapshot, after close() has counted what it flushed
     summary: dict[str, Any] = {

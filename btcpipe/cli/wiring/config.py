@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from btcpipe.domain.errors import ConfigError
+from btcpipe.infra.tracing import EXPORTERS, TracingSettings
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """``[tracking]``: MLflow experiment tracking of ``btcpipe train`` (the ``tracking`` extra)."""
+
+    enabled: bool = False
+    uri: str = ""  # MLflow tracking URI; empty: a local file store, mlruns/ beside the current directory
+    experiment: str = "btcpipe"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: the TOML file with environment overrides applied, validated."""
 
@@ -106,12 +116,15 @@ class Config:
     processor: ProcessorConfig = field(default_factory=ProcessorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 _CHOICES = {
     ("exchange", "kind"): {"local", "binance"},
     ("bus", "kind"): {"memory", "redis", "kinesis"},
     ("store", "kind"): {"memory", "redis"},
+    ("tracing", "exporter"): set(EXPORTERS),
 }
 
 T = TypeVar("T")
