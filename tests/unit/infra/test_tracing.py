@@ -30,7 +30,7 @@ def test_tracing_section_loads_from_the_environment_and_bad_values_are_refused()
     config = load_config(environ={"BTCPIPE__TRACING__ENABLED": "true", "BTCPIPE__TRACING__EXPORTER": "console",
                                   "BTCPIPE__TRACING__SAMPLE_RATIO": "0.25"})
     assert config.tracing == TracingSettings(enabled=True, exporter="console", sample_ratio=0.25)
-    with pytest.raises(ConfigError, match="tracing.exporter"):
+    with pytest.raises(ConfigError, match=r"tracing\.exporter"):
         load_config(environ={"BTCPIPE__TRACING__EXPORTER": "xray"})
     with pytest.raises(ConfigError, match="sample_ratio"):
         load_config(environ={"BTCPIPE__TRACING__SAMPLE_RATIO": "1.5"})
