@@ -15,8 +15,8 @@ What is traced, and how the pieces find each other:
   click apart without the online store carrying any trace data.
 
 Sampling is decided here, not by the SDK: trades by ``sample()`` (a ratio), seconds by a checksum of (symbol,
-ts_sec) (the same decision in every process, so the processor and inference trace the same seconds). Only sampled work creates
-spans; unsampled work costs a random number (trades) or a hash (one per second).
+ts_sec) (the same decision in every process, so the processor and inference trace the same seconds). Only
+sampled work creates spans; unsampled work costs a random number (trades) or a crc32 (one per second).
 """
 
 from __future__ import annotations
