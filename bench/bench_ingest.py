@@ -53,10 +53,12 @@ def run_once(make_bus: Callable[[], Bus], duration_s: int, tracing: Tracing = NO
         client = MarketStreamClient([SYMBOL], settings)
         ingestor = Ingestor(client, bus, symbols=[SYMBOL], rest=rest, tracing=tracing)
         started: list[float] = []
+        cpu_started: list[float] = []
 
         async def release() -> None:
             await asyncio.to_thread(ex.streams.wait_until, lambda s: s.connections_open == 1)
             started.append(time.perf_counter())
+            cpu_started.append(time.process_time())
             clock.set(tape.end_us + 1)
             ex.streams.wake()
 
@@ -67,6 +69,7 @@ def run_once(make_bus: Callable[[], Bus], duration_s: int, tracing: Tracing = NO
 
         asyncio.run(main())  # run() returns after the publisher drained: everything is on the bus
         elapsed = time.perf_counter() - started[0]
+        cpu = time.process_time() - cpu_started[0]  # exchange thread + ingestor: the same in both modes
     events = sum(ingestor.stats.events.values())
     published = ingestor.publisher.stats.published
     bus.close()
@@ -76,6 +79,7 @@ def run_once(make_bus: Callable[[], Bus], duration_s: int, tracing: Tracing = NO
         "bus_messages": published,
         "seconds": round(elapsed, 3),
         "messages_per_s": round(events / elapsed),
+        "cpu_us_per_message": round(cpu * 1e6 / events, 2),
         "trades_per_s": round(ingestor.stats.trades_published / elapsed),
         "publish_batches": ingestor.publisher.stats.batches,
         "gaps": ingestor.stats.gaps,
@@ -104,25 +108,30 @@ class DiscardingExporter:
 
 
 def tracing_overhead(rounds: int, duration_s: int) -> dict[str, Any]:
-    off: list[int] = []
-    on: list[int] = []
+    off: list[dict[str, Any]] = []
+    on: list[dict[str, Any]] = []
     spans = 0
     for _ in range(rounds):
-        off.append(run_once(InProcessBus, duration_s)["messages_per_s"])
+        off.append(run_once(InProcessBus, duration_s))
         exporter = DiscardingExporter()
         tracing = open_tracing(TracingSettings(enabled=True), "bench", exporter=exporter)  # type: ignore[arg-type]
-        on.append(run_once(InProcessBus, duration_s, tracing)["messages_per_s"])
+        on.append(run_once(InProcessBus, duration_s, tracing))
         spans += exporter.spans
-    best_off, best_on = max(off), max(on)
+    cpu_off = sorted(r["cpu_us_per_message"] for r in off)[len(off) // 2]
+    cpu_on = sorted(r["cpu_us_per_message"] for r in on)[len(on) // 2]
     return {"benchmark": "ingest_tracing_overhead", "bus": "memory", "sample_ratio": DEFAULT_SAMPLE_RATIO,
-            "rounds": rounds, "messages_per_s_off": off, "messages_per_s_on": on, "spans_exported": spans,
-            "overhead_pct_best_of": round(100 * (best_off - best_on) / best_off, 1),
+            "rounds": rounds, "events_per_run": off[0]["events"],
+            "messages_per_s_off": [r["messages_per_s"] for r in off],
+            "messages_per_s_on": [r["messages_per_s"] for r in on],
+            "cpu_us_per_message_off": [r["cpu_us_per_message"] for r in off],
+            "cpu_us_per_message_on": [r["cpu_us_per_message"] for r in on],
+            "spans_exported": spans, "cpu_overhead_pct_median": round(100 * (cpu_on - cpu_off) / cpu_off, 1),
             "load_average_1m": round(os.getloadavg()[0], 2), "cpus": os.cpu_count()}
 
 
 def main() -> None:
     if "--tracing-overhead" in sys.argv:
-        print(json.dumps(tracing_overhead(rounds=3, duration_s=900)))
+        print(json.dumps(tracing_overhead(rounds=5, duration_s=600)))
         return
     results: dict[str, Any] = {"benchmark": "ingest", "exchange_in_process": True,
                                "streams": ["trade", "bestBidAsk", "depth"], "wire": "sbe"}
