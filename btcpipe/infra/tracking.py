@@ -49,6 +49,8 @@ class TrainingRecord:
 
 
 class ExperimentTracker(Protocol):
+    """Where training runs are logged for comparison (MLflow today)."""
+
     def log_training(self, record: TrainingRecord) -> str:
         """Log one training run; returns its run id. Raises ``TrackingError``."""
         ...
