@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # Debian packages the tests need: real servers and static checkers.
-APT_PACKAGES := redis-server prometheus docker-compose
+APT_PACKAGES := redis-server prometheus prometheus-alertmanager docker-compose
 PYTEST_ARGS ?=
 
 .PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean

@@ -9,7 +9,9 @@ drift bookkeeping); ``read_infer_us`` is the prediction's own ``latency_ms`` (re
 wall-clock percentiles are not: the load average is printed beside them).
 Embedded: in-process bus and store. Redis: a throwaway ``redis-server`` on loopback holding both the
 online store and the Redis Streams bus. Targets: p99 ≤ 0.5 ms embedded, ≤ 2 ms with Redis.
-Usage: ``python bench/bench_tick.py [--ticks N] [--redis-ticks N]``.
+``--tracing-overhead`` instead runs the embedded tick with tracing off and on (OpenTelemetry SDK, default
+sampling ratio, a discarding exporter) in alternation and prints both and the overhead.
+Usage: ``python bench/bench_tick.py [--ticks N] [--redis-ticks N] [--tracing-overhead]``.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import argparse
 import gc
 import json
 import os
+import sys
 import time
 from typing import Any
 
@@ -46,7 +49,8 @@ def _model(tmp: str) -> Any:
     return registry, split.test.features
 
 
-def _run(registry: Any, rows: np.ndarray, store: Any, bus: Any, *, ticks: int, warmup: int) -> dict[str, Any]:
+def _run(registry: Any, rows: np.ndarray, store: Any, bus: Any, *, ticks: int, warmup: int,
+         tracing: Any = None) -> dict[str, Any]:
     from btcpipe.domain.messages import FeatureVector1s
     from btcpipe.domain.time import US_PER_SEC
     from btcpipe.features.spec import FeatureParams, schema_hash
@@ -60,8 +64,9 @@ def _run(registry: Any, rows: np.ndarray, store: Any, bus: Any, *, ticks: int, w
     watcher = ModelWatcher(registry, "bench", metrics=metrics, clock=clock)
     watcher.load()
     results: list[TickResult] = []
+    extra = {} if tracing is None else {"tracing": tracing}
     service = InferenceService(symbols=["BTCUSDT"], model=watcher, store=store, bus=bus, metrics=metrics,
-                               clock=clock, on_result=results.append)
+                               clock=clock, on_result=results.append, **extra)
     h = schema_hash(FeatureParams(0.5))
     stamps = [START_US + k * US_PER_SEC for k in range(warmup + ticks)]
     vectors = [FeatureVector1s("BTCUSDT", t, h, tuple(rows[k % len(rows)].tolist()), t) for k, t in enumerate(stamps)]
@@ -90,7 +95,8 @@ def _run(registry: Any, rows: np.ndarray, store: Any, bus: Any, *, ticks: int, w
     return {
         "ticks": ticks, "outcomes": outcomes,
         "tick_p50_us": pct(tick_us, 50), "tick_p90_us": pct(tick_us, 90), "tick_p99_us": pct(tick_us, 99),
-        "tick_max_us": round(float(tick_us.max()), 1),
+        "tick_max_us": round(float(tick_us.max()), 1), "tick_mean_us": round(float(tick_us.mean()), 1),
+        "tick_cpu_mean_us": round(float(cpu_us.mean()), 1),
         "read_infer_p50_us": pct(work_us, 50), "read_infer_p99_us": pct(work_us, 99),
         # CPU time of the ticking thread: what the tick itself costs, whatever else the machine runs
         "tick_cpu_p50_us": pct(cpu_us, 50), "tick_cpu_p99_us": pct(cpu_us, 99),
@@ -98,12 +104,71 @@ def _run(registry: Any, rows: np.ndarray, store: Any, bus: Any, *, ticks: int, w
     }
 
 
+def tracing_overhead(ticks: int, warmup: int, rounds: int = 5) -> None:
+    import tempfile
+
+    from btcpipe.bus.memory import InProcessBus
+    from btcpipe.infra.clocks import SystemClock
+    from btcpipe.infra.tracing import DEFAULT_SAMPLE_RATIO, TracingSettings, open_tracing
+    from btcpipe.store.memory import InProcessOnlineStore
+
+    sys.path.insert(0, os.path.dirname(__file__))
+    from bench_ingest import DiscardingExporter
+
+    off: list[dict[str, Any]] = []
+    on: list[dict[str, Any]] = []
+    every: list[dict[str, Any]] = []  # sample_ratio 1: what one traced tick costs, well above the noise
+    with tempfile.TemporaryDirectory() as tmp:
+        registry, rows = _model(tmp)
+        gc.collect()
+        gc.freeze()
+        for _ in range(rounds):
+            off.append(_run(registry, rows, InProcessOnlineStore(SystemClock()), InProcessBus(), ticks=ticks,
+                            warmup=warmup))
+            tracing = open_tracing(TracingSettings(enabled=True), "bench", exporter=DiscardingExporter())  # type: ignore[arg-type]
+            on.append(_run(registry, rows, InProcessOnlineStore(SystemClock()), InProcessBus(), ticks=ticks,
+                           warmup=warmup, tracing=tracing))
+            tracing = open_tracing(TracingSettings(enabled=True, sample_ratio=1.0), "bench",
+                                   exporter=DiscardingExporter())  # type: ignore[arg-type]
+            every.append(_run(registry, rows, InProcessOnlineStore(SystemClock()), InProcessBus(), ticks=ticks,
+                              warmup=warmup, tracing=tracing))
+
+    def median(runs: list[dict[str, Any]], key: str) -> float:
+        return sorted(float(r[key]) for r in runs)[len(runs) // 2]
+
+    out: dict[str, Any] = {"benchmark": "tick_tracing_overhead", "sample_ratio": DEFAULT_SAMPLE_RATIO,
+                           "rounds": rounds, "ticks": ticks}
+    # A sampled tick (10 % by default) pays for two spans; the mean and the CPU mean show it, p50 mostly not.
+    for key in ("tick_mean_us", "tick_cpu_mean_us", "tick_p50_us", "tick_p99_us"):
+        out[f"{key}_off"] = [r[key] for r in off]
+        out[f"{key}_on"] = [r[key] for r in on]
+        out[f"{key}_overhead_pct_median"] = round(100 * (median(on, key) - median(off, key)) / median(off, key), 1)
+    # Noise-robust estimate: an unsampled tick pays the sampling check, a sampled one the traced-tick extra.
+    probe = open_tracing(TracingSettings(enabled=True), "bench", exporter=DiscardingExporter())  # type: ignore[arg-type]
+    c0 = time.thread_time_ns()
+    for k in range(100_000):
+        probe.second_traceparent("BTCUSDT", START_US + k * 1_000_000)
+    check_us = (time.thread_time_ns() - c0) / 100_000 / 1e3
+    traced_extra_us = median(every, "tick_cpu_mean_us") - median(off, "tick_cpu_mean_us")
+    estimate_us = check_us + DEFAULT_SAMPLE_RATIO * traced_extra_us
+    out["tick_cpu_mean_us_every_tick_traced"] = [r["tick_cpu_mean_us"] for r in every]
+    out["check_cpu_us"] = round(check_us, 2)
+    out["traced_tick_extra_cpu_us"] = round(traced_extra_us, 1)
+    out["estimated_overhead_pct"] = round(100 * estimate_us / median(off, "tick_cpu_mean_us"), 1)
+    out["load_average_1m"] = round(os.getloadavg()[0], 2)
+    print(json.dumps(out, indent=2))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ticks", type=int, default=10_000)
     parser.add_argument("--redis-ticks", type=int, default=3_000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--tracing-overhead", action="store_true")
     args = parser.parse_args()
+    if args.tracing_overhead:
+        tracing_overhead(args.ticks, args.warmup)
+        return
 
     import tempfile
 

@@ -61,6 +61,25 @@ def kinesis_client(
     return boto3.client("kinesis", endpoint_url=endpoint_url, region_name=region, config=config)
 
 
+# Kinesis records have no metadata: a traced record is TRACED_MARKER, the traceparent's length (one byte), the
+# traceparent, then the payload. The marker cannot start an Avro single-object payload (those start C3 01).
+TRACED_MARKER = b"\xc3\xfe"
+
+
+def wrap_traced(payload: bytes, traceparent: str) -> bytes:
+    tp = traceparent.encode("ascii")
+    if len(tp) > 255:
+        raise BusError(f"a traceparent of {len(tp)} bytes does not fit the record envelope")
+    return TRACED_MARKER + bytes((len(tp),)) + tp + payload
+
+
+def _record(position: Position, sequence: str, key: str, data: bytes) -> BusRecord:
+    if data[:2] != TRACED_MARKER or len(data) < 3:
+        return BusRecord(position.stream, position.shard, sequence, key, data)
+    end = 3 + data[2]
+    return BusRecord(position.stream, position.shard, sequence, key, data[end:], data[3:end].decode("ascii", "replace"))
+
+
 def _is_aws_error(exc: BaseException) -> bool:
     from botocore.exceptions import BotoCoreError, ClientError
 
@@ -162,7 +181,13 @@ class KinesisBus:
         raise BusError(f"no open shard of {self.stream_name(stream)} covers partition key {key!r}")
 
     # --- publish -----------------------------------------------------------------------------------
-    def publish(self, stream: str, key: str, payloads: Sequence[bytes]) -> int:
+    def publish(
+        self, stream: str, key: str, payloads: Sequence[bytes], traces: Sequence[str | None] | None = None
+    ) -> int:
+        if traces is not None:
+            if len(traces) != len(payloads):
+                raise BusError(f"{len(traces)} traces for {len(payloads)} payloads")
+            payloads = [p if t is None else wrap_traced(p, t) for p, t in zip(payloads, traces, strict=True)]
         entry_overhead = len(key.encode("utf-8"))
         batch: list[dict[str, Any]] = []
         batch_bytes = 0
@@ -245,8 +270,7 @@ class KinesisBus:
             next_iterator = result.get("NextShardIterator")
             if raw:
                 records = [
-                    BusRecord(position.stream, position.shard, r["SequenceNumber"], r["PartitionKey"], r["Data"])
-                    for r in raw
+                    _record(position, r["SequenceNumber"], r["PartitionKey"], r["Data"]) for r in raw
                 ]
                 new_position = Position(position.stream, position.shard, records[-1].id)
                 if next_iterator:

@@ -49,7 +49,9 @@ class InProcessBus:
             s = self._shards[(stream, shard)] = _Shard()
         return s
 
-    def publish(self, stream: str, key: str, payloads: Sequence[bytes]) -> int:
+    def publish(
+        self, stream: str, key: str, payloads: Sequence[bytes], traces: Sequence[str | None] | None = None
+    ) -> int:
         if not payloads:
             return 0
         shard_id = self.shard_for(stream, key)
@@ -58,9 +60,15 @@ class InProcessBus:
                 raise BusError("publish on a closed bus")
             s = self._shard(stream, shard_id)
             next_id = s.base + len(s.records)
-            s.records.extend(
-                BusRecord(stream, shard_id, str(next_id + i), key, bytes(p)) for i, p in enumerate(payloads)
-            )
+            if traces is None:
+                s.records.extend(
+                    BusRecord(stream, shard_id, str(next_id + i), key, bytes(p)) for i, p in enumerate(payloads)
+                )
+            else:
+                s.records.extend(
+                    BusRecord(stream, shard_id, str(next_id + i), key, bytes(p), t)
+                    for i, (p, t) in enumerate(zip(payloads, traces, strict=True))
+                )
             # Trim in chunks (like MAXLEN ~) so the cost of deleting the head is amortised.
             excess = len(s.records) - self.retention
             if excess > self.retention // 8:

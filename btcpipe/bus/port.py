@@ -6,6 +6,11 @@ names a ``Position`` — (stream, shard, the id of the last record it has seen) 
 strictly after it plus the position to continue from; positions are plain strings so a consumer can
 persist them (``PositionStore``) and resume after a restart.
 
+Each record may carry metadata beside its payload: ``trace``, the W3C ``traceparent`` of the span that
+published it (``btcpipe.infra.tracing``), so a consumer continues the producer's trace. Redis keeps it in an
+entry field, Kinesis (which has no record metadata) in a small envelope in front of the payload that only the
+adapter sees; publishing without traces writes records exactly as before.
+
 Retention is bounded on every adapter. When a reader's position falls behind what is retained, the
 records in between are gone: the adapter counts them in ``BusStats.lost`` and logs a warning, never
 silently.
@@ -47,6 +52,7 @@ class BusRecord:
     id: str  # in-process offset, Redis entry id or Kinesis sequence number; a Position's ``after``
     key: str
     payload: bytes
+    trace: str | None = None  # W3C traceparent of the publishing span, when it was traced
 
 
 @dataclass(slots=True)
@@ -65,8 +71,12 @@ class Bus(Protocol):
 
     stats: BusStats
 
-    def publish(self, stream: str, key: str, payloads: Sequence[bytes]) -> int:
+    def publish(
+        self, stream: str, key: str, payloads: Sequence[bytes], traces: Sequence[str | None] | None = None
+    ) -> int:
         """Append ``payloads`` in order to the shard of ``key``; returns how many were written.
+
+        ``traces``, when given, is one traceparent (or None) per payload, kept as each record's ``trace``.
 
         Raises ``BusError`` when the bus cannot take them (records already written stay written).
         """

@@ -1,4 +1,5 @@
-"""Redis Streams bus: one stream key per (stream, shard), entries ``{k: partition key, p: payload}``.
+"""Redis Streams bus: one stream key per (stream, shard), entries ``{k: partition key, p: payload}`` (plus
+``t: traceparent`` when the record was traced).
 
 Publishing pipelines ``XADD … MAXLEN ~ retention`` (one round trip per chunk); reading is ``XREAD`` from
 the entry id after which the reader stands, so a stored id resumes exactly. Each read also asks
@@ -23,6 +24,7 @@ log = logging.getLogger(__name__)
 
 _KEY = b"k"
 _PAYLOAD = b"p"
+_TRACE = b"t"
 
 
 def _stream_id(text: str) -> tuple[int, int]:
@@ -64,15 +66,22 @@ class RedisStreamsBus:
     def key(self, stream: str, shard: str) -> str:
         return f"{self.prefix}{stream}:{shard}"
 
-    def publish(self, stream: str, key: str, payloads: Sequence[bytes]) -> int:
+    def publish(
+        self, stream: str, key: str, payloads: Sequence[bytes], traces: Sequence[str | None] | None = None
+    ) -> int:
         name = self.key(stream, self.shard_for(stream, key))
+        if traces is not None and len(traces) != len(payloads):
+            raise BusError(f"{len(traces)} traces for {len(payloads)} payloads")
         written = 0
         try:
             for start in range(0, len(payloads), self.publish_chunk):
                 pipe = self._client.pipeline(transaction=False)
                 chunk = payloads[start : start + self.publish_chunk]
-                for payload in chunk:
-                    pipe.xadd(name, {_KEY: key, _PAYLOAD: payload}, maxlen=self.retention, approximate=True)
+                for i, payload in enumerate(chunk):
+                    trace = None if traces is None else traces[start + i]
+                    fields = {_KEY: key, _PAYLOAD: payload} if trace is None else {
+                        _KEY: key, _PAYLOAD: payload, _TRACE: trace}
+                    pipe.xadd(name, fields, maxlen=self.retention, approximate=True)
                 pipe.execute()
                 written += len(chunk)
         except redis.RedisError as exc:
@@ -117,7 +126,7 @@ class RedisStreamsBus:
         entries = reply[0][1]
         records = [
             BusRecord(position.stream, position.shard, _text(entry_id), _text(fields.get(_KEY, b"")),
-                      fields.get(_PAYLOAD, b""))
+                      fields.get(_PAYLOAD, b""), _text(fields[_TRACE]) if _TRACE in fields else None)
             for entry_id, fields in entries
         ]
         self.stats.read += len(records)

@@ -78,6 +78,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.infra.clocks import SystemClock
     from btcpipe.infra.emf import start_emf_reporter
     from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
+    from btcpipe.infra.tracing import open_tracing
     from btcpipe.lake.lake import Lake
     from btcpipe.model.registry import ModelRegistry
     from btcpipe.services.infer.archive import PredictionArchive
@@ -118,7 +119,8 @@ def cli(  # noqa: PLR0917 - click passes every option
         market = None if no_fallback else MarketTap(bus, wanted, with_best_bid_ask=True)
         archive = None if no_archive else PredictionArchive(lake, clock, flush_every_s=archive_every_s)
         service = InferenceService(symbols=wanted, model=watcher, store=store, bus=bus, metrics=metrics, clock=clock,
-                                   settings=settings, market=market, archive=archive)
+                                   settings=settings, market=market, archive=archive,
+                                   tracing=open_tracing(config.tracing, "inference"))
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
             serve_metrics(metrics, config.metrics.host, port, health=service.health,
@@ -148,6 +150,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         sys.exit(EXIT_FAILED)
     finally:
         service.close()
+        service.tracing.shutdown()
         if emf is not None:
             emf.stop()  # the last snapshot, after close() has archived what was pending
     summary: dict[str, Any] = {

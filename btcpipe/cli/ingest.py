@@ -79,6 +79,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.cli.wiring.config import load_config, secret
     from btcpipe.infra.emf import start_emf_reporter
     from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
+    from btcpipe.infra.tracing import open_tracing
     from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
 
     try:
@@ -104,8 +105,9 @@ def cli(  # noqa: PLR0917 - click passes every option
         metrics = Metrics()
         client = MarketStreamClient(wanted, settings, metrics=metrics)
         rest = BinanceRestClient(rest_url)
+        tracing = open_tracing(config.tracing, "ingestor")
         ingestor = Ingestor(client, bus, symbols=wanted, rest=rest, lake=lake, metrics=metrics,
-                            settings=IngestSettings(snapshot_limit=snapshot_limit))
+                            settings=IngestSettings(snapshot_limit=snapshot_limit), tracing=tracing)
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
             server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health,
@@ -132,6 +134,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     finally:
         rest.close()
         bus.close()
+        tracing.shutdown()
         if emf is not None:
             emf.stop()  # the last snapshot, before the summary
     summary = {

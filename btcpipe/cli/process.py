@@ -76,6 +76,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.infra.clocks import SystemClock
     from btcpipe.infra.emf import start_emf_reporter
     from btcpipe.infra.metrics import Metrics, readiness, serve_metrics
+    from btcpipe.infra.tracing import open_tracing
     from btcpipe.services.process.processor import Processor, ProcessorSettings, parse_partition, partition_symbols
     from btcpipe.services.process.ride import ProcessorRide
 
@@ -114,9 +115,12 @@ def cli(  # noqa: PLR0917 - click passes every option
         )
         processor_name = name or f"processor-{index}-of-{count}"
 
+        tracing = open_tracing(config.tracing, "processor")
+
         def build() -> Processor:
             return Processor(bus, store, positions, params, symbols=owned, clock=SystemClock(), settings=settings,
-                             metrics=metrics, silver=silver, name=processor_name)
+                             metrics=metrics, silver=silver, name=processor_name,
+                             tracing=tracing)
 
         emf = start_emf_reporter(metrics, "processor")
     except BtcpipeError as exc:
@@ -157,6 +161,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         sys.exit(EXIT_FAILED)
     finally:
         ride.close()
+        tracing.shutdown()
         if emf is not None:
             emf.stop()  # the last snapshot, after close() has counted what it flushed
     if processor is None:

@@ -1,7 +1,8 @@
 """Every Prometheus metric btcpipe exports, in one place, so alert rules and dashboards have one source.
 
 Services receive a ``Metrics`` (built on a registry of their own in tests) and update it; the CLI serves
-it with ``serve_metrics`` beside a ``/healthz`` endpoint. Names follow Prometheus conventions: base units
+it with ``serve_metrics`` beside a ``/healthz`` endpoint, in OpenMetrics when the scraper asks for it (so
+exemplars — trace ids on latency buckets — reach Prometheus). Names follow Prometheus conventions: base units
 (seconds), ``_total`` for counters.
 """
 
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Protocol, runtime_checkable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.exposition import choose_encoder
 
 from btcpipe.domain.errors import BtcpipeError
 
@@ -229,7 +230,10 @@ def serve_metrics(
 
         def do_GET(self) -> None:
             if self.path.startswith("/metrics"):
-                body, status, ctype = metrics.exposition(), 200, CONTENT_TYPE_LATEST
+                # Prometheus asks for OpenMetrics, the only text format that carries exemplars (trace ids on
+                # latency buckets when tracing is on); anything else gets the classic format.
+                encoder, ctype = choose_encoder(self.headers.get("Accept", ""))
+                body, status = encoder(metrics.registry), 200
             elif self.path.startswith(("/healthz", "/readyz")):
                 check = health if self.path.startswith("/healthz") else ready
                 ok, detail = check() if check else (True, {})

@@ -14,6 +14,7 @@ import numpy.typing as npt
 
 from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.features.spec import FeatureParams
+from btcpipe.infra.tracking import TrainingRecord
 from btcpipe.model.artifacts import ModelArtifacts
 from btcpipe.model.dataset import LabeledRows, TimeSplit, drop_incomplete, split_by_time, split_from_description
 from btcpipe.model.evaluate import Evaluation, beside_oracle, evaluate
@@ -58,6 +59,17 @@ def train_from_rows(
         dropped_rows=dropped,
     )
     return TrainingRun(artifacts, evaluation, split, dropped, trained)
+
+
+def training_record(run: TrainingRun, *, name: str, version: str, symbol: str, registry_uri: str) -> TrainingRecord:
+    """What experiment tracking logs of a registered training run (``btcpipe.infra.tracking``)."""
+    curves = [{"epoch": s.epoch, "train_loss": s.train_loss, "val_loss": s.val_loss, "seconds": s.seconds}
+              for s in run.trained.history]
+    params = {**run.trained.config.as_dict(), "best_epoch": run.trained.best_epoch, "dropped_rows": run.dropped_rows,
+              "n_features": len(run.split.train.feature_names), "label_mid": run.split.train.label_mid}
+    return TrainingRecord(name=name, version=version, symbol=symbol, registry_uri=registry_uri, params=params,
+                          data_span=run.split.describe(), curves=curves, evaluation=run.evaluation.as_dict(),
+                          files=dict(run.artifacts.files))
 
 
 @dataclass(frozen=True)

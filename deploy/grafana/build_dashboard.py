@@ -2,7 +2,7 @@
 
 The JSON is generated so every panel has the same shape and a consistent layout; tests/unit/test_deploy_grafana.py
 checks that the committed file equals this script's output and that every query names metrics from
-btcpipe/metrics.py. Run after editing: ``python deploy/grafana/build_dashboard.py``.
+btcpipe/infra/metrics.py. Run after editing: ``python deploy/grafana/build_dashboard.py``.
 """
 
 from __future__ import annotations
@@ -78,6 +78,9 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict[str, Any]], list[
               q(f"sum by (symbol) (rate(btcpipe_processor_duplicate_events_total{{{SYMBOL}}}[1m]))",
                 "duplicate {{symbol}}"),
               q(f"sum by (symbol) (rate(btcpipe_processor_rows_total{{{SYMBOL}}}[1m]))", "rows {{symbol}}")], []),
+            ("Dead letters", "timeseries", "short",
+             "Bus records the processor set aside (could not decode or apply) per 5 min, by source stream and reason.",
+             [q("sum by (stream, reason) (increase(btcpipe_dead_letters_total[5m]))", "{{stream}} {{reason}}")], [1]),
         ],
     ),
     (
@@ -95,8 +98,10 @@ ROWS: list[tuple[str, list[tuple[str, str, str, str, list[dict[str, Any]], list[
         "Inference",
         [
             ("Inference latency p50 / p95 / p99", "timeseries", "s",
-             "Tick latency (read features, infer, publish); the deadline is 100 ms.",
-             quantiles("btcpipe_inference_latency_seconds", "symbol", SYMBOL), [0.1]),
+             "Tick latency (read features, infer, publish); the deadline is 100 ms. With tracing on, the dots are "
+             "exemplars: one traced tick each, linked to its trace.",
+             [{**t, "exemplar": True} for t in quantiles("btcpipe_inference_latency_seconds", "symbol", SYMBOL)],
+             [0.1]),
             ("Inference latency histogram", "heatmap", "s", "Ticks per latency bucket per minute.",
              [q(f"sum by (le) (increase(btcpipe_inference_latency_seconds_bucket{{{SYMBOL}}}[1m]))", "{{le}}",
                 "heatmap")], []),

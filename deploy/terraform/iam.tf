@@ -1,5 +1,5 @@
 # Least privilege: each task role reaches only the streams and lake prefixes its service uses.
-#   ingestor : put market-sbe-*; write bronze/ and lake/ (known gaps)
+#   ingestor : put market-sbe-*; write bronze/{trades,bookTicker,depth}/ and lake/ (known gaps)
 #   processor: read market-sbe-*; put features-1s and dead-letters; read models/ (fitted feature parameters travel with the model);
 #              write silver/features_1s_live/
 #   inference: read trades and best bid/ask (its fallback computes a missing row itself); put predictions-1s;
@@ -11,7 +11,8 @@ locals {
       put_streams  = local.market_streams
       read_streams = []
       read_prefix  = ["bronze/", "lake/"]
-      write_prefix = ["bronze/", "lake/", "tmp/"]
+      # Only the bronze kinds the live ingestor writes: bronze/bus_archive/ is Firehose's (firehose.tf).
+      write_prefix = ["bronze/trades/", "bronze/bookTicker/", "bronze/depth/", "lake/", "tmp/"]
     }
     processor = {
       put_streams  = ["features-1s", "dead-letters"]

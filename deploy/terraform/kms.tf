@@ -1,6 +1,6 @@
 # One customer-managed key encrypts the streams, the lake, Redis at rest, the Redis auth secret and the logs.
 resource "aws_kms_key" "btcpipe" {
-  description             = "btcpipe ${var.environment}: Kinesis, S3, ElastiCache, Secrets Manager, CloudWatch Logs"
+  description             = "btcpipe ${var.environment}: Kinesis, Firehose, S3, ElastiCache, Secrets Manager, CloudWatch Logs, SNS"
   enable_key_rotation     = true
   deletion_window_in_days = 30
   policy                  = data.aws_iam_policy_document.kms.json
@@ -22,6 +22,21 @@ data "aws_iam_policy_document" "kms" {
     principals {
       type        = "AWS"
       identifiers = ["arn:${data.aws_partition.current.partition}:iam::${data.aws_caller_identity.current.account_id}:root"]
+    }
+  }
+  # Alarms publish to the KMS-encrypted alert topics (sns.tf); SNS needs the key on CloudWatch's behalf.
+  statement {
+    sid       = "CloudWatchAlarmsToEncryptedTopics"
+    actions   = ["kms:Decrypt", "kms:GenerateDataKey*"]
+    resources = ["*"]
+    principals {
+      type        = "Service"
+      identifiers = ["cloudwatch.amazonaws.com"]
+    }
+    condition {
+      test     = "StringEquals"
+      variable = "aws:SourceAccount"
+      values   = [data.aws_caller_identity.current.account_id]
     }
   }
   statement {

@@ -22,3 +22,13 @@ output "ecs_cluster" {
   description = "ECS cluster running the ingestor, processor and inference services."
   value       = aws_ecs_cluster.btcpipe.name
 }
+
+output "alert_topic_arns" {
+  description = "SNS topic per severity that the CloudWatch alarms notify (subscribe more receivers here)."
+  value       = { for s, t in aws_sns_topic.alerts : s => t.arn }
+}
+
+output "bus_archive_prefixes" {
+  description = "Lake prefix each Firehose delivery stream writes the bus records to."
+  value       = local.firehose_prefix
+}

@@ -36,10 +36,35 @@ variable "symbols" {
   default     = ["BTCUSDT"]
 }
 
-variable "alarm_topic_arn" {
-  description = "SNS topic that receives CloudWatch alarm notifications (empty: alarms only change state)."
+variable "pagerduty_endpoint_url" {
+  description = "PagerDuty CloudWatch integration URL (https://events.pagerduty.com/integration/<key>/enqueue) subscribed to the critical topic; empty: no page."
   type        = string
   default     = ""
+  sensitive   = true
+}
+
+variable "slack_workspace_id" {
+  description = "Slack workspace (team) id authorised in AWS Chatbot; with slack_channel_id, every alert topic goes to that channel. Empty: no Slack."
+  type        = string
+  default     = ""
+}
+
+variable "slack_channel_id" {
+  description = "Slack channel id (not its name) that AWS Chatbot posts the alarms to."
+  type        = string
+  default     = ""
+}
+
+variable "firehose_buffer_mib" {
+  description = "Firehose delivers a bus archive object when this many MiB are buffered (or after firehose_buffer_s)."
+  type        = number
+  default     = 64
+}
+
+variable "firehose_buffer_s" {
+  description = "Firehose delivers a bus archive object at least this often, in seconds (60-900)."
+  type        = number
+  default     = 300
 }
 
 variable "redis_node_type" {

@@ -35,6 +35,7 @@ TOPICS = {
     "rolling MAE": "btcpipe_shadow_mae",
     "rolling hit rate": "btcpipe_shadow_hit_rate",
     "feature drift": "btcpipe_feature_drift_zscore",
+    "dead letters": "btcpipe_dead_letters_total",
 }
 
 
@@ -88,6 +89,16 @@ def test_latency_panel_shows_p50_p95_and_p99() -> None:
     exprs = [t["expr"] for t in panel["targets"]]
     assert [e.split(",")[0] for e in exprs] == [f"histogram_quantile({q}" for q in ("0.5", "0.95", "0.99")]
     assert all("btcpipe_inference_latency_seconds_bucket" in e for e in exprs)
+
+
+def test_latency_percentiles_show_trace_exemplars_linked_to_a_trace_view() -> None:
+    panel = next(p for p in _panels() if p["title"].startswith("Inference latency p50"))
+    assert all(t["exemplar"] is True for t in panel["targets"])
+    datasources = yaml.safe_load((GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text())
+    links = datasources["datasources"][0]["jsonData"]["exemplarTraceIdDestinations"]
+    assert [link["name"] for link in links] == ["trace_id"]  # the exemplar label inference sets
+    compose = yaml.safe_load((REPO / "deploy" / "docker-compose.yml").read_text())
+    assert "--enable-feature=exemplar-storage" in compose["services"]["prometheus"]["command"]
 
 
 def test_every_query_names_only_metrics_and_labels_btcpipe_exports() -> None:

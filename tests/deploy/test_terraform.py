@@ -23,6 +23,7 @@ from support.deploy import cli_problems
 from btcpipe.bus.port import ALL_STREAMS
 from btcpipe.cli.wiring.config import load_config
 from btcpipe.infra.emf import KEY_METRICS, EmfSettings
+from btcpipe.services.ingest.bronze import _KIND_OF as _KIND_OF_INGESTOR
 
 REPO = Path(__file__).resolve().parents[2]
 TERRAFORM = REPO / "deploy" / "terraform"
@@ -178,8 +179,8 @@ def test_task_roles_reach_only_their_own_streams_and_prefixes() -> None:
             c for d in policy.get("dynamic", []) for s in d.values() for c in s["content"]
         ]
         for statement in statements:
-            if statement.get("effect") == "Deny" or statement.get("sid") in {"AccountAdministers",
-                                                                              "CloudWatchLogsEncrypt"}:
+            if statement.get("effect") == "Deny" or statement.get("sid") in {
+                    "AccountAdministers", "CloudWatchLogsEncrypt", "CloudWatchAlarmsToEncryptedTopics"}:
                 continue  # the TLS-only bucket policy, and the KMS key policy (scoped to its key by definition)
             assert all(not a.endswith(":*") and a != "*" for a in statement["actions"]), statement
             if statement["actions"] != ["sts:AssumeRole"]:  # trust policies name principals, not resources
@@ -212,6 +213,96 @@ def test_alarms_mirror_the_key_alerts_on_metrics_emf_emits() -> None:
     generic = _resource("aws_cloudwatch_metric_alarm", "btcpipe")
     assert generic["namespace"] == "${local.emf_namespace}"
     assert generic["dimensions"] == {"Service": "${each.value.service}"}
+
+
+def _rule_severities() -> dict[str, str]:
+    doc = yaml.safe_load((REPO / "deploy/prometheus/alerts.yml").read_text())
+    return {r["alert"]: r["labels"]["severity"] for g in doc["groups"] for r in g["rules"] if "alert" in r}
+
+
+def test_each_alarm_notifies_the_encrypted_topic_of_its_prometheus_twins_severity() -> None:
+    topics = _resource("aws_sns_topic", "alerts")
+    assert topics["for_each"] == "${local.severities}"
+    assert topics["kms_master_key_id"] == "${aws_kms_key.btcpipe.arn}"
+    assert set(_locals()["severities"].removeprefix("${toset([").removesuffix("])}").replace('"', "")
+               .replace(" ", "").split(",")) == set(_rule_severities().values()) | {"info"}
+    severities = _rule_severities()
+    for name, alarm in _locals()["alarms"].items():
+        assert alarm["severity"] == severities[alarm["alert"]], name
+    generic = _resource("aws_cloudwatch_metric_alarm", "btcpipe")
+    assert generic["alarm_actions"] == generic["ok_actions"] == ["${aws_sns_topic.alerts[each.value.severity].arn}"]
+    for name in ("skipped_ticks", "kinesis_iterator_age"):
+        alarm = _resource("aws_cloudwatch_metric_alarm", name)
+        assert alarm["alarm_actions"] == ['${aws_sns_topic.alerts["warning"].arn}'], name
+    assert severities["BtcpipeSkippedTicks"] == "warning"
+    # Only this account's CloudWatch may publish, and it may use the key the topics are encrypted with.
+    policy = _blocks("data")[("aws_iam_policy_document", "alerts_topic")]["statement"][0]
+    assert policy["actions"] == ["sns:Publish"]
+    assert policy["principals"][0]["identifiers"] == ["cloudwatch.amazonaws.com"]
+    kms = {s["sid"]: s for s in _blocks("data")[("aws_iam_policy_document", "kms")]["statement"]}
+    assert kms["CloudWatchAlarmsToEncryptedTopics"]["principals"][0]["identifiers"] == ["cloudwatch.amazonaws.com"]
+
+
+def test_the_plans_four_alerts_reach_a_topic_including_kinesis_own_consumer_lag() -> None:
+    by_alert = {a["alert"]: a for a in _locals()["alarms"].values()}
+    for alert in ("BtcpipeFeatureStale", "BtcpipeInferenceLatencyHigh", "BtcpipeOnlineStoreMissRate",
+                  "BtcpipeConsumerLagHigh"):
+        assert by_alert[alert]["severity"] in {"critical", "warning"}, alert
+    age = _resource("aws_cloudwatch_metric_alarm", "kinesis_iterator_age")
+    assert (age["namespace"], age["metric_name"]) == ("AWS/Kinesis", "GetRecords.IteratorAgeMilliseconds")
+    assert age["for_each"] == "${toset(local.market_streams)}"
+    assert age["dimensions"] == {"StreamName": "${aws_kinesis_stream.bus[each.key].name}"}
+
+
+def test_pagerduty_and_slack_subscriptions_are_variables_and_the_key_is_sensitive() -> None:
+    variables = {k: v for doc in _parsed().values() for entry in doc.get("variable", []) for k, v in entry.items()}
+    assert variables["pagerduty_endpoint_url"]["sensitive"] is True
+    assert variables["pagerduty_endpoint_url"]["default"] == ""
+    assert "alarm_topic_arn" not in variables
+    pagerduty = _resource("aws_sns_topic_subscription", "pagerduty")
+    assert pagerduty["topic_arn"] == '${aws_sns_topic.alerts["critical"].arn}'
+    assert pagerduty["protocol"] == "https"
+    assert pagerduty["endpoint"] == "${var.pagerduty_endpoint_url}"
+    assert pagerduty["count"] == '${var.pagerduty_endpoint_url == "" ? 0 : 1}'
+    chatbot = _resource("aws_chatbot_slack_channel_configuration", "alerts")
+    assert chatbot["slack_team_id"] == "${var.slack_workspace_id}"
+    assert chatbot["slack_channel_id"] == "${var.slack_channel_id}"
+    assert "aws_sns_topic.alerts[s].arn" in chatbot["sns_topic_arns"]
+    assert "ReadOnlyAccess" in chatbot["guardrail_policy_arns"][0]
+
+
+def test_firehose_archives_three_streams_compressed_and_encrypted_to_prefixes_no_service_writes() -> None:
+    deliveries = _locals()["firehose_deliveries"]
+    assert deliveries == {"market-sbe-trade": "bronze", "features-1s": "silver", "predictions-1s": "gold"}
+    assert set(deliveries) <= set(ALL_STREAMS)
+    stream = _resource("aws_kinesis_firehose_delivery_stream", "archive")
+    assert stream["for_each"] == "${local.firehose_deliveries}"
+    assert stream["kinesis_source_configuration"][0]["kinesis_stream_arn"] == "${local.stream_arn[each.key]}"
+    s3 = stream["extended_s3_configuration"][0]
+    assert s3["bucket_arn"] == "${aws_s3_bucket.lake.arn}"
+    assert s3["prefix"].startswith("${local.firehose_prefix[each.key]}date=!{timestamp:yyyy-MM-dd}/")
+    assert s3["error_output_prefix"].startswith("tmp/")  # the lifecycle rule expires it
+    assert s3["compression_format"] == "GZIP"
+    assert s3["kms_key_arn"] == "${aws_kms_key.btcpipe.arn}"
+    assert s3["buffering_size"] == "${var.firehose_buffer_mib}"
+    assert s3["buffering_interval"] == "${var.firehose_buffer_s}"
+    assert s3["cloudwatch_logging_options"][0]["enabled"] is True
+    # Who writes which prefix: the archive prefixes (layer/bus_archive/stream=NAME/) and every task role's write
+    # prefixes never overlap, so nothing in the lake has two writers.
+    archive = {f"{layer}/bus_archive/stream={name}/" for name, layer in deliveries.items()}
+    assert '"${layer}/bus_archive/stream=${s}/"' in _locals()["firehose_prefix"]
+    service_prefixes = [p for access in _locals()["task_access"].values() for p in access["write_prefix"]]
+    ingestor_bronze = {p.split("/")[1] for p in _locals()["task_access"]["ingestor"]["write_prefix"]
+                       if p.startswith("bronze/")}
+    assert ingestor_bronze == set(_KIND_OF_INGESTOR.values())  # what the live ingestor writes, nothing more
+    for a in archive:
+        for p in service_prefixes:
+            assert not a.startswith(p), (a, p)
+            assert not p.startswith(a), (a, p)
+    firehose = {s["sid"]: s for s in _blocks("data")[("aws_iam_policy_document", "firehose")]["statement"]}
+    assert firehose["WriteArchivePrefixes"]["actions"] == ["s3:PutObject", "s3:AbortMultipartUpload"]
+    assert "local.firehose_prefix" in firehose["WriteArchivePrefixes"]["resources"]
+    assert "s3:DeleteObject" not in json.dumps(firehose)
 
 
 # --- checkov -----------------------------------------------------------------------------------------------------

@@ -187,3 +187,14 @@ def test_a_consumer_owning_one_symbol_reads_only_its_shard(bus: Bus) -> None:
     symbols = {t.symbol for d in consumer.poll() for t in d.value}
     assert "BTCUSDT" in symbols
     assert symbols == {k for k in KEYS if bus.shard_for(STREAM, k) in shards}
+
+
+def test_trace_metadata_travels_with_each_record_and_untraced_records_have_none(bus: Bus) -> None:
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    avro = encode_trades([Trade("BTCUSDT", 1, 1_700_000_000_000_000, 6_000_000_000_000, 1_000_000, False)])
+    bus.publish(STREAM, "BTCUSDT", [avro, payload("BTCUSDT", 1)], [tp, None])
+    bus.publish(STREAM, "BTCUSDT", [payload("BTCUSDT", 2)])
+    records = read_all(bus)[bus.shard_for(STREAM, "BTCUSDT")]
+    assert [(r.payload, r.trace) for r in records] == [
+        (avro, tp), (payload("BTCUSDT", 1), None), (payload("BTCUSDT", 2), None)]
+    assert decode_trades(records[0].payload)[0].id == 1  # the payload comes back exactly as published

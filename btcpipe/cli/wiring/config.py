@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from btcpipe.domain.errors import ConfigError
 from btcpipe.infra.redis_connection import redis_url_problem
+from btcpipe.infra.tracing import EXPORTERS, TracingSettings
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,15 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class TrackingConfig:
+    """``[tracking]``: MLflow experiment tracking of ``btcpipe train`` (the ``tracking`` extra)."""
+
+    enabled: bool = False
+    uri: str = ""  # MLflow tracking URI; empty: a local file store, mlruns/ beside the current directory
+    experiment: str = "btcpipe"
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: the TOML file with environment overrides applied, validated."""
 
@@ -110,12 +120,15 @@ class Config:
     processor: ProcessorConfig = field(default_factory=ProcessorConfig)
     inference: InferenceConfig = field(default_factory=InferenceConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    tracing: TracingSettings = field(default_factory=TracingSettings)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
 
 
 _CHOICES = {
     ("exchange", "kind"): {"local", "binance"},
     ("bus", "kind"): {"memory", "redis", "kinesis"},
     ("store", "kind"): {"memory", "redis"},
+    ("tracing", "exporter"): set(EXPORTERS),
 }
 
 # Every number of the config has a range: (low, high, low_open). Floats must also be finite (no nan/inf).
@@ -127,6 +140,7 @@ _RANGES: dict[tuple[str, str], tuple[float, float, bool]] = {
     ("inference", "stale_after_s"): (0, 3_600, True),
     ("inference", "reload_check_s"): (0, 86_400, True),
     ("metrics", "port"): (0, 65_535, False),  # 0: no endpoint
+    ("tracing", "sample_ratio"): (0, 1, False),
 }
 _REDIS_URLS = {("bus", "redis_url"), ("store", "redis_url")}
 _HTTP_URLS = {("exchange", "rest_url"), ("lake", "s3_endpoint"), ("bus", "kinesis_endpoint")}

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from btcpipe.binance.sbe_encode import encode_best_bid_ask, encode_depth_diff, encode_trades
+from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
 
 StreamFaultKind = Literal["garbage", "poison", "skip-trade", "skip-depth", "stall"]
@@ -100,9 +101,9 @@ class StreamFaultRates:
         """Change some rates (each within [0, 1]); the others stay."""
         for kind, rate in rates.items():
             if kind not in STREAM_FAULT_KINDS:
-                raise ValueError(f"unknown stream fault {kind!r}; known: {', '.join(STREAM_FAULT_KINDS)}")
+                raise ConfigError(f"unknown stream fault {kind!r}; known: {', '.join(STREAM_FAULT_KINDS)}")
             if not 0.0 <= rate <= 1.0:
-                raise ValueError(f"{kind} rate must be within [0, 1], got {rate}")
+                raise ConfigError(f"{kind} rate must be within [0, 1], got {rate}")
         with self._lock:
             self._rates.update(rates)
             self._any = any(self._rates.values())

@@ -38,6 +38,7 @@ from btcpipe.domain.errors import BtcpipeError, BusError, ConfigError, StoreErro
 from btcpipe.domain.messages import Prediction1s
 from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
 from btcpipe.infra.metrics import Metrics
+from btcpipe.infra.tracing import NO_TRACING, TraceSpan, Tracing, exemplar, wall_ns_of
 from btcpipe.services.infer.archive import PredictionArchive
 from btcpipe.services.infer.drift import FeatureDrift
 from btcpipe.services.infer.fallback import FallbackFeatures, MarketTap
@@ -149,6 +150,7 @@ class InferenceService:
         sleep: Callable[[float], object] | None = None,
         perf_ns: Callable[[], int] = time.perf_counter_ns,
         on_result: Callable[[TickResult], object] | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         if not symbols:
             raise ConfigError("inference needs at least one symbol")
@@ -165,6 +167,7 @@ class InferenceService:
         self._sleep = sleep if sleep is not None else self._stop.wait
         self._perf_ns = perf_ns
         self._on_result = on_result
+        self.tracing = tracing
         served = model.current
         self.fallback = FallbackFeatures(
             served.params, lateness_us=int(self.settings.lateness_ms * US_PER_MS),
@@ -215,20 +218,41 @@ class InferenceService:
         outcome: Outcome = "predicted" if features.source == "store" else "fallback"
         reasons = features.reasons
         published = True
+        tick = self._trace_tick(symbol, ts_sec, t0) if self.tracing.enabled else None
         try:
-            self.bus.publish(STREAM_PREDICTIONS, symbol, [encode_prediction(prediction)])
+            if tick is None:
+                self.bus.publish(STREAM_PREDICTIONS, symbol, [encode_prediction(prediction)])
+            else:
+                span = self.tracing.start("bus.publish", parent=tick.traceparent, attributes={"symbol": symbol})
+                self.bus.publish(STREAM_PREDICTIONS, symbol, [encode_prediction(prediction)], [span.traceparent])
+                span.end()
         except BusError as exc:
             published = False
             outcome, reasons = "error", (*reasons, "publish_failed")
             log.error("publishing a prediction failed; it is still archived",
                       extra={"symbol": symbol, "ts_sec": ts_sec, "error": str(exc)})
         m = self._m[symbol]
-        m.latency.observe((self._perf_ns() - t0) / 1e9)
+        if tick is None:
+            m.latency.observe((self._perf_ns() - t0) / 1e9)
+        else:
+            m.latency.observe((self._perf_ns() - t0) / 1e9, exemplar=exemplar(tick))
+            tick.set("outcome", outcome)
+            tick.set("source", features.source)
+            tick.end()
         m.feature_age.observe(prediction.feature_age_ms / 1e3)
         m.prediction.observe(yhat)
         self.shadow.add_prediction(prediction, source=features.source, published=published)
         self._served_rows.append(features.values)
         return self._count(TickResult(symbol, ts_sec, outcome, reasons, prediction))
+
+    def _trace_tick(self, symbol: str, ts_sec: int, t0: int) -> TraceSpan | None:
+        """The tick's span, begun when the tick began, in the trace of the second whose row it used (the
+        processor's ``features.second`` is its parent); None when that second is not sampled."""
+        second = self.tracing.second_traceparent(symbol, ts_sec)
+        if second is None:
+            return None
+        return self.tracing.start("inference.tick", parent=second, attributes={"symbol": symbol, "ts_sec": ts_sec},
+                                  start_ns=wall_ns_of(t0, self._perf_ns()))
 
     def _count(self, result: TickResult) -> TickResult:
         self.counts[result.outcome] += 1

@@ -41,6 +41,7 @@ from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, B
 from btcpipe.domain.errors import ConfigError, DataError, ExchangeError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade, TradeGap
 from btcpipe.infra.metrics import Metrics
+from btcpipe.infra.tracing import NO_TRACING, TraceSpan, Tracing
 from btcpipe.lake.ports import BronzeSink
 from btcpipe.services.ingest.bronze import BronzeWriter
 from btcpipe.services.ingest.publish import BusPublisher
@@ -143,9 +144,11 @@ class Ingestor:
         settings: IngestSettings | None = None,
         now_us: Callable[[], int] | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         if not symbols:
             raise ConfigError("the ingestor needs at least one symbol")
+        self.tracing = tracing
         self.source = source
         self.bus = bus
         self.symbols = tuple(s.upper() for s in symbols)
@@ -299,10 +302,23 @@ class Ingestor:
         for gap in gaps:
             await self._on_gap(gap)
         if fresh:
-            await self.publisher.add(STREAM_TRADES, symbol, encode_trades(fresh), event.ts_recv)
+            span = self._trace_trades(symbol, fresh, event.ts_recv) if self.tracing.enabled else None
+            await self.publisher.add(STREAM_TRADES, symbol, encode_trades(fresh), event.ts_recv, span)
             self.stats.trades_published += len(fresh)
             if self.bronze is not None:
                 self.bronze.add(fresh, "ws")
+
+    def _trace_trades(self, symbol: str, trades: Sequence[Trade], ts_recv: int) -> TraceSpan | None:
+        """A sampled frame: its receive/decode span (from ts_recv until now) and the open publish span under it."""
+        if not self.tracing.sample():
+            return None
+        attributes: dict[str, str | int] = {"symbol": symbol, "trades": len(trades), "first_id": trades[0].id,
+                                           "last_id": trades[-1].id}
+        receive = self.tracing.start("ingest.receive", attributes=attributes,
+                                     start_ns=ts_recv * 1000 if ts_recv else None)
+        receive.end()
+        return self.tracing.start("bus.publish", parent=receive.traceparent,
+                                  attributes={"stream": STREAM_TRADES, "symbol": symbol})
 
     # --- trade gaps --------------------------------------------------------------------------------------
     def _fill_outcome(self, symbol: str, outcome: str) -> None:

@@ -4,6 +4,9 @@ Payloads wait in one FIFO per (bus stream, key). A single publisher task takes e
 ``Bus.publish`` off the event loop (Redis and Kinesis block), so the more arrives while one call is in flight
 the bigger the next batch: low latency when quiet, high throughput under load, order per key kept.
 
+With tracing on, a payload may come with an open ``bus.publish`` span: its traceparent travels as the record's
+bus metadata and the span ends when the bus has the record (so it covers the queue wait and the call).
+
 A failing bus (``BusError``) is retried with capped backoff; the payloads stay queued (counted, logged) and
 ``add`` waits once ``max_pending`` payloads are queued, so back-pressure reaches the socket instead of
 memory growing without bound. Nothing is dropped.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +25,7 @@ from dataclasses import dataclass
 from btcpipe.bus.port import Bus
 from btcpipe.domain.errors import BusError
 from btcpipe.infra.metrics import Metrics
+from btcpipe.infra.tracing import TraceSpan
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +63,9 @@ class BusPublisher:
         self.stats = PublishStats()
         self.failing = False
         self._now_us = now_us
-        self._queues: dict[tuple[str, str], list[tuple[bytes, int]]] = {}
+        self._queues: dict[tuple[str, str], list[tuple[bytes, int, TraceSpan | None]]] = {}
         self._pending = 0
+        self._traced = 0  # queued payloads with an open span
         self._has_work = asyncio.Event()
         self._room = asyncio.Event()
         self._room.set()
@@ -76,13 +82,16 @@ class BusPublisher:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="bus-publisher")
 
-    async def add(self, stream: str, key: str, payload: bytes, ts_recv: int) -> None:
-        """Queue one payload; waits while ``max_pending`` are queued (the bus is down or slow)."""
+    async def add(self, stream: str, key: str, payload: bytes, ts_recv: int, span: TraceSpan | None = None) -> None:
+        """Queue one payload; waits while ``max_pending`` are queued (the bus is down or slow). ``span``: the
+        payload's open publish span (tracing on and sampled), ended once the bus has it."""
         while self._pending >= self.max_pending:
             self.stats.waits_full += 1
             self._room.clear()
             await self._room.wait()
-        self._queues.setdefault((stream, key), []).append((payload, ts_recv))
+        self._queues.setdefault((stream, key), []).append((payload, ts_recv, span))
+        if span is not None:
+            self._traced += 1
         self._pending += 1
         self._idle.clear()
         self._has_work.set()
@@ -126,11 +135,16 @@ class BusPublisher:
                 while done < len(items):
                     chunk = items[done : done + self.max_batch]
                     try:
-                        payloads = [p for p, _ in chunk]
+                        payloads = [p for p, _, _ in chunk]
+                        if self._traced:  # only then look at the spans: untraced payloads cost nothing more
+                            traces = [None if sp is None else sp.traceparent for _, _, sp in chunk]
+                            call = functools.partial(self.bus.publish, stream, key, payloads, traces)
+                        else:  # untraced: exactly the call a bus without trace metadata knows
+                            call = functools.partial(self.bus.publish, stream, key, payloads)
                         if self.in_thread:
-                            await asyncio.to_thread(self.bus.publish, stream, key, payloads)
+                            await asyncio.to_thread(call)
                         else:
-                            self.bus.publish(stream, key, payloads)
+                            call()
                     except BusError as exc:
                         self.stats.errors += 1
                         self.failing = True
@@ -150,9 +164,14 @@ class BusPublisher:
                     if self.metrics is not None:
                         now = self._now_us()
                         hist = self.metrics.ingest_publish_latency.labels(stream)
-                        for _, ts_recv in chunk:
+                        for _, ts_recv, _ in chunk:
                             if ts_recv:
                                 hist.observe(max(now - ts_recv, 0) / 1e6)
+                    if self._traced:
+                        for _, _, span in chunk:
+                            if span is not None:
+                                span.end()
+                                self._traced -= 1
                     if self._pending < self.max_pending:
                         self._room.set()
             if not self._pending:

@@ -55,10 +55,12 @@ from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 from btcpipe.features.symbol_state import SymbolFeatureState
 from btcpipe.infra.metrics import Metrics
+from btcpipe.infra.tracing import NO_TRACING, Tracing
 from btcpipe.services.process.dead_letters import DeadLetters
 from btcpipe.services.process.lag import ConsumerLag
 from btcpipe.services.process.rewind import Rewind
 from btcpipe.services.process.silver import LiveSilverSink
+from btcpipe.services.process.trace_links import SecondTraces
 from btcpipe.store.port import DEFAULT_TTL_S, OnlineStore
 from btcpipe.wire.best_bid_ask_columns import decode_best_bid_ask_batches
 from btcpipe.wire.codec import decode_trade_batches, encode_feature_vector
@@ -162,6 +164,7 @@ class Processor:
         silver: LiveSilverSink | None = None,
         name: str = "processor",
         on_rows: Callable[[list[FeatureVector1s]], None] | None = None,
+        tracing: Tracing = NO_TRACING,
     ) -> None:
         if not symbols:
             raise ConfigError("the processor needs at least one symbol")
@@ -176,6 +179,8 @@ class Processor:
         self.silver = silver
         self.name = name
         self.on_rows = on_rows
+        self.tracing = tracing
+        self._traces = SecondTraces(tracing) if tracing.enabled else None
         self.schema_hash = schema_hash(params)
         self.stats = ProcessorStats()
         self.lateness_us = self.settings.lateness_ms * US_PER_MS
@@ -261,6 +266,8 @@ class Processor:
         if not deliveries:
             return
         batches = decode_trade_batches([d.value for d in deliveries])
+        if self._traces is not None:
+            self._traces.see_trades(deliveries, batches)
         for i, exc in batches.errors.items():
             self.stats.undecodable_records += 1
             self.dead_letters.send(deliveries[i].record, exc)
@@ -318,19 +325,29 @@ class Processor:
         if self.metrics is not None:
             for v in vectors:
                 self.metrics.processor_rows.labels(v.symbol).inc()
+        traced = self._traces.open_rows(vectors) if self._traces is not None else None
+        store_span = traced.child("store.write", rows=len(vectors)) if traced is not None else None
         try:
             self.store.put_many(vectors, self.settings.ttl_s)
         except StoreError as exc:
             # The rows still reach the bus and the lake; inference falls back to the bus on a miss.
             self.stats.store_errors += 1
             log.warning("online store write failed", extra={"rows": len(vectors), "error": str(exc)})
+        if store_span is not None:
+            store_span.end()
         if self.settings.publish_features:
             by_symbol: dict[str, list[bytes]] = {}
             for v in vectors:
                 by_symbol.setdefault(v.symbol, []).append(encode_feature_vector(v))
             for symbol, payloads in by_symbol.items():
                 try:
-                    self.bus.publish(STREAM_FEATURES, symbol, payloads)
+                    if traced is None:
+                        self.bus.publish(STREAM_FEATURES, symbol, payloads)
+                    else:
+                        publish_span = traced.child("bus.publish", stream=STREAM_FEATURES, symbol=symbol)
+                        self.bus.publish(STREAM_FEATURES, symbol, payloads,
+                                         traced.traces([v for v in vectors if v.symbol == symbol]))
+                        publish_span.end()
                 except BusError as exc:
                     self.stats.publish_errors += 1
                     log.warning("publishing feature rows failed", extra={"symbol": symbol, "error": str(exc)})
@@ -343,6 +360,8 @@ class Processor:
                 log.warning("live silver write failed", extra={"error": str(exc)})
         if self.on_rows is not None:
             self.on_rows(vectors)
+        if traced is not None:
+            traced.end()
 
     def _commit(self) -> None:
         last = {s: st.last_row for s, st in self.states.items() if st.last_row is not None}

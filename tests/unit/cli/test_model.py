@@ -140,3 +140,60 @@ def test_training_on_a_span_without_gold_fails_with_a_clear_message(lake_dir: Pa
                                       "--name", "btc", "--progress", "none"])
     assert result.exit_code != 0
     assert "no gold" in result.output
+
+
+def test_train_with_track_logs_the_run_to_mlflow_and_it_reads_back(lake_dir: Path, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    summary = _train(lake_dir, "--track", "--tracking-uri", uri, name="tracked")
+    tracked = summary["tracking"]
+    assert isinstance(tracked, dict)
+    assert tracked["uri"] == uri
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(tracked["run_id"])
+    assert run.info.status == "FINISHED"
+    # The registry is the source of truth; the run names the version it produced.
+    assert run.data.tags["btcpipe.model"] == "tracked"
+    assert run.data.tags["btcpipe.version"] == summary["version"]
+    assert run.data.tags["btcpipe.registry_uri"] == summary["uri"]
+    params = run.data.params
+    assert (params["train.seed"], params["train.max_epochs"], params["symbol"]) == ("1", "4", "BTCUSDT")
+    rows = summary["rows"]
+    assert isinstance(rows, dict)
+    for part in ("train", "val", "test"):  # the data span of each split
+        assert params[f"data.{part}.rows"] == str(rows[part])
+        assert int(params[f"data.{part}.first_ts"]) <= int(params[f"data.{part}.last_ts"])
+    epochs = int(run.data.tags["btcpipe.epochs"])
+    assert 1 <= epochs <= 4
+    for curve in ("train_loss", "val_loss"):
+        history = client.get_metric_history(run.info.run_id, curve)
+        assert sorted(m.step for m in history) == list(range(1, epochs + 1))
+    test_scores = summary["test"]
+    assert isinstance(test_scores, dict)
+    assert run.data.metrics["test.model.mae"] == pytest.approx(test_scores["mae"])
+    assert any(k.startswith("test.baselines.") for k in run.data.metrics)
+    # The evaluation table, the ONNX model and its schema are artifacts, byte for byte what the registry holds.
+    local = Path(client.download_artifacts(run.info.run_id, "", str(tmp_path / "got")))
+    evaluation = json.loads((local / "evaluation.json").read_text())
+    assert evaluation["model"]["mae"] == pytest.approx(test_scores["mae"])
+    store = Lake.open(str(lake_dir)).store
+    for name in ("model.onnx", "schema_v1.json", "scaler.json", "manifest.json"):
+        assert (local / "model" / name).read_bytes() == store.get(f"models/tracked/{summary['version']}/{name}"), name
+
+
+def test_tracking_turned_on_by_the_config_and_off_by_default(lake_dir: Path, tmp_path: Path) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = (tmp_path / "mlruns").as_uri()
+    env = {"BTCPIPE__TRACKING__ENABLED": "true", "BTCPIPE__TRACKING__URI": uri,
+           "BTCPIPE__TRACKING__EXPERIMENT": "from-config"}
+    args = ["train", "--lake", str(lake_dir), "--start", iso(START_US), "--end", iso(START_US + N_ROWS * US_PER_SEC),
+            "--name", "cfg", "--epochs", "1", "--progress", "none"]
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    experiment = MlflowClient(tracking_uri=uri).get_experiment_by_name("from-config")
+    assert experiment is not None
+    assert len(MlflowClient(tracking_uri=uri).search_runs([experiment.experiment_id])) == 1
+    untracked = json.loads(_run(*args))
+    assert untracked["tracking"] is None

@@ -72,3 +72,23 @@ def lambda_proxy(get: Callable[[], object]) -> object:
             target.ping()
 
     return Proxy()
+
+
+def test_openmetrics_scrapes_get_trace_exemplars_and_classic_scrapes_stay_plain() -> None:
+    metrics = Metrics()
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    metrics.inference_latency.labels(symbol="BTCUSDT").observe(0.0003, exemplar={"trace_id": trace_id})
+    metrics.dead_letters.labels(stream="market-sbe-trade", reason="PayloadDecodeError").inc()
+    server = serve_metrics(metrics)
+    try:
+        url = f"http://127.0.0.1:{server.server_port}/metrics"
+        open_metrics = httpx.get(url, headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+        assert open_metrics.headers["content-type"].startswith("application/openmetrics-text")
+        assert f'# {{trace_id="{trace_id}"}} 0.0003' in open_metrics.text
+        assert open_metrics.text.rstrip().endswith("# EOF")
+        plain = httpx.get(url)
+        assert plain.headers["content-type"].startswith("text/plain")
+        assert trace_id not in plain.text
+        assert 'btcpipe_dead_letters_total{reason="PayloadDecodeError",stream="market-sbe-trade"} 1.0' in plain.text
+    finally:
+        server.shutdown()
