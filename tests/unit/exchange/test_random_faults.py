@@ -35,5 +35,5 @@ def test_draws_follow_the_rates_and_repeat_with_the_seed() -> None:
 
 @pytest.mark.parametrize("rates", [{"poison": 1.5}, {"poison": -0.1}, {"flood": 0.1}])
 def test_bad_rates_are_refused(rates: dict[str, float]) -> None:
-    with pytest.raises(ConfigError, match="rate must be within|unknown stream fault"):
+    with pytest.raises(ConfigError, match=r"rate must be within|unknown stream fault"):
         StreamFaultRates().set(rates)  # type: ignore[arg-type]
