@@ -3,8 +3,10 @@
 Each node is a ``ray start`` with its own loopback address: the head on one (Ray rewrites 127.0.0.1 to
 the host's address, so the default is 127.0.0.2), the workers on the next ones. Tasks then cross real
 node boundaries (separate raylets, object stores, gRPC between them) without a second machine: what the
-tests use to check that a spread build equals a serial one. Token authentication is on (``RAY_AUTH_MODE
-=token``; Ray keeps the token in ``~/.ray/auth_token``), so clients need that variable too.
+tests use to check that a spread build equals a serial one. Token authentication is on: the nodes start
+with ``RAY_AUTH_MODE=token`` and share the token in ``~/.ray/auth_token`` (created by the head when
+missing). A client on this machine sends that token when it runs with ``RAY_AUTH_MODE=token`` too (Ray
+reads the variable at import and, given an explicit address, never turns token mode on by itself).
 """
 
 from __future__ import annotations

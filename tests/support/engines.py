@@ -8,6 +8,7 @@ import os
 import signal
 from pathlib import Path
 
+from btcpipe.domain.errors import DataError
 from btcpipe.domain.time import day_start_us
 from btcpipe.engines.feature_build import DayParts, DayTask, build_day_task
 from btcpipe.lake.lake import Lake
@@ -18,11 +19,11 @@ D1, D3 = dt.date(2024, 3, 1), dt.date(2024, 3, 3)
 
 
 def write_bronze(root: Path, symbols: tuple[str, ...] = SYMBOLS, *, rate: float = 0.5) -> Lake:
-    """Trades from 20:00 of D1 to 04:00 after D3 (32 h, every day of D1..D3 has some) per symbol."""
+    """Trades from 22:00 of D1 to 01:00 of D3 (27 h: D1 and D2 have whole days of rows, D3 an hour)."""
     lake = Lake.open(str(root))
-    start = day_start_us(D1) + 20 * 3600 * SEC
+    start = day_start_us(D1) + 22 * 3600 * SEC
     for seed, symbol in enumerate(symbols, start=21):
-        tape = make_tape(seed, start, 32 * 3600, rate=rate, silence_s=120)
+        tape = make_tape(seed, start, 27 * 3600, rate=rate, silence_s=120)
         lake.append_bronze("trades", symbol, bronze_trades_table(tape.trades), raw=b"synthetic", raw_format="csv",
                            source="test")
     return lake
@@ -43,6 +44,13 @@ def build_then_die_once(task: DayTask) -> DayParts:
         marker.write_text(str(os.getpid()))
         os.kill(os.getpid(), signal.SIGKILL)
     return parts
+
+
+def refuse_odd(n: int) -> int:
+    """A task that fails on bad input the way btcpipe's code does: with one of its own errors."""
+    if n % 2:
+        raise DataError(f"{n} is odd")
+    return n
 
 
 def build_on_node(task: DayTask) -> tuple[str, DayParts]:
