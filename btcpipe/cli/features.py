@@ -76,8 +76,9 @@ def build(  # noqa: PLR0917 - click passes every option positionally
     percentile) are fitted per symbol on the earliest --train-fraction of the span unless --params gives them.
     """
     from btcpipe.cli.wiring.engines import open_runner, split_symbols
-    from btcpipe.engines.feature_build import LakeRef, build_partitions
+    from btcpipe.engines.feature_build import build_partitions
     from btcpipe.features.spec import schema_document
+    from btcpipe.lake.ref import LakeRef
 
     start_day, end_day = _day(start), _day(end)
     names = split_symbols(symbol, symbols)

@@ -21,22 +21,10 @@ from btcpipe.engines.port import PartitionRunner
 from btcpipe.features.day_build import DEFAULT_TRAIN_FRACTION, DayBuild, build_day, days_in, plan_span
 from btcpipe.features.spec import FeatureParams
 from btcpipe.features.tables import GOLD_DATASET, SILVER_DATASET
-from btcpipe.lake.lake import Lake
 from btcpipe.lake.manifest import FileEntry
+from btcpipe.lake.ref import LakeRef
 
 DEFAULT_THREADS_PER_DAY = 2  # a day's build has two independent branches at a time (see build_day)
-
-
-@dataclass(frozen=True, slots=True)
-class LakeRef:
-    """How a worker opens the lake: what it gets instead of an open ``Lake`` (whose S3 client does not
-    travel between processes)."""
-
-    uri: str
-    endpoint_url: str | None = None
-
-    def open(self) -> Lake:
-        return Lake.open(self.uri, endpoint_url=self.endpoint_url)
 
 
 @dataclass(frozen=True, slots=True)

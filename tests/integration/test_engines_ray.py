@@ -7,6 +7,7 @@ one xdist group."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -23,18 +24,23 @@ os.environ.setdefault("RAY_AUTH_MODE", "token")
 ray = pytest.importorskip("ray")
 
 import support.engines as support_engines  # noqa: E402 - after the skip: it is shipped to Ray by value
+from support.backfill import US_ERA_START, bronze_files, two_symbol_tapes  # noqa: E402
 from support.engines import D1, D3, SYMBOLS, build_on_node, build_then_die_once, lake_files, write_bronze  # noqa: E402
 
 from btcpipe.domain.errors import DataError  # noqa: E402
-from btcpipe.engines.feature_build import DayTask, LakeRef, build_partitions  # noqa: E402
+from btcpipe.engines.feature_build import DayTask, build_partitions  # noqa: E402
 from btcpipe.engines.ray_runner import RayRunner  # noqa: E402
 from btcpipe.engines.serial import SerialRunner  # noqa: E402
+from btcpipe.exchange.server import LocalExchange  # noqa: E402
 from btcpipe.features.spec import FeatureParams  # noqa: E402
+from btcpipe.lake.ref import LakeRef  # noqa: E402
+from btcpipe.services.backfill_days import backfill_dump_days  # noqa: E402
 
 pytestmark = [pytest.mark.services, pytest.mark.xdist_group("ray"), pytest.mark.timeout(600)]
 
 BTCPIPE = [sys.executable, "-m", "btcpipe.cli.main"]
 HEAD_IP = "127.0.0.2"
+D_MS, D_US = dt.date(2024, 12, 31), dt.date(2025, 1, 1)
 
 
 def _free_port(host: str) -> int:
@@ -132,6 +138,23 @@ def test_killed_worker_task_is_retried_without_duplicates(tmp_path: Path, serial
     for marker in lake_root.glob("killed-*"):
         marker.unlink()
     _assert_same_layers(lake_root, serial_lake)  # one part per day and layer, the serial build's bytes
+
+
+def test_dump_days_backfilled_on_the_cluster_equal_serial(tmp_path: Path, ray_cluster: str) -> None:
+    """Each (symbol, day) downloads, verifies and writes its dump on a cluster node (the exchange serves
+    on 127.0.0.1, which both nodes reach)."""
+    start = US_ERA_START - 600_000_000  # the ms-era and the µs-era day
+    days = (start_day, end_day) = (D_MS, D_US)
+    with LocalExchange(two_symbol_tapes(47, 1200, start)) as ex:
+        backfill_dump_days(SerialRunner(), LakeRef(str(tmp_path / "serial")), ex.base_url, kind="trades",
+                           symbols=SYMBOLS, start_day=start_day, end_day=end_day)
+        out = _btcpipe("backfill", "--symbols", ",".join(SYMBOLS), "--source", "dumps", "--start", str(start_day),
+                       "--end", str(end_day + dt.timedelta(days=1)), "--lake", str(tmp_path / "ray"),
+                       "--base-url", ex.base_url, "--engine", "ray", "--ray-address", ray_cluster)
+    assert out.returncode == 0, out.stderr
+    results = json.loads(out.stdout)["results"]
+    assert [(r["symbol"], r["days"]) for r in results] == [(s, [d.isoformat()]) for s in SYMBOLS for d in days]
+    assert bronze_files(tmp_path / "ray") == bronze_files(tmp_path / "serial")
 
 
 def test_a_tasks_own_error_reaches_the_driver_as_itself(ray_cluster: str) -> None:

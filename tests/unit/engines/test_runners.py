@@ -12,10 +12,11 @@ from support.engines import D1, D3, SYMBOLS, lake_files, write_bronze
 from btcpipe.cli.features import cli
 from btcpipe.cli.wiring.engines import open_runner
 from btcpipe.domain.errors import ConfigError, DataError
-from btcpipe.engines.feature_build import LakeRef, build_partitions
+from btcpipe.engines.feature_build import build_partitions
 from btcpipe.engines.serial import SerialRunner
 from btcpipe.engines.threads import ThreadRunner
 from btcpipe.features.spec import FeatureParams
+from btcpipe.lake.ref import LakeRef
 
 
 def _fail_on_three(n: int) -> int:
