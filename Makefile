@@ -8,7 +8,11 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: run test lint imports typecheck pytest bench install system-deps clean
+.PHONY: run test lint imports typecheck pytest bench install system-deps clean feast-venv
+# Feast's pins (pandas 2, redis 7) conflict with ours: it lives in its own venv (tests/integration/test_feast.py
+# builds it too when it is missing). `btcpipe feast init` writes a repo for it; docs/FEAST.md.
+FEAST_VERSION := 0.67.0
+FEAST_VENV := .venv-feast
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
@@ -18,6 +22,12 @@ $(STAMP): pyproject.toml constraints.txt
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps
+
+$(FEAST_VENV)/bin/feast:
+	$(PYTHON) -m venv $(FEAST_VENV)
+	$(FEAST_VENV)/bin/pip install --quiet 'feast[redis]==$(FEAST_VERSION)'
+
+feast-venv: $(FEAST_VENV)/bin/feast
 
 # Installs the Debian packages that are missing (as root, or with sudo when it is there).
 system-deps:
@@ -50,4 +60,4 @@ bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(FEAST_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
