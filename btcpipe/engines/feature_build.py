@@ -51,6 +51,8 @@ class DayParts:
 
 @dataclass(frozen=True, slots=True)
 class SymbolBuild:
+    """One symbol's span: the params its days were built with and the days in order."""
+
     symbol: str
     params: FeatureParams
     days: list[DayParts]

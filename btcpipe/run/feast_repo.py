@@ -43,6 +43,8 @@ DEFAULT_TTL_S = 3  # a row older than this is stale for serving (inference's sta
 
 @dataclass(frozen=True, slots=True)
 class ExportedDay:
+    """A day written to ``silver/features_1s_feast``: its rows and the part's key."""
+
     symbol: str
     day: dt.date
     rows: int

@@ -23,7 +23,7 @@ from support.processor import PARAMS, sim_tape
 
 from btcpipe.bus.memory import InProcessBus
 from btcpipe.bus.positions import InMemoryPositionStore
-from btcpipe.cli.feast import cli
+from btcpipe.cli.scale.feast import cli
 from btcpipe.domain.time import day_of
 from btcpipe.engines.feature_build import build_partitions
 from btcpipe.engines.serial import SerialRunner

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from support.engines import write_bronze
 from support.features import same_tables
 
-from btcpipe.cli.feast import cli
+from btcpipe.cli.scale.feast import cli
 from btcpipe.domain.errors import ConfigError
 from btcpipe.engines.feature_build import build_partitions
 from btcpipe.engines.serial import SerialRunner
