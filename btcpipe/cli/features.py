@@ -18,14 +18,16 @@ EXIT_FAILED = 1
 DEFAULT_WORKERS = 2  # a day's build has two independent branches at a time (see features.day_build.build_day)
 
 
-def _day(text: str) -> dt.date:
+def parse_day(text: str) -> dt.date:
+    """A ``--start``/``--end`` value's UTC day (shared by the commands that take days)."""
     try:
         return day_of(parse_time(text))
     except ValueError as exc:
         raise click.BadParameter(f"not a date or time: {text!r}") from exc
 
 
-def _load_params(path: Path) -> Any:
+def load_params(path: Path) -> Any:
+    """``FeatureParams`` from a params JSON or schema document, refused as a bad parameter when unreadable."""
     from btcpipe.features.spec import FeatureParams
 
     try:
@@ -80,11 +82,11 @@ def build(  # noqa: PLR0917 - click passes every option positionally
     from btcpipe.features.spec import schema_document
     from btcpipe.lake.ref import LakeRef
 
-    start_day, end_day = _day(start), _day(end)
+    start_day, end_day = parse_day(start), parse_day(end)
     names = split_symbols(symbol, symbols)
     if write_params is not None and len(names) > 1:
         raise click.BadParameter("writes one symbol's schema document; build one symbol", param_hint="--write-params")
-    params = _load_params(params_file) if params_file else None
+    params = load_params(params_file) if params_file else None
     lake = LakeRef(lake_uri, endpoint_url)
     try:
         runner = open_runner(engine, jobs=jobs, ray_address=ray_address)
@@ -136,5 +138,5 @@ def schema(params_file: Path | None, with_spread: bool) -> None:
     """Print the schema_v1 document (names, dtypes, units, windows, params, hash) as JSON."""
     from btcpipe.features.spec import FeatureParams, schema_document
 
-    params = _load_params(params_file) if params_file else FeatureParams(0.0, with_spread)
+    params = load_params(params_file) if params_file else FeatureParams(0.0, with_spread)
     click.echo(json.dumps(schema_document(params), indent=2, sort_keys=True))

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from btcpipe.cli.features import _day, _load_params
+from btcpipe.cli.features import load_params, parse_day
 from btcpipe.cli.wiring.engines import split_symbols
 from btcpipe.domain.errors import BtcpipeError
 
@@ -51,7 +51,7 @@ def init(  # noqa: PLR0917 - click passes every option positionally
     from btcpipe.lake.lake import Lake
     from btcpipe.run.feast_repo import repo_files, write_repo
 
-    params = _load_params(params_file)
+    params = load_params(params_file)
     try:
         files = repo_files(Lake.open(lake_uri, endpoint_url=endpoint_url), params, endpoint_url=endpoint_url,
                            redis_url=redis_url, redis_password_env=redis_password_env, ttl_s=ttl_s)
@@ -80,10 +80,10 @@ def export(lake_uri: str, endpoint_url: str | None, params_file: Path, symbol: s
     from btcpipe.lake.lake import Lake
     from btcpipe.run.feast_repo import export_silver
 
-    params = _load_params(params_file)
+    params = load_params(params_file)
     try:
         done = export_silver(Lake.open(lake_uri, endpoint_url=endpoint_url), split_symbols(symbol, symbols),
-                             _day(start), _day(end), pinned_hash=schema_hash(params))
+                             parse_day(start), parse_day(end), pinned_hash=schema_hash(params))
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
