@@ -8,16 +8,26 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus prometheus-alertmanager docker-compose
 PYTEST_ARGS ?=
 
-.PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean
+.PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean feast-venv
+# Feast's pins (pandas 2, redis 7) conflict with ours: it lives in its own venv (tests/integration/test_feast.py
+# builds it too when it is missing). `btcpipe feast init` writes a repo for it; docs/SCALE.md.
+FEAST_VERSION := 0.67.0
+FEAST_VENV := .venv-feast
 
 $(STAMP): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { echo "Python 3.11+ is required"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,dev]'
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[train,ray,dev]'
 	@touch $(STAMP)
 
 install: $(STAMP) system-deps
+
+$(FEAST_VENV)/bin/feast:
+	$(PYTHON) -m venv $(FEAST_VENV)
+	$(FEAST_VENV)/bin/pip install --quiet 'feast[redis]==$(FEAST_VERSION)'
+
+feast-venv: $(FEAST_VENV)/bin/feast
 
 # Installs the Debian packages that are missing (as root, or with sudo when it is there).
 system-deps:
@@ -53,4 +63,4 @@ fuzz: install  # every boundary decoder, 100 000 mutated inputs each (about 6 mi
 	$(BIN)/python bench/fuzz_decoders.py --inputs 100000
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(FEAST_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info

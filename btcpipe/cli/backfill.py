@@ -12,8 +12,9 @@ import orjson
 
 from btcpipe.binance.weights import MAX_PAGE_WEIGHT
 from btcpipe.cli.wiring.bounds import finite, positive
+from btcpipe.cli.wiring.engines import engine_options, split_symbols
 from btcpipe.domain.errors import BtcpipeError
-from btcpipe.domain.time import iso, parse_time
+from btcpipe.domain.time import day_of, iso, parse_time
 
 DEFAULT_URLS = {"rest": "https://data-api.binance.vision", "dumps": "https://data.binance.vision"}
 
@@ -82,6 +83,8 @@ class _BarProgress:
 
 @click.command(name="backfill")
 @click.option("--symbol", default="BTCUSDT", show_default=True, help="Binance symbol, upper case.")
+@click.option("--symbols", default=None,
+              help="Dumps only: several symbols, comma-separated; one task per (symbol, day) on --engine.")
 @click.option("--kind", type=click.Choice(["trades", "aggTrades", "klines"]), default="trades", show_default=True,
               help="What to download: raw trades (the feature source), aggTrades, or klines.")
 @click.option("--source", type=click.Choice(["rest", "dumps"]), default="rest", show_default=True,
@@ -108,9 +111,14 @@ class _BarProgress:
               help="Merge each touched hour's bronze parts into one at the end.")
 @click.option("--progress", "progress_mode", type=click.Choice(["auto", "bar", "log", "none"]), default="auto",
               show_default=True, help="Progress display: a bar on a terminal, log lines otherwise.")
+@engine_options
 def cli(
     *,
     symbol: str,
+    symbols: str | None,
+    engine: str,
+    jobs: int | None,
+    ray_address: str | None,
     kind: str,
     source: str,
     start: str,
@@ -135,6 +143,10 @@ def cli(
     days, verify the sha256 against .CHECKSUM and write nothing from a file that fails. Prints the result as
     JSON on stdout.
 
+    With --symbols or --engine threads|ray (dumps only), each (symbol, day) is a task of its own: verified
+    and written on its own, run side by side or on a Ray cluster, and safe to retry. The JSON is then
+    {"engine", "results": [one result per task]}.
+
     \b
     Example:
       btcpipe backfill --kind trades --start 2025-01-01 --end 2025-01-01T01:00 --lake ./lake
@@ -155,6 +167,14 @@ def cli(
             f"{weight_limit} × --weight-share {weight_share} is below one request's weight ({MAX_PAGE_WEIGHT}): "
             "the backfill would send one request per window", param_hint="--weight-limit")
     url = base_url or DEFAULT_URLS[source]
+    if symbols is not None or engine != "serial":
+        if source != "dumps":
+            raise click.BadParameter("--symbols and --engine spread dump days; REST pages run in one process",
+                                     param_hint="--source")
+        _backfill_days(split_symbols(symbol, symbols), kind, start_us, end_us, url=url, lake_uri=lake_uri,
+                       s3_endpoint=s3_endpoint, engine=engine, jobs=jobs, ray_address=ray_address,
+                       max_retries=max_retries, compact=compact)
+        return
     mode = progress_mode
     if mode == "auto":
         mode = "bar" if sys.stderr.isatty() else "log"
@@ -182,3 +202,27 @@ def cli(
     except (BtcpipeError, ValueError) as exc:
         raise click.ClickException(f"backfill failed: {exc}") from exc
     click.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+
+
+def _backfill_days(
+    symbols: list[str], kind: str, start_us: int, end_us: int, *, url: str, lake_uri: str,
+    s3_endpoint: str | None, engine: str, jobs: int | None, ray_address: str | None, max_retries: int, compact: bool,
+) -> None:
+    """The dump days of ``[start_us, end_us)`` (whole UTC days) for every symbol, one task each."""
+    from btcpipe.cli.wiring.engines import open_runner
+    from btcpipe.lake.ref import LakeRef
+    from btcpipe.services.backfill_days import backfill_dump_days
+
+    try:
+        runner = open_runner(engine, jobs=jobs, ray_address=ray_address)
+        try:
+            results = backfill_dump_days(
+                runner, LakeRef(lake_uri, s3_endpoint), url, kind=kind, symbols=[s.upper() for s in symbols],
+                start_day=day_of(start_us), end_day=day_of(end_us - 1), max_retries=max_retries, compact=compact,
+            )
+        finally:
+            runner.close()
+    except (BtcpipeError, ValueError) as exc:
+        raise click.ClickException(f"backfill failed: {exc}") from exc
+    doc = {"engine": engine, "results": [r.to_dict() for r in results]}
+    click.echo(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode())

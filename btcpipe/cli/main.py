@@ -27,6 +27,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "infer": ("btcpipe.cli.infer", "live inference: features to predictions"),
     "replay": ("btcpipe.cli.replay", "replay a recording or bronze span onto the bus"),
     "parity": ("btcpipe.cli.parity", "prove online features equal offline features"),
+    "cluster": ("btcpipe.cli.scale.cluster", "a local multi-node Ray cluster on loopback (--engine ray)"),
+    "feast": ("btcpipe.cli.scale.feast", "write a Feast feature repo over the lake's silver (optional wrapper)"),
 }
 
 

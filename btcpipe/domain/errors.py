@@ -152,6 +152,11 @@ class PayloadSchemaError(PayloadDecodeError):
 
 
 # --- orchestration ----------------------------------------------------------------------------------
+class EngineError(BtcpipeError):
+    """A partition runner could not run its tasks: the cluster is unreachable, or a worker was lost more
+    often than the task's retries allow."""
+
+
 class StageError(BtcpipeError):
     """A stage of ``btcpipe run`` failed; ``stage`` names it (exchange, backfill, check, features, ...)."""
 

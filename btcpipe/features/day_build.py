@@ -198,6 +198,33 @@ def build_day(
     return result
 
 
+def plan_span(
+    lake: FeatureLake,
+    symbol: str,
+    days: list[dt.date],
+    params: FeatureParams | None = None,
+    *,
+    train_fraction: float = DEFAULT_TRAIN_FRACTION,
+) -> tuple[FeatureParams, bool]:
+    """What every day of a span is built with: the params (fitted on the span's training part unless
+    given) and whether the labels use the best bid/ask mid. Checks that every day has bronze trades.
+
+    Done once per span (in the driver when the days run elsewhere): each day's build then only reads.
+    """
+    have_trades = set(lake.bronze_days("trades", symbol))
+    missing = [d for d in days if d not in have_trades]
+    if missing:
+        raise DataError(f"no bronze trades for {symbol} on {', '.join(d.isoformat() for d in missing)}")
+    use_book = book_covers(lake, symbol, days)
+    if params is None:
+        params = fit_params_from_lake(
+            lake, symbol, days[0], days[-1], with_spread=use_book, train_fraction=train_fraction
+        )
+    elif params.with_spread and not use_book:
+        raise ConfigError("the params ask for 'spread' but the span has no complete bookTicker history")
+    return params, use_book
+
+
 def build_span(
     lake: FeatureLake,
     symbol: str,
@@ -217,17 +244,7 @@ def build_span(
     if workers < 1:
         raise ConfigError(f"workers must be at least 1, got {workers}")
     days = days_in(start_day, end_day)
-    have_trades = set(lake.bronze_days("trades", symbol))
-    missing = [d for d in days if d not in have_trades]
-    if missing:
-        raise DataError(f"no bronze trades for {symbol} on {', '.join(d.isoformat() for d in missing)}")
-    use_book = book_covers(lake, symbol, days)
-    if params is None:
-        params = fit_params_from_lake(
-            lake, symbol, start_day, end_day, with_spread=use_book, train_fraction=train_fraction
-        )
-    elif params.with_spread and not use_book:
-        raise ConfigError("the params ask for 'spread' but the span has no complete bookTicker history")
+    params, use_book = plan_span(lake, symbol, days, params, train_fraction=train_fraction)
     results = []
     with contextlib.ExitStack() as stack:
         executor = stack.enter_context(ThreadPoolExecutor(workers)) if workers > 1 else None

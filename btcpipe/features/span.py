@@ -1,6 +1,6 @@
 """One span of trades in memory → its silver and gold tables: features, label, Arrow tables.
 
-``features.pipeline.build_day`` calls ``span_tables`` between reading bronze and writing the two
+``features.day_build.build_day`` calls ``span_tables`` between reading bronze and writing the two
 partitions, and ``bench/bench_features.py`` times the same call. Given an executor, the label's as-of
 lookups (two binary searches over every trade) run on it while the calling thread computes the
 features; numpy releases the GIL in both, so on two cores the label costs almost no wall time. The

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import numpy as np
 
@@ -61,3 +62,15 @@ def assert_agg_trades_equal_tape(lake: Lake, tape: MarketTape) -> None:
 
 def tape_day(tape: MarketTape) -> dt.date:
     return dt.datetime.fromtimestamp(tape.start_us // 1_000_000, tz=dt.UTC).date()
+
+
+def two_symbol_tapes(seed: int, duration_s: int, start_us: int) -> list[MarketTape]:
+    """BTCUSDT and ETHUSDT over the same span, simulated from different seeds."""
+    return [simulate(SimConfig(symbol=symbol, seed=seed + i, start_us=start_us, duration_s=duration_s))
+            for i, symbol in enumerate(("BTCUSDT", "ETHUSDT"))]
+
+
+def bronze_files(root: Path) -> dict[str, bytes]:
+    """Every bronze file (parts, kept raw payloads, manifests) by path, for byte comparisons."""
+    base = root / "bronze"
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(base.rglob("*")) if p.is_file()}

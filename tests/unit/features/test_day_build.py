@@ -138,7 +138,8 @@ def test_cli_build_writes_both_layers_and_reports_json(tmp_path: Path, tape: Mar
               "--write-params", str(tmp_path / "schema_v1.json")],
     )
     assert out.exit_code == 0, out.output
-    summary = json.loads(out.stdout)
+    (summary,) = json.loads(out.stdout)["symbols"]
+    assert summary["symbol"] == "BTCUSDT"
     assert [d["day"] for d in summary["days"]] == ["2024-03-01", "2024-03-02"]
     assert summary["days"][1]["warmed_up"]
     assert not summary["days"][0]["warmed_up"]
