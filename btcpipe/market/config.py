@@ -20,6 +20,8 @@ DEFAULT_START_US = 1_704_067_200 * US_PER_SEC
 
 # Coefficients that may be negative (a negative one models reversal instead of momentum).
 _SIGNED = frozenset({"alpha_tvi_1s", "lambda_net_5s", "gamma_net_now"})
+# Shares, each in [0, 1].
+_SHARES = ("sign_follow", "sign_flip_prob", "impact_lag1_share", "impact_lag5_share")
 
 
 MAX_SIM_S = 7 * 86_400  # the longest simulated span
@@ -79,6 +81,21 @@ class SimConfig:
     sigma_per_sec: float = 5.5e-5
     vol_activity_exponent: float = 0.5
 
+    # Order-sign memory and surprise impact (the realistic preset; 0 = off, the classroom model).
+    # A hidden direction D flips with probability sign_flip_prob per order; an order follows D with
+    # probability sign_follow, else it is a fair coin. So E[sign_i | before i] = follow·(1 − 2·flip)·D_{i−1}
+    # and the surprise of order i is sign_i minus that. Each order moves the log price by
+    #   surprise_impact · activity^(−impact_activity_exponent) · q0·tanh(size / q0) · surprise,  q0 = impact_saturation_btc
+    # (saturating in size, weaker when the market is busy), spread over time: a share in its own second,
+    # impact_lag1_share one second later and impact_lag5_share five seconds later.
+    sign_follow: float = 0.0
+    sign_flip_prob: float = 0.5
+    surprise_impact: float = 0.0  # log-price per BTC of surprise (before saturation and the activity gate)
+    impact_saturation_btc: float = 0.05
+    impact_activity_exponent: float = 0.0
+    impact_lag1_share: float = 0.0
+    impact_lag5_share: float = 0.0
+
     # Depth diffs aggregate the book's updates per window, like <symbol>@depth@100ms; 0 = every update.
     depth_interval_us: int = 100_000
 
@@ -103,6 +120,13 @@ class SimConfig:
             problems.append(f"depth_levels must be at least 1, got {self.depth_levels}")
         if self.first_trade_id < 0 or self.first_update_id < 1:
             problems.append("first_trade_id must be >= 0 and first_update_id >= 1")
+        for name in _SHARES:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                problems.append(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.impact_lag1_share + self.impact_lag5_share > 1.0:
+            problems.append("impact_lag1_share + impact_lag5_share must not exceed 1")
+        if self.impact_saturation_btc <= 0:
+            problems.append(f"impact_saturation_btc must be positive, got {self.impact_saturation_btc}")
         for f in fields(self):
             value = getattr(self, f.name)
             if not isinstance(value, float):
@@ -111,6 +135,10 @@ class SimConfig:
                 problems.append(f"{f.name} must be finite (and non-negative unless a coefficient), got {value}")
         if problems:
             raise ConfigError("invalid simulator config: " + "; ".join(problems))
+
+    @property
+    def has_surprise_impact(self) -> bool:
+        return self.surprise_impact != 0.0
 
     @property
     def n_seconds(self) -> int:

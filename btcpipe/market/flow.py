@@ -123,3 +123,42 @@ def sweep_book(config: SimConfig, order_steps: I64, resting_steps: I64, rng: np.
     prev_cut[first] = 0
     steps = 1 + cut - prev_cut
     return Fills(order=order_idx[seg].astype(np.int64), level=level_idx[seg].astype(np.int64), steps=steps)
+
+
+def draw_persistent_signs(config: SimConfig, n_orders: int, rng: np.random.Generator) -> tuple[Bools, F64]:
+    """(is_buy, E[sign | everything before the order]) of each order under the sign-memory model.
+
+    A hidden direction D (±1) flips with probability ``sign_flip_prob`` at each order; the order follows D
+    with probability ``sign_follow``, else it is a fair coin. Given everything before order i (which
+    includes D_{i−1}), E[sign_i] = follow · (1 − 2·flip) · D_{i−1}: the surprise ``sign − expected`` has
+    conditional mean zero whatever happened before, which keeps the oracle exact.
+    """
+    d_before = 1.0 if rng.random() < 0.5 else -1.0
+    flips = rng.random(n_orders) < config.sign_flip_prob
+    direction = d_before * np.where(np.cumsum(flips) % 2 == 1, -1.0, 1.0)
+    follows = rng.random(n_orders) < config.sign_follow
+    coin = np.where(rng.random(n_orders) < 0.5, 1.0, -1.0)
+    sign = np.where(follows, direction, coin)
+    previous = np.concatenate(([d_before], direction[:-1]))
+    expected = config.sign_follow * (1.0 - 2.0 * config.sign_flip_prob) * previous
+    return sign > 0, expected.astype(np.float64)
+
+
+def surprise_impact_per_second(
+    config: SimConfig, arrivals: Arrivals, is_buy: Bools, expected_sign: F64, size_steps: I64
+) -> F64:
+    """Total surprise impact (log price) of the orders of each second, before it is spread over time."""
+    n = config.n_seconds
+    sec = (arrivals.order_ts - config.start_us) // US_PER_SEC
+    q0 = config.impact_saturation_btc
+    size_btc = size_steps * (config.qty_step_mantissa * 1e-8)
+    surprise = np.where(is_buy, 1.0, -1.0) - expected_sign
+    gate = activity(config, arrivals.rate) ** (-config.impact_activity_exponent)
+    per_order = config.surprise_impact * q0 * np.tanh(size_btc / q0) * surprise * gate[sec]
+    return np.bincount(sec, weights=per_order, minlength=n).astype(np.float64)
+
+
+def activity(config: SimConfig, rate: F64) -> F64:
+    """Each second's order intensity relative to the stationary mean, clipped to [0.05, 50]."""
+    mean_rate = config.base_order_rate / (1.0 - config.hawkes_branching)
+    return np.asarray(np.clip(rate / max(mean_rate, 1e-12), 0.05, 50.0), dtype=np.float64)

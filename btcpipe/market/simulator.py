@@ -24,7 +24,16 @@ from btcpipe.domain.time import US_PER_SEC
 from btcpipe.features.labels import forward_log_return, mid_from_best_bid_asks, mid_from_trades
 from btcpipe.market.book import BookPath, best_bid_asks, book_at, depth_diffs, initial_snapshot
 from btcpipe.market.config import DEFAULT_START_US, SimConfig
-from btcpipe.market.flow import draw_level_quantities, draw_order_sizes, simulate_arrivals, sweep_book
+from btcpipe.market.flow import (
+    Arrivals,
+    activity,
+    draw_level_quantities,
+    draw_order_sizes,
+    draw_persistent_signs,
+    simulate_arrivals,
+    surprise_impact_per_second,
+    sweep_book,
+)
 
 __all__ = [
     "DEFAULT_START_US",
@@ -75,19 +84,51 @@ def _lagged(x: F64, lag: int) -> F64:
     return out
 
 
-def _known_component(config: SimConfig, buy: F64, sell: F64) -> F64:
-    """E[y_t | what is known at t] at t = start + s: α·tvi(second s−1) + λ·net(seconds s−5 … s−1)."""
+def _known_component(config: SimConfig, buy: F64, sell: F64, impact: F64 | None = None) -> F64:
+    """E[y_t | what is known at t] at t = start + s: α·tvi(second s−1) + λ·net(seconds s−5 … s−1),
+    plus, with surprise impact I, the parts of past impacts still to come inside [t, t+10 s):
+    (h1 + h5)·I(s−1) + h5·(I(s−2) + … + I(s−5))."""
     net = buy - sell
     net_5s = sum((_lagged(net, m) for m in range(1, 6)), np.zeros_like(net))
-    return config.alpha_tvi_1s * _lagged(_imbalance(buy, sell), 1) + config.lambda_net_5s * net_5s
+    known = config.alpha_tvi_1s * _lagged(_imbalance(buy, sell), 1) + config.lambda_net_5s * net_5s
+    if impact is not None:
+        h1, h5 = config.impact_lag1_share, config.impact_lag5_share
+        known = known + (h1 + h5) * _lagged(impact, 1)
+        known = known + h5 * sum((_lagged(impact, m) for m in range(2, 6)), np.zeros_like(impact))
+    return np.asarray(known, dtype=np.float64)
+
+
+@dataclass(frozen=True, slots=True)
+class _Orders:
+    arrivals: Arrivals
+    is_buy: Bools
+    size_steps: I64
+    impact: F64 | None  # surprise impact per second (None without the sign-memory model)
+
+
+def _rngs(config: SimConfig) -> list[np.random.Generator]:
+    # arrivals, orders, book, fills, price, signs: one stream per part of the model
+    return [np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(6)]
+
+
+def _orders(config: SimConfig, rngs: list[np.random.Generator]) -> _Orders:
+    """Arrivals, order sides and sizes, and the surprise impact: everything the oracle needs."""
+    arrivals = simulate_arrivals(config, rngs[0])
+    n_orders = arrivals.order_ts.shape[0]
+    is_buy, size_steps = draw_order_sizes(config, n_orders, rngs[1])
+    if not config.has_surprise_impact:
+        return _Orders(arrivals, is_buy, size_steps, None)
+    is_buy, expected = draw_persistent_signs(config, n_orders, rngs[5])
+    impact = surprise_impact_per_second(config, arrivals, is_buy, expected, size_steps)
+    return _Orders(arrivals, is_buy, size_steps, impact)
 
 
 def simulate(config: SimConfig) -> MarketTape:
     """Simulate ``config.duration_s`` seconds of one symbol's market. Same config → identical arrays."""
-    rng_arrivals, rng_orders, rng_book, rng_fills, rng_price = (
-        np.random.default_rng(s) for s in np.random.SeedSequence(config.seed).spawn(5)
-    )
-    arrivals = simulate_arrivals(config, rng_arrivals)
+    rngs = _rngs(config)
+    _, _, rng_book, rng_fills, rng_price, _ = rngs
+    orders = _orders(config, rngs)
+    arrivals, is_buy, size_steps = orders.arrivals, orders.is_buy, orders.size_steps
     n_moves, n_orders = arrivals.move_ts.shape[0], arrivals.order_ts.shape[0]
 
     # Atomic book updates: 0 = the initial book, then moves and orders by time (a move first on a tie).
@@ -98,7 +139,6 @@ def simulate(config: SimConfig) -> MarketTape:
     is_move = ~is_order
     order_k = np.flatnonzero(is_order)  # the update of each order, orders in time order
 
-    is_buy, size_steps = draw_order_sizes(config, n_orders, rng_orders)
     buy_at = np.zeros(ts.shape[0], dtype=np.bool_)
     buy_at[order_k] = is_buy
     # A side gets fresh quantities on every move and right after every taker order that hit it.
@@ -114,7 +154,8 @@ def simulate(config: SimConfig) -> MarketTape:
     buy_vol, sell_vol = _flow(trade_ts, trade_qty, ~fill_buy, config.start_us, config.n_seconds)
 
     quote_bid, quote_ask = _price_path(
-        config, move_ts=arrivals.move_ts, rate=arrivals.rate, buy=buy_vol, sell=sell_vol, rng=rng_price
+        config, move_ts=arrivals.move_ts, rate=arrivals.rate, buy=buy_vol, sell=sell_vol, rng=rng_price,
+        impact=orders.impact,
     )
     quote_of = np.cumsum(is_move) - 1
     bid_ticks, ask_ticks = quote_bid[quote_of], quote_ask[quote_of]
@@ -153,7 +194,8 @@ def simulate(config: SimConfig) -> MarketTape:
 
 
 def _price_path(
-    config: SimConfig, *, move_ts: I64, rate: F64, buy: F64, sell: F64, rng: np.random.Generator
+    config: SimConfig, *, move_ts: I64, rate: F64, buy: F64, sell: F64, rng: np.random.Generator,
+    impact: F64 | None = None,
 ) -> tuple[I64, I64]:
     """Best bid and ask (ticks) of the initial quote and after each move.
 
@@ -167,9 +209,10 @@ def _price_path(
         + config.lambda_net_5s * _lagged(net, 5)
         + config.gamma_net_now * net
     )
-    mean_rate = config.base_order_rate / (1.0 - config.hawkes_branching)
-    activity = np.clip(rate / max(mean_rate, 1e-12), 0.05, 50.0)
-    sigma = config.sigma_per_sec * activity**config.vol_activity_exponent
+    if impact is not None:
+        h1, h5 = config.impact_lag1_share, config.impact_lag5_share
+        drift = drift + (1.0 - h1 - h5) * impact + h1 * _lagged(impact, 1) + h5 * _lagged(impact, 5)
+    sigma = config.sigma_per_sec * activity(config, rate) ** config.vol_activity_exponent
     sec = (move_ts - config.start_us) // US_PER_SEC
     moves_in_sec = np.bincount(sec, minlength=n).astype(np.float64)
     per_move = drift[sec] / moves_in_sec[sec] + sigma[sec] / np.sqrt(moves_in_sec[sec]) * rng.standard_normal(
@@ -198,10 +241,14 @@ def oracle_predictions(tape: MarketTape, config: SimConfig) -> tuple[I64, F64]:
     """The best prediction of the 10-second label at each whole second ``t`` of the span.
 
     Uses only the trades before ``t``: α·tvi over [t−1 s, t) + λ·(buy − sell volume over [t−5 s, t)).
+    With the sign-memory model (``config.surprise_impact`` ≠ 0) it also needs the order surprises of the
+    seconds before ``t``, which the tape does not show: they are re-drawn from the config's seed, exactly
+    as ``simulate`` drew them (the tape must come from ``simulate(config)``).
     """
     buy, sell = flow_per_second(tape.trades, config.start_us, config.n_seconds)
     ts_sec = config.start_us + np.arange(config.n_seconds, dtype=np.int64) * US_PER_SEC
-    return ts_sec, _known_component(config, buy, sell)
+    impact = _orders(config, _rngs(config)).impact if config.has_surprise_impact else None
+    return ts_sec, _known_component(config, buy, sell, impact)
 
 
 def oracle_score(
