@@ -31,17 +31,29 @@ def _span_options(func: Any) -> Any:
                         help="Span length in hours (default 1).")(func)
     func = click.option("--duration", "duration_s", type=click.IntRange(1, MAX_SIM_S), default=None,
                         help="Span length in seconds.")(func)
+    func = preset_option(func)
     return func
 
 
-def _config(seed: int, start: str, hours: float | None, duration_s: int | None) -> Any:
-    from btcpipe.market.simulator import SimConfig
+def preset_option(func: Any) -> Any:
+    """``--preset realistic|classroom``: which simulated market (docs/SIMULATOR.md)."""
+    from btcpipe.market.presets import DEFAULT_PRESET, PRESETS
+
+    return click.option(
+        "--preset", type=click.Choice(sorted(PRESETS)), default=DEFAULT_PRESET, show_default=True,
+        help="Simulated market: 'realistic' (calibrated on real BTCUSDT, oracle R² ≈ 1 %) or 'classroom' "
+             "(easy, linear, oracle R² ≈ 16 %).",
+    )(func)
+
+
+def _config(seed: int, start: str, hours: float | None, duration_s: int | None, preset: str) -> Any:
+    from btcpipe.market.presets import preset_config
 
     if hours is not None and duration_s is not None:
         raise click.UsageError("give --hours or --duration, not both")
     seconds = duration_s if duration_s is not None else round((1.0 if hours is None else hours) * 3600)
     try:
-        return SimConfig(seed=seed, start_us=parse_time(start), duration_s=seconds)
+        return preset_config(preset, seed=seed, start_us=parse_time(start), duration_s=seconds)
     except (BtcpipeError, ValueError) as exc:
         raise click.BadParameter(str(exc)) from exc
 
@@ -134,15 +146,17 @@ def _write_trades(tape: MarketTape, out: Path) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def generate(
-    *, seed: int, start: str, hours: float | None, duration_s: int | None, out: Path | None, as_json: bool
+    *, seed: int, start: str, hours: float | None, duration_s: int | None, preset: str, out: Path | None,
+    as_json: bool,
 ) -> None:
     """Simulate a span and print a summary (trades, trades/s, price range); optionally write the trades."""
     from btcpipe.market.simulator import simulate
 
-    config = _config(seed, start, hours, duration_s)
+    config = _config(seed, start, hours, duration_s, preset)
     began = time.perf_counter()
     tape = simulate(config)
     summary = _summary(tape, time.perf_counter() - began, config.duration_s)
+    summary["preset"] = preset
     if out is not None:
         _write_trades(tape, out)
         summary["out"] = str(out)
@@ -165,7 +179,8 @@ def generate(
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the score as JSON.")
 def oracle(
-    *, seed: int, start: str, hours: float | None, duration_s: int | None, mid_source: str, as_json: bool
+    *, seed: int, start: str, hours: float | None, duration_s: int | None, preset: str, mid_source: str,
+    as_json: bool,
 ) -> None:
     """R² and directional hit rate of the best possible predictor of the 10-second label over the span.
 
@@ -173,13 +188,14 @@ def oracle(
     """
     from btcpipe.market.simulator import oracle_score, simulate
 
-    config = _config(seed, start, hours, duration_s)
+    config = _config(seed, start, hours, duration_s, preset)
     try:
         score = oracle_score(simulate(config), config, mid_source="trades" if mid_source == "trades" else "book")
     except BtcpipeError as exc:
         raise click.ClickException(str(exc)) from exc
     result = {
         "seed": seed,
+        "preset": preset,
         "start": iso(config.start_us),
         "duration_s": config.duration_s,
         "r2": score.r2,
@@ -191,6 +207,53 @@ def oracle(
         click.echo(orjson.dumps(result).decode())
     else:
         click.echo(
-            f"oracle over {config.duration_s} s from {result['start']} (seed {seed}): "
+            f"oracle over {config.duration_s} s from {result['start']} ({preset}, seed {seed}): "
             f"R² {score.r2:.4f}, hit rate {score.hit_rate:.2%} on {score.n} seconds"
         )
+
+
+@cli.command("calibrate")
+@click.option("--recording", "recordings", multiple=True, required=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A Binance stream recording (gzip or plain); repeat for several. Each is measured on its own.")
+@_span_options
+@click.option("--format", "fmt", type=click.Choice(["text", "markdown", "json"]), default="text", show_default=True)
+def calibrate(
+    *, recordings: tuple[Path, ...], seed: int, start: str, hours: float | None, duration_s: int | None,
+    preset: str, fmt: str,
+) -> None:
+    """Stylized facts of real recordings beside a simulated span, with the band each must fall in.
+
+    Exits 1 when a simulated fact falls outside its band (docs/SIMULATOR.md, "Calibration").
+    """
+    from btcpipe.binance.recording import load_recording
+    from btcpipe.market.calibration import calibration_table, markdown_table
+    from btcpipe.market.facts import stylized_facts
+    from btcpipe.market.simulator import simulate
+
+    config = _config(seed, start, hours if hours is not None or duration_s is not None else 2.0, duration_s, preset)
+    try:
+        real = [stylized_facts(load_recording([p]).to_tape()) for p in recordings]
+        simulated = stylized_facts(simulate(config))
+    except BtcpipeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    rows = calibration_table(real, simulated)
+    names = [p.name for p in recordings]
+    sim_name = f"{preset} ({config.duration_s / 3600:g} h, seed {seed})"
+    if fmt == "json":
+        click.echo(orjson.dumps({"recordings": names, "simulated": sim_name,
+                                 "rows": [r.as_dict() for r in rows]}).decode())
+    elif fmt == "markdown":
+        click.echo(markdown_table(rows, names, sim_name))
+    else:
+        width = max(len(r.meaning) for r in rows)
+        click.echo(f"{'fact':<{width}}  {'  '.join(f'{n[:12]:>12}' for n in names)}  {sim_name[:14]:>14}  band")
+        for r in rows:
+            real_cells = "  ".join(f"{v:>12.4g}" for v in r.real)
+            band = f"{r.low:.3g} … {r.high:.3g}" if r.compared else "—"
+            flag = "" if r.ok else "   <-- outside"
+            click.echo(f"{r.meaning:<{width}}  {real_cells}  {r.simulated:>14.4g}  {band}{flag}")
+    failed = [r.key for r in rows if not r.ok]
+    if failed:
+        click.echo(f"outside the band: {', '.join(failed)}", err=True)
+        raise SystemExit(1)
