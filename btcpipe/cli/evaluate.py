@@ -28,12 +28,14 @@ from btcpipe.market.config import MAX_SIM_S
 @click.option("--sim-start", default=None, help="Start of that simulation (default: the simulator's default).")
 @click.option("--sim-duration-s", type=click.IntRange(1, MAX_SIM_S), default=None,
               help="Length of that simulation in seconds.")
+@click.option("--sim-preset", type=click.Choice(["classroom", "realistic"]), default="realistic", show_default=True,
+              help="Preset of that simulation (btcpipe sim --preset).")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the shuffled-label controls.")
 def cli(
     *,
     lake_uri: str, s3_endpoint: str | None, name: str, version: str, start: str | None, end: str | None,
     as_json: bool, report_dir: str | None, sim_seed: int | None, sim_start: str | None,
-    sim_duration_s: int | None, seed: int,
+    sim_duration_s: int | None, sim_preset: str, seed: int,
 ) -> None:
     """Score a registered model: MAE, MSE, R², hit rate on non-zero moves — beside predict-zero, the last
     1-s return and ridge regression, plus shuffled-label controls (≈ 50 % hits) and, for simulated data,
@@ -65,6 +67,7 @@ def cli(
 
             defaults = SimConfig()
             sim = SimulatedOrigin(
+                preset=sim_preset,
                 seed=sim_seed,
                 start_us=parse_time(sim_start) if sim_start else defaults.start_us,
                 duration_s=sim_duration_s or defaults.duration_s,
@@ -94,14 +97,33 @@ def _print_table(doc: dict[str, Any]) -> None:
     entries = [("model", doc["model"])]
     entries += [(f"baseline {k}", v) for k, v in doc["baselines"].items()]
     entries += [(f"control {k}", v) for k, v in doc["controls"].items()]
+    intervals = doc.get("intervals", {})
+    ci_of = {"model": intervals.get("model", {}), **{f"baseline {k}": v for k, v in
+                                                      intervals.get("baselines", {}).items()}}
+    ci_of["control shuffled_labels_ridge"] = intervals.get("shuffled_labels_ridge", {})
     for label, s in entries:
-        table.add_row(label, f"{s['mae']:.3e}", f"{s['mse']:.3e}", f"{s['r2']:.4f}", f"{s['hit_rate']:.2%}",
-                      str(s["n_moves"]))
+        ci = ci_of.get(label, {})
+        table.add_row(label, f"{s['mae']:.3e}", f"{s['mse']:.3e}", f"{s['r2']:.4f}{_ci(ci.get('r2'), '.4f')}",
+                      f"{s['hit_rate']:.2%}{_ci(ci.get('hit_rate'), '.2%')}", str(s["n_moves"]))
     console = Console()
     console.print(table)
+    vs_ridge = intervals.get("model_vs_ridge", {}).get("r2_difference")
+    if vs_ridge:
+        console.print(f"model R² − ridge R²: {vs_ridge['value']:.4f}{_ci(vs_ridge, '.4f')} (95 % block bootstrap)")
     oracle = doc.get("oracle")
     if isinstance(oracle, dict):
+        share = oracle.get("model_vs_oracle", {}).get("r2_share")
         console.print(f"oracle R² {oracle['r2']:.4f}, hit {oracle['hit_rate']:.2%}; "
-                      f"model reaches {oracle['model_r2_share']:.1%} of the oracle's R²")
+                      f"model reaches {oracle['model_r2_share']:.1%}{_ci(share, '.1%')} of the oracle's R²")
+    for r in doc.get("by_regime", []):
+        console.print(f"{r['kind']} {r['regime']}: n {r['n']}, MAE {r['mae']['value']:.3e}, "
+                      f"hit rate {r['hit_rate']['value']:.2%}{_ci(r['hit_rate'], '.2%')}")
     if "report" in doc:
         console.print(f"report: {doc['report']}")
+
+
+def _ci(interval: Any, fmt: str) -> str:
+    """`` [low, high]`` of an interval dict, or nothing."""
+    if not isinstance(interval, dict) or interval.get("low") is None or interval.get("high") is None:
+        return ""
+    return f" [{format(interval['low'], fmt)}, {format(interval['high'], fmt)}]"

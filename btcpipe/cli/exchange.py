@@ -10,6 +10,7 @@ from typing import cast
 
 import click
 
+from btcpipe.cli.sim import preset_option
 from btcpipe.cli.wiring.bounds import PORT_OR_ZERO, SEED, finite, positive
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.tape import MarketTape
@@ -19,7 +20,8 @@ from btcpipe.market.config import MAX_SIM_S
 
 
 def _load_tape(
-    sim_seed: int | None, sim_hours: float, sim_start: str | None, recordings: tuple[Path, ...]
+    sim_seed: int | None, sim_hours: float, sim_start: str | None, recordings: tuple[Path, ...],
+    preset: str = "realistic",
 ) -> MarketTape:
     if recordings:
         if sim_seed is not None:
@@ -28,14 +30,15 @@ def _load_tape(
 
         return load_recording(recordings).to_tape()
     from btcpipe.market.config import DEFAULT_START_US
-    from btcpipe.market.simulator import SimConfig, simulate
+    from btcpipe.market.presets import preset_config
+    from btcpipe.market.simulator import simulate
 
     if sim_hours <= 0:
         raise click.BadParameter("must be positive", param_hint="--sim-hours")
     start_us = DEFAULT_START_US if sim_start is None else parse_time(sim_start)
-    return simulate(
-        SimConfig(seed=sim_seed or 0, start_us=start_us - start_us % US_PER_SEC, duration_s=round(sim_hours * 3600))
-    )
+    return simulate(preset_config(
+        preset, seed=sim_seed or 0, start_us=start_us - start_us % US_PER_SEC, duration_s=round(sim_hours * 3600)
+    ))
 
 
 # ``--fault KIND=VALUE``: REST faults are rates per request (latency: seconds added to each); stream faults are
@@ -86,6 +89,7 @@ def cli() -> None:
               "default: the simulator's.")
 @click.option("--recording", "recordings", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="Serve a recording of Binance's combined JSON streams instead (repeat for several files, in order).")
+@preset_option
 @click.option("--host", default="127.0.0.1", show_default=True, help="Loopback address to listen on.")
 @click.option("--port", type=PORT_OR_ZERO, default=0, show_default=True, help="Port (0 picks a free one).")
 @click.option("--weight-limit", type=click.IntRange(1, 1_000_000), default=6000, show_default=True,
@@ -116,6 +120,7 @@ def serve(  # noqa: PLR0917 - one parameter per click option
     sim_seed: int | None,
     sim_hours: float,
     sim_start: str | None,
+    preset: str,
     recordings: tuple[Path, ...],
     host: str,
     port: int,
@@ -138,7 +143,7 @@ def serve(  # noqa: PLR0917 - one parameter per click option
 
     rest_faults, stream_faults = parse_faults(faults)
     try:
-        tape = _load_tape(sim_seed, sim_hours, sim_start, recordings)
+        tape = _load_tape(sim_seed, sim_hours, sim_start, recordings, preset)
         clock = (
             None if replay_speed is None else replay_clock(tape, speed=replay_speed, start_offset_s=replay_start)
         )

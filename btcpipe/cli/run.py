@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from btcpipe.cli.sim import preset_option
 from btcpipe.cli.wiring.bounds import SEED
 from btcpipe.domain.errors import BtcpipeError
 
@@ -34,6 +35,7 @@ def _default_out_dir() -> Path:
               help="Serve this recording of Binance's JSON streams (repeat for several files, in order) "
                    "instead of the simulator; it is shifted in time so that its last --duration plays live.")
 @click.option("--seed", type=SEED, default=0, show_default=True, help="Seed of the simulator and of training.")
+@preset_option
 @click.option("--symbol", default="BTCUSDT", show_default=True, help="Symbol (the simulator makes BTCUSDT).")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Run directory for the report and the lake (default: var/run/<UTC timestamp>).")
@@ -58,7 +60,8 @@ def _default_out_dir() -> Path:
               envvar="BTCPIPE_CONFIG", show_envvar=True,
               help="TOML config file (BTCPIPE__SECTION__KEY env vars override it).")
 def cli(  # noqa: PLR0917 - one parameter per click option
-    history: str, duration: str, recordings: tuple[Path, ...], seed: int, symbol: str, out_dir: Path | None,
+    history: str, duration: str, recordings: tuple[Path, ...], seed: int, preset: str, symbol: str,
+    out_dir: Path | None,
     lake_uri: str | None, epochs: int, model_name: str | None, services: bool, start_servers: bool,
     exchange_kind: str, allow_network: bool, offline_only: bool, view: str, config_path: Path | None,
 ) -> None:
@@ -95,7 +98,7 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     options = RunOptions(
         history_s=history_s, duration_s=duration_s, seed=seed, symbol=symbol.upper(), recordings=recordings,
         out_dir=out, lake_uri=lake_uri, services=services, start_servers=start_servers, exchange=exchange_kind,
-        allow_network=allow_network, config=config,
+        allow_network=allow_network, config=config, preset=preset,
     )
     plan = RunPlan(out_dir=out, history_s=history_s, duration_s=duration_s, seed=seed,
                    model_name=model_name or config.model.name, epochs=epochs, live=not offline_only)

@@ -85,14 +85,15 @@ class SimConfig:
     # A hidden direction D flips with probability sign_flip_prob per order; an order follows D with
     # probability sign_follow, else it is a fair coin. So E[sign_i | before i] = follow·(1 − 2·flip)·D_{i−1}
     # and the surprise of order i is sign_i minus that. Each order moves the log price by
-    #   surprise_impact · activity^(−impact_activity_exponent) · q0·tanh(size / q0) · surprise,  q0 = impact_saturation_btc
-    # (saturating in size, weaker when the market is busy), spread over time: a share in its own second,
+    #   surprise_impact · q0·tanh(size / q0) · surprise / (1 + orders in its second / impact_orders_scale)
+    # with q0 = impact_saturation_btc (saturating in size, and each order weaker when the second is busy;
+    # impact_orders_scale 0 = no such gate), spread over time: a share in its own second,
     # impact_lag1_share one second later and impact_lag5_share five seconds later.
     sign_follow: float = 0.0
     sign_flip_prob: float = 0.5
     surprise_impact: float = 0.0  # log-price per BTC of surprise (before saturation and the activity gate)
     impact_saturation_btc: float = 0.05
-    impact_activity_exponent: float = 0.0
+    impact_orders_scale: float = 0.0
     impact_lag1_share: float = 0.0
     impact_lag5_share: float = 0.0
 

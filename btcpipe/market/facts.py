@@ -111,7 +111,7 @@ def stylized_facts(tape: MarketTape, *, tick: float = 0.01) -> dict[str, float]:
     new_order = np.ones(len(trades), dtype=np.bool_)
     new_order[1:] = (ts[1:] != ts[:-1]) | (trades.is_buyer_maker[1:] != trades.is_buyer_maker[:-1])
     order_id = np.cumsum(new_order) - 1
-    order_size = np.bincount(order_id, weights=qty)
+    order_size = np.bincount(order_id, weights=qty).astype(np.float64)
     out["fills_per_order"] = float(len(trades) / order_size.shape[0])
     out["order_size_median"] = float(np.median(order_size))
     out["order_size_tail_index"] = hill_tail_index(order_size)

@@ -153,7 +153,10 @@ def surprise_impact_per_second(
     q0 = config.impact_saturation_btc
     size_btc = size_steps * (config.qty_step_mantissa * 1e-8)
     surprise = np.where(is_buy, 1.0, -1.0) - expected_sign
-    gate = activity(config, arrivals.rate) ** (-config.impact_activity_exponent)
+    # The gate depends on the second's order count, which is independent of every sign: the surprise
+    # keeps its zero conditional mean.
+    scale = config.impact_orders_scale
+    gate = 1.0 / (1.0 + arrivals.orders_per_sec / scale) if scale > 0 else np.ones(n, dtype=np.float64)
     per_order = config.surprise_impact * q0 * np.tanh(size_btc / q0) * surprise * gate[sec]
     return np.bincount(sec, weights=per_order, minlength=n).astype(np.float64)
 

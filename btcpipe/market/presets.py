@@ -27,15 +27,16 @@ _REALISTIC: dict[str, Any] = {
     "alpha_tvi_1s": 0.0,
     "lambda_net_5s": 0.0,
     "gamma_net_now": 0.0,
-    # ... replaced by sign memory and a saturating, activity-gated impact of the flow's surprise
+    # ... replaced by sign memory and the impact of the flow's surprise, saturating in order size and
+    # weaker per order in busy seconds
     "sign_follow": 0.8,
     "sign_flip_prob": 0.02,
-    "surprise_impact": 5.0e-3,
-    "impact_saturation_btc": 0.02,
-    "impact_activity_exponent": 1.0,
-    "impact_lag1_share": 0.2,
-    "impact_lag5_share": 0.15,
-    "sigma_per_sec": 7.5e-5,
+    "surprise_impact": 6.0e-3,
+    "impact_saturation_btc": 0.3,
+    "impact_orders_scale": 3.0,
+    "impact_lag1_share": 0.3,
+    "impact_lag5_share": 0.05,
+    "sigma_per_sec": 6.5e-5,
 }
 
 PRESETS: dict[str, dict[str, Any]] = {"classroom": {}, "realistic": _REALISTIC}

@@ -129,7 +129,7 @@ def simulate(config: SimConfig) -> MarketTape:
     _, _, rng_book, rng_fills, rng_price, _ = rngs
     orders = _orders(config, rngs)
     arrivals, is_buy, size_steps = orders.arrivals, orders.is_buy, orders.size_steps
-    n_moves, n_orders = arrivals.move_ts.shape[0], arrivals.order_ts.shape[0]
+    n_moves = arrivals.move_ts.shape[0]
 
     # Atomic book updates: 0 = the initial book, then moves and orders by time (a move first on a tie).
     event_ts = np.concatenate((arrivals.move_ts, arrivals.order_ts))

@@ -14,6 +14,7 @@ from btcpipe.domain.errors import DataError
 from btcpipe.domain.scores import Scores, score
 from btcpipe.model.dataset import LabeledRows, TimeSplit
 from btcpipe.model.scaler import StandardScaler
+from btcpipe.model.uncertainty import BlockBootstrap, intervals_dict
 
 F64 = npt.NDArray[np.float64]
 Predict = Callable[[F64], F64]
@@ -72,6 +73,10 @@ def baseline_predictions(split: TimeSplit) -> dict[str, F64]:
 
 
 def shuffled_label_control(split: TimeSplit, *, seed: int) -> Scores:
+    return score(*_shuffled_label_control(split, seed=seed))
+
+
+def _shuffled_label_control(split: TimeSplit, *, seed: int) -> tuple[F64, F64]:
     """Ridge fitted on permuted training labels, scored on permuted test labels: must be chance (≈50 %).
 
     Both permutations cut every link between features and labels, so any skill here comes from the
@@ -81,7 +86,7 @@ def shuffled_label_control(split: TimeSplit, *, seed: int) -> Scores:
     """
     rng = np.random.default_rng(seed)
     model = fit_ridge(split.train, RIDGE_ALPHAS[3], y=rng.permutation(split.train.y))
-    return score(rng.permutation(split.test.y), model.predict(split.test.features))
+    return rng.permutation(split.test.y), model.predict(split.test.features)
 
 
 def hit_rate_by_regime(rows: LabeledRows, yhat: F64, *, n_regimes: int = 3) -> list[dict[str, float]]:
@@ -114,6 +119,9 @@ class Evaluation:
     regimes: list[dict[str, float]]
     oracle: dict[str, float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    # 95 % block-bootstrap intervals: {predictor: {r2|mae|hit_rate: {value, low, high}}}, comparisons, controls
+    intervals: dict[str, Any] = field(default_factory=dict)
+    by_regime: list[dict[str, Any]] = field(default_factory=list)  # volatility terciles, time-of-day blocks
 
     def as_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -124,6 +132,8 @@ class Evaluation:
                 "shuffled_labels_model": self.shuffled_prediction_control.as_dict(),
             },
             "hit_rate_by_volatility_regime": self.regimes,
+            "intervals": self.intervals,
+            "by_regime": self.by_regime,
             **self.extra,
         }
         if self.oracle is not None:
@@ -138,17 +148,70 @@ def evaluate(predict: Predict, split: TimeSplit, *, seed: int = 0) -> tuple[Eval
     if yhat.shape != test.y.shape:
         raise DataError(f"model returned {yhat.shape} predictions for {len(test)} rows")
     rng = np.random.default_rng(seed + 1)
+    baselines = baseline_predictions(split)
+    control_y, control_yhat = _shuffled_label_control(split, seed=seed)
+    boot = bootstrap_for(test, seed=seed)
+    intervals: dict[str, Any] = {"model": intervals_dict(boot.scores(yhat))}
+    intervals["baselines"] = {name: intervals_dict(boot.scores(p)) for name, p in baselines.items()}
+    intervals["model_vs_ridge"] = intervals_dict(boot.compare(yhat, baselines["ridge"]))
+    intervals["shuffled_labels_ridge"] = intervals_dict(BlockBootstrap(control_y, seed=seed).scores(control_yhat))
+    intervals["method"] = {"kind": "block bootstrap", "block_s": boot.block_s, "resamples": boot.n_boot,
+                           "level": boot.level}
     evaluation = Evaluation(
         model=score(test.y, yhat),
-        baselines={name: score(test.y, p) for name, p in baseline_predictions(split).items()},
-        shuffled_label_control=shuffled_label_control(split, seed=seed),
+        baselines={name: score(test.y, p) for name, p in baselines.items()},
+        shuffled_label_control=score(control_y, control_yhat),
         shuffled_prediction_control=score(rng.permutation(test.y), yhat),
         regimes=hit_rate_by_regime(test, yhat),
+        intervals=intervals,
+        by_regime=scores_by_regime(test, yhat, seed=seed),
     )
     return evaluation, yhat
 
 
-def beside_oracle(model_r2: float, oracle_r2: float, oracle_hit_rate: float, n: int) -> dict[str, float]:
+def bootstrap_for(test: LabeledRows, *, seed: int = 0, mask: npt.NDArray[np.bool_] | None = None) -> BlockBootstrap:
+    """The block bootstrap of the test rows (same seed, same resamples: model, baselines, oracle share them)."""
+    return BlockBootstrap(test.y, seed=seed, mask=mask)
+
+
+TIME_OF_DAY_BLOCKS_H = 6
+MIN_REGIME_ROWS = 120
+
+
+def scores_by_regime(test: LabeledRows, yhat: F64, *, seed: int = 0) -> list[dict[str, Any]]:
+    """MAE, R² and hit rate (with intervals) per volatility tercile and per 6-hour block of the UTC day.
+
+    Regimes with fewer than ``MIN_REGIME_ROWS`` rows are left out (too few to say anything)."""
+    groups: list[tuple[str, str, npt.NDArray[np.bool_]]] = []
+    if REGIME_FEATURE in test.feature_names:
+        vol = test.column(REGIME_FEATURE)
+        edges = np.quantile(vol, [0.0, 1 / 3, 2 / 3, 1.0])
+        which = np.clip(np.searchsorted(edges, vol, side="right") - 1, 0, 2)
+        for k, name in enumerate(("low", "middle", "high")):
+            groups.append(("volatility tercile", f"{name} ({edges[k] * 1e4:.2f}–{edges[k + 1] * 1e4:.2f} bp)",
+                           which == k))
+    hour = (test.ts_sec // 3_600_000_000) % 24
+    for h0 in range(0, 24, TIME_OF_DAY_BLOCKS_H):
+        groups.append(("time of day (UTC)", f"{h0:02d}:00–{h0 + TIME_OF_DAY_BLOCKS_H:02d}:00",
+                       (hour >= h0) & (hour < h0 + TIME_OF_DAY_BLOCKS_H)))
+    out = []
+    for kind, label, mask in groups:
+        n = int(mask.sum())
+        if n < MIN_REGIME_ROWS:
+            continue
+        scores = bootstrap_for(test, seed=seed, mask=mask).scores(yhat)
+        out.append({"kind": kind, "regime": label, "n": n, **intervals_dict(scores)})
+    return out
+
+
+def beside_oracle(model_r2: float, oracle_r2: float, oracle_hit_rate: float, n: int) -> dict[str, Any]:
     """The model's R² as a share of the best possible predictor's (target ≥ 0.8 on a simulated week)."""
     share = model_r2 / oracle_r2 if oracle_r2 > 0 else float("nan")
     return {"r2": oracle_r2, "hit_rate": oracle_hit_rate, "n": n, "model_r2_share": share}
+
+
+def oracle_intervals(test: LabeledRows, model_yhat: F64, oracle_yhat: F64, *, seed: int = 0) -> dict[str, Any]:
+    """The oracle's scores on the test rows, and the model's R² share of it, with bootstrap intervals."""
+    boot = bootstrap_for(test, seed=seed)
+    return {"oracle": intervals_dict(boot.scores(oracle_yhat)),
+            "model_vs_oracle": intervals_dict(boot.compare(model_yhat, oracle_yhat))}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -17,11 +18,15 @@ from btcpipe.features.spec import FeatureParams
 from btcpipe.infra.tracking import TrainingRecord
 from btcpipe.model.artifacts import ModelArtifacts
 from btcpipe.model.dataset import LabeledRows, TimeSplit, drop_incomplete, split_by_time, split_from_description
-from btcpipe.model.evaluate import Evaluation, beside_oracle, evaluate
+from btcpipe.model.evaluate import Evaluation, beside_oracle, evaluate, oracle_intervals
 from btcpipe.model.progress import TrainingReporter
 from btcpipe.model.runtime import OnnxPredictor
 from btcpipe.model.schema import schema_json
 from btcpipe.model.train import TrainConfig, TrainedModel, train_mlp
+
+if TYPE_CHECKING:
+    from btcpipe.domain.tape import MarketTape
+    from btcpipe.market.config import SimConfig
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +84,7 @@ class SimulatedOrigin:
     seed: int
     start_us: int
     duration_s: int
+    preset: str = "realistic"
 
 
 def evaluate_model(
@@ -107,19 +113,39 @@ def evaluate_model(
 
     evaluation, yhat = evaluate(model_predict, split, seed=seed)
     if sim is not None:
-        oracle = oracle_beside(evaluation.model.r2, sim, split.test)
+        oracle = oracle_beside(evaluation.model.r2, sim, split.test, yhat, seed=seed)
         evaluation = replace(evaluation, oracle=oracle)
     return evaluation, split, yhat
 
 
-def oracle_beside(model_r2: float, sim: SimulatedOrigin, test: LabeledRows) -> dict[str, float]:
-    """Regenerate the simulated tape and score its best possible predictor on the test span."""
+def oracle_beside(
+    model_r2: float, sim: SimulatedOrigin, test: LabeledRows, model_yhat: npt.NDArray[np.float64] | None = None,
+    *, seed: int = 0,
+) -> dict[str, Any]:
+    """Regenerate the simulated tape and score its best possible predictor on the test span (with the
+    model's share of its R² and bootstrap intervals when the model's test predictions are given)."""
     try:
-        from btcpipe.market.simulator import SimConfig, oracle_score, simulate
+        from btcpipe.market.presets import preset_config
+        from btcpipe.market.simulator import oracle_score, simulate
     except ImportError as exc:
         raise ConfigError(f"the market simulator is not available for the oracle: {exc}") from exc
-    config = SimConfig(seed=sim.seed, start_us=sim.start_us, duration_s=sim.duration_s)
+    config = preset_config(sim.preset, seed=sim.seed, start_us=sim.start_us, duration_s=sim.duration_s)
     tape = simulate(config)
     first, last = test.span_us
     result = oracle_score(tape, config, start_us=first, end_us=last + 1)
-    return beside_oracle(model_r2, float(result.r2), float(result.hit_rate), int(result.n))
+    out: dict[str, Any] = beside_oracle(model_r2, float(result.r2), float(result.hit_rate), int(result.n))
+    out["preset"] = sim.preset
+    if model_yhat is not None:
+        out.update(oracle_intervals(test, model_yhat, oracle_on_rows(tape, config, test), seed=seed))
+    return out
+
+
+def oracle_on_rows(tape: MarketTape, config: SimConfig, rows: LabeledRows) -> npt.NDArray[np.float64]:
+    """The oracle's prediction at each row's second (rows must lie inside the simulated span)."""
+    from btcpipe.market.simulator import oracle_predictions
+
+    ts_sec, yhat = oracle_predictions(tape, config)
+    idx = (rows.ts_sec - config.start_us) // 1_000_000
+    if rows.ts_sec.shape[0] and (int(idx.min()) < 0 or int(idx.max()) >= ts_sec.shape[0]):
+        raise DataError("rows lie outside the simulated span; the oracle cannot be placed beside them")
+    return np.asarray(yhat[idx], dtype=np.float64)

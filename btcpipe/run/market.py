@@ -34,19 +34,24 @@ class RunMarket:
     sim_start_us: int | None = None
     sim_duration_s: int | None = None
     shift_us: int = 0  # how far a recording was moved in time
+    sim_preset: str | None = None  # the simulator preset (btcpipe.market.presets)
 
 
-def simulated_market(*, now_us: int, history_s: int, live_s: int, seed: int = 0) -> RunMarket:
+def simulated_market(
+    *, now_us: int, history_s: int, live_s: int, seed: int = 0, preset: str = "realistic"
+) -> RunMarket:
     """Simulate ``history_s`` seconds before ``now_us`` and the live part (plus a tail) after it."""
-    from btcpipe.market.simulator import SimConfig, simulate
+    from btcpipe.market.presets import preset_config
+    from btcpipe.market.simulator import simulate
 
     if history_s <= 0 or live_s <= 0:
         raise ConfigError(f"history and live duration must be positive, got {history_s}s and {live_s}s")
     live_start = floor_sec(now_us)
     start = live_start - history_s * US_PER_SEC
-    config = SimConfig(seed=seed, start_us=start, duration_s=history_s + live_s + SIM_TAIL_S)
+    config = preset_config(preset, seed=seed, start_us=start, duration_s=history_s + live_s + SIM_TAIL_S)
     tape = simulate(config)
-    return RunMarket(config.symbol, tape, start, live_start, "simulator", seed, config.start_us, config.duration_s)
+    return RunMarket(config.symbol, tape, start, live_start, "simulator", seed, config.start_us, config.duration_s,
+                     sim_preset=preset)
 
 
 def _shift(ts: I64 | None, offset: int) -> I64 | None:

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 
 from btcpipe.domain.errors import BtcpipeError, StageError
 from btcpipe.domain.time import day_of, iso
@@ -20,6 +22,9 @@ from btcpipe.model.progress import TrainingReporter
 from btcpipe.model.registry import ModelRegistry
 from btcpipe.model.train import TrainConfig
 from btcpipe.run.market import RunMarket
+
+if TYPE_CHECKING:
+    from btcpipe.model.training_run import TrainingRun
 from btcpipe.services.backfill import BackfillResult, ProgressSink, RestSource, backfill
 
 log = logging.getLogger(__name__)
@@ -151,7 +156,7 @@ def run_train(
     except BtcpipeError as exc:
         raise StageError(STAGE_TRAIN, str(exc)) from exc
     manifest = run.artifacts.manifest
-    oracle = _oracle(market, run.split.test.span_us, float(run.evaluation.model.r2), gold.rows.label_mid)
+    oracle = _oracle(market, run, gold.rows.label_mid)
     return TrainedVersion(
         name=name,
         version=version,
@@ -166,17 +171,23 @@ def run_train(
     )
 
 
-def _oracle(market: RunMarket, test_span: tuple[int, int], model_r2: float, label_mid: str) -> dict[str, float] | None:
-    """For a simulated market: the best possible predictor's score on the test span, on the model's labels."""
+def _oracle(market: RunMarket, run: TrainingRun, label_mid: str) -> dict[str, Any] | None:
+    """For a simulated market: the best possible predictor's score on the test span, on the model's labels,
+    with bootstrap intervals (the oracle's R² and hit rate, the model's share of its R²)."""
     if (market.tape is None or market.sim_seed is None or market.sim_start_us is None
             or market.sim_duration_s is None):
         return None
     from btcpipe.features.tables import LABEL_MID_BEST_BID_ASK
-    from btcpipe.market.simulator import SimConfig, oracle_score
-    from btcpipe.model.evaluate import beside_oracle
+    from btcpipe.market.presets import preset_config
+    from btcpipe.market.simulator import oracle_score
+    from btcpipe.model.evaluate import beside_oracle, oracle_intervals
+    from btcpipe.model.training_run import oracle_on_rows
 
-    config = SimConfig(seed=market.sim_seed, start_us=market.sim_start_us, duration_s=market.sim_duration_s)
-    first, last = test_span
+    config = preset_config(market.sim_preset or "classroom", seed=market.sim_seed, start_us=market.sim_start_us,
+                           duration_s=market.sim_duration_s)
+    test = run.split.test
+    model_r2 = float(run.evaluation.model.r2)
+    first, last = test.span_us
     try:
         score = oracle_score(
             market.tape, config, start_us=first, end_us=last + 1,
@@ -185,7 +196,11 @@ def _oracle(market: RunMarket, test_span: tuple[int, int], model_r2: float, labe
     except BtcpipeError as exc:
         log.warning("oracle not computed", extra={"error": str(exc)})
         return None
-    return beside_oracle(model_r2, float(score.r2), float(score.hit_rate), int(score.n))
+    out = beside_oracle(model_r2, float(score.r2), float(score.hit_rate), int(score.n))
+    out["preset"] = market.sim_preset or "classroom"
+    model_yhat = run.trained.predict(test.features).astype(np.float64)
+    out.update(oracle_intervals(test, model_yhat, oracle_on_rows(market.tape, config, test)))
+    return out
 
 
 def run_promote(lake: Lake, trained: TrainedVersion) -> str:

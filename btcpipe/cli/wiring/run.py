@@ -76,6 +76,7 @@ class RunOptions:
     exchange: str  # local | binance
     allow_network: bool
     config: Config
+    preset: str = "realistic"  # simulator preset (btcpipe.market.presets)
 
 
 class RunAdapters:
@@ -148,7 +149,8 @@ class RunAdapters:
                                    live_s=opts.duration_s)
         if opts.symbol != "BTCUSDT":
             raise ConfigError("the simulator makes a BTCUSDT market; use --symbol BTCUSDT or --exchange binance")
-        return simulated_market(now_us=now_us, history_s=opts.history_s, live_s=opts.duration_s, seed=opts.seed)
+        return simulated_market(now_us=now_us, history_s=opts.history_s, live_s=opts.duration_s, seed=opts.seed,
+                                    preset=opts.preset)
 
     @contextlib.contextmanager
     def exchange(self, market: RunMarket) -> Iterator[ExchangeEndpoints]:
