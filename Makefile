@@ -4,8 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests need: real servers and static checkers.
-APT_PACKAGES := redis-server prometheus prometheus-alertmanager docker-compose
+# Debian packages the tests need: real servers, static checkers, and a headless browser for the report.
+APT_PACKAGES := redis-server prometheus prometheus-alertmanager docker-compose chromium
 PYTEST_ARGS ?=
 
 .PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean feast-venv
@@ -39,7 +39,7 @@ system-deps:
 	fi
 
 run: install
-	$(BIN)/btcpipe run
+	$(BIN)/btcpipe run --preset realistic
 
 lint: $(STAMP)
 	$(BIN)/ruff check btcpipe tests bench

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("btcpipe.cli.parity", "prove online features equal offline features"),
     "cluster": ("btcpipe.cli.scale.cluster", "a local multi-node Ray cluster on loopback (--engine ray)"),
     "feast": ("btcpipe.cli.scale.feast", "write a Feast feature repo over the lake's silver (optional wrapper)"),
+    "report": ("btcpipe.cli.report", "rebuild a run's report.html from its summary.json"),
 }
 
 

@@ -122,6 +122,7 @@ class TrainedVersion:
     oracle: dict[str, float] | None = None
     seconds: float = 0.0
     history: list[dict[str, float]] = field(default_factory=list)
+    card: dict[str, Any] = field(default_factory=dict)  # what the model card shows: data span, label mid, ...
 
 
 def run_train(
@@ -168,6 +169,9 @@ def run_train(
         oracle=oracle,
         seconds=round(run.trained.seconds, 3),
         history=[{"epoch": h.epoch, "train_loss": h.train_loss, "val_loss": h.val_loss} for h in run.trained.history],
+        card={"label_mid": manifest.get("label", {}).get("mid"),
+              "data_first": iso(int(manifest["data"]["first_ts"])), "data_last": iso(int(manifest["data"]["last_ts"])),
+              "features": len(manifest.get("feature_names", [])), "uncertainty": manifest.get("uncertainty")},
     )
 
 

@@ -280,7 +280,8 @@ class _Runner:
             record.summary.update({"name": trained.name, "version": trained.version, "uri": trained.uri,
                                    "rows": trained.rows, "best_epoch": trained.best_epoch,
                                    "metrics": trained.metrics, "oracle": trained.oracle,
-                                   "train_seconds": trained.seconds, "history": trained.history})
+                                   "train_seconds": trained.seconds, "history": trained.history,
+                                   "card": trained.card})
         with stage(STAGE_PROMOTE, f"{trained.name} {trained.version} → production") as record:
             record.summary["production"] = run_promote(lake, trained)
 
@@ -307,6 +308,8 @@ def _describe_market(market: RunMarket) -> dict[str, Any]:
                    tape_end=iso(market.tape.end_us))
     if market.sim_seed is not None:
         out["sim_seed"] = market.sim_seed
+    if market.sim_preset is not None:
+        out["sim_preset"] = market.sim_preset
     if market.shift_us:
         out["shift_s"] = market.shift_us / US_PER_SEC
     return out

@@ -93,16 +93,26 @@ def plot_training(path: Path, history: list[dict[str, float]], best_epoch: int |
 
 
 def plot_ruler(path: Path, rows: list[tuple[str, dict[str, Any]]]) -> None:
-    """Test R² of each predictor with its 95 % interval (points and whiskers)."""
+    """Test R² of each predictor with its 95 % interval (points and whiskers).
+
+    A predictor far below zero (the last 1-s return often is) would squash the others into a dot: the axis
+    stops at −½ × the best upper bound (at least −2 %), and what lies beyond is written at the left edge."""
     plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 1.2))
-    for i, (name, ci) in enumerate(rows):
+    fig, ax = plt.subplots(figsize=(9, 0.45 * len(rows) + 1.2))
+    highs = [float(ci["high"]) * 100 for _, ci in rows if ci.get("high") is not None]
+    right = max([*highs, 0.5]) * 1.1
+    left = -max(2.0, 0.5 * right)
+    for i, (_name, ci) in enumerate(rows):
         value, low, high = ci.get("value"), ci.get("low"), ci.get("high")
         if value is None:
             continue
         if low is not None and high is not None:
-            ax.plot([low * 100, high * 100], [i, i], color="tab:blue", lw=2)
-        ax.plot([value * 100], [i], "o", color="tab:blue")
+            ax.plot([max(low * 100, left), high * 100], [i, i], color="tab:blue", lw=2)
+        if value * 100 < left:
+            ax.annotate(f"◄ {value * 100:.3g} %", (left, i), xytext=(4, 4), textcoords="offset points", fontsize=8)
+        else:
+            ax.plot([value * 100], [i], "o", color="tab:blue")
+    ax.set_xlim(left, right)
     ax.axvline(0.0, color="0.6", lw=0.8)
     ax.set_yticks(range(len(rows)), [n for n, _ in rows])
     ax.invert_yaxis()
