@@ -117,7 +117,7 @@ class Evaluation:
     shuffled_label_control: Scores
     shuffled_prediction_control: Scores  # the model's own predictions against permuted test labels
     regimes: list[dict[str, float]]
-    oracle: dict[str, float] | None = None
+    oracle: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     # 95 % block-bootstrap intervals: {predictor: {r2|mae|hit_rate: {value, low, high}}}, comparisons, controls
     intervals: dict[str, Any] = field(default_factory=dict)

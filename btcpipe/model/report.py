@@ -89,21 +89,32 @@ def _save(fig: Any, path: Path) -> None:
     plt.close(fig)
 
 
+def _ci(interval: Mapping[str, Any] | None, scale: float, digits: int) -> str:
+    if not interval or interval.get("low") is None or interval.get("high") is None:
+        return ""
+    return f" [{interval['low'] * scale:.{digits}f}, {interval['high'] * scale:.{digits}f}]"
+
+
 def _html(title: str, evaluation: Evaluation, test: LabeledRows, manifest: Mapping[str, Any]) -> str:
-    rows = [("model", evaluation.model.as_dict())]
-    rows += [(f"baseline: {k}", v.as_dict()) for k, v in evaluation.baselines.items()]
-    rows += [("control: shuffled labels (ridge)", evaluation.shuffled_label_control.as_dict()),
-             ("control: shuffled labels (model)", evaluation.shuffled_prediction_control.as_dict())]
+    iv = evaluation.intervals
+    rows = [("model", evaluation.model.as_dict(), iv.get("model"))]
+    rows += [(f"baseline: {k}", v.as_dict(), iv.get("baselines", {}).get(k)) for k, v in evaluation.baselines.items()]
+    rows += [("control: shuffled labels (ridge)", evaluation.shuffled_label_control.as_dict(),
+              iv.get("shuffled_labels_ridge")),
+             ("control: shuffled labels (model)", evaluation.shuffled_prediction_control.as_dict(), None)]
     cells = "".join(
-        f"<tr><td>{html.escape(name)}</td><td>{d['mae']:.3e}</td><td>{d['mse']:.3e}</td><td>{d['r2']:.4f}</td>"
-        f"<td>{d['hit_rate']:.2%}</td><td>{d['n_moves']}</td></tr>"
-        for name, d in rows
+        f"<tr><td>{html.escape(name)}</td><td>{d['mae'] * 1e4:.3f}</td>"
+        f"<td>{d['r2'] * 100:.2f}{_ci((ci or {}).get('r2'), 100, 2)}</td>"
+        f"<td>{d['hit_rate'] * 100:.1f}{_ci((ci or {}).get('hit_rate'), 100, 1)}</td><td>{d['n_moves']}</td></tr>"
+        for name, d, ci in rows
     )
     oracle = ""
     if evaluation.oracle:
         o = evaluation.oracle
+        share = (o.get("model_vs_oracle") or {}).get("r2_share")
         oracle = (f"<p>Oracle (best possible predictor of the simulator): R² {o['r2']:.4f}, hit rate "
-                  f"{o['hit_rate']:.2%}; the model reaches {o['model_r2_share']:.1%} of its R².</p>")
+                  f"{o['hit_rate']:.2%}; the model reaches {o['model_r2_share']:.1%}{_ci(share, 100, 0)} % of "
+                  "its R².</p>")
     first, last = test.span_us
     meta = html.escape(
         f"symbol {manifest.get('symbol', '?')} · label mid {manifest.get('label', {}).get('mid', '?')} · "
@@ -115,6 +126,8 @@ def _html(title: str, evaluation: Evaluation, test: LabeledRows, manifest: Mappi
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:right}}
 td:first-child{{text-align:left}}img{{max-width:100%}}figure{{display:inline-block;margin:1em}}</style></head>
 <body><h1>{html.escape(title)}</h1><p>{meta}</p>
-<table><tr><th>predictor</th><th>MAE</th><th>MSE</th><th>R²</th><th>hit rate</th><th>moves</th></tr>{cells}</table>
+<table><tr><th>predictor</th><th>MAE (bp)</th><th>R² (%) [95 % CI]</th><th>hit rate (%) [95 % CI]</th>
+<th>moves</th></tr>{cells}</table>
+<p>Intervals: block bootstrap over 60-s blocks (the 10-s labels overlap).</p>
 {oracle}{images}</body></html>
 """
