@@ -14,7 +14,7 @@ from btcpipe.domain.errors import DataError
 from btcpipe.domain.scores import Scores, score
 from btcpipe.model.dataset import LabeledRows, TimeSplit
 from btcpipe.model.scaler import StandardScaler
-from btcpipe.model.uncertainty import BlockBootstrap, intervals_dict
+from btcpipe.model.uncertainty import BlockBootstrap, block_length, intervals_dict
 
 F64 = npt.NDArray[np.float64]
 Predict = Callable[[F64], F64]
@@ -154,7 +154,8 @@ def evaluate(predict: Predict, split: TimeSplit, *, seed: int = 0) -> tuple[Eval
     intervals: dict[str, Any] = {"model": intervals_dict(boot.scores(yhat))}
     intervals["baselines"] = {name: intervals_dict(boot.scores(p)) for name, p in baselines.items()}
     intervals["model_vs_ridge"] = intervals_dict(boot.compare(yhat, baselines["ridge"]))
-    intervals["shuffled_labels_ridge"] = intervals_dict(BlockBootstrap(control_y, seed=seed).scores(control_yhat))
+    control_boot = BlockBootstrap(control_y, seed=seed, block_s=block_length(len(control_y)))
+    intervals["shuffled_labels_ridge"] = intervals_dict(control_boot.scores(control_yhat))
     intervals["method"] = {"kind": "block bootstrap", "block_s": boot.block_s, "resamples": boot.n_boot,
                            "level": boot.level}
     evaluation = Evaluation(
@@ -171,7 +172,7 @@ def evaluate(predict: Predict, split: TimeSplit, *, seed: int = 0) -> tuple[Eval
 
 def bootstrap_for(test: LabeledRows, *, seed: int = 0, mask: npt.NDArray[np.bool_] | None = None) -> BlockBootstrap:
     """The block bootstrap of the test rows (same seed, same resamples: model, baselines, oracle share them)."""
-    return BlockBootstrap(test.y, seed=seed, mask=mask)
+    return BlockBootstrap(test.y, seed=seed, mask=mask, block_s=block_length(len(test)))
 
 
 TIME_OF_DAY_BLOCKS_H = 6

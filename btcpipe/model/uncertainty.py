@@ -24,6 +24,8 @@ F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 
 BLOCK_S = 60
+MIN_BLOCKS = 20  # fewer blocks than this: shorter blocks (never below one label horizon)
+LABEL_HORIZON_S = 10
 N_BOOT = 1000
 LEVEL = 0.95
 
@@ -43,6 +45,12 @@ class Interval:
     @property
     def half_width(self) -> float:
         return (self.high - self.low) / 2.0
+
+
+def block_length(n_rows: int, preferred: int = BLOCK_S) -> int:
+    """``preferred`` seconds, shortened for short spans so there are at least ``MIN_BLOCKS`` blocks — but never
+    below the 10-s label horizon. A span under 200 s still gets fewer than 20 blocks: its interval is rough."""
+    return max(min(preferred, n_rows // MIN_BLOCKS), min(preferred, LABEL_HORIZON_S))
 
 
 def _interval(point: float, draws: F64, level: float) -> Interval:

@@ -15,6 +15,7 @@ from typing import Any
 from btcpipe.domain.time import iso
 
 DEADLINE_MS = 100.0
+_LABEL_MID = {"best_bid_ask": "best bid/ask mid", "last_trade": "last trade price (no best bid/ask in the history)"}
 _TIME_KEYS = ("first_prediction", "last_prediction", "first_ts", "last_ts")
 _SKIP_KEYS = ("history", "params", "metrics", "oracle", "card")
 
@@ -142,9 +143,17 @@ def headline(doc: Mapping[str, Any]) -> str:
         oracle = train.get("oracle") or {}
         if oracle.get("oracle"):
             share = (oracle.get("model_vs_oracle") or {}).get("r2_share")
-            text += (f"; the oracle (best possible) R² {ci_text(oracle['oracle'].get('r2'))} — the model reaches "
-                     f"{ci_text(share, digits=0)} of it")
-        items.append(text + " <span class='muted'>(95 % block-bootstrap intervals)</span>")
+            oracle_r2 = oracle["oracle"].get("r2") or {}
+            text += f"; the oracle (best possible) R² {ci_text(oracle_r2)}"
+            if (oracle_r2.get("value") or 0.0) > 0 and share and share.get("value") is not None:
+                text += f" — the model reaches {ci_text(share, digits=0)} of it"
+            else:
+                text += (" — not positive on this test span: too short to tell the model from chance "
+                         "(a longer --history helps)")
+        method = iv.get("method") or {}
+        rows_tested = (train.get("rows") or {}).get("test")
+        items.append(text + f" <span class='muted'>(95 % block-bootstrap intervals over {rows_tested} test seconds, "
+                     f"blocks of {method.get('block_s', '?')} s)</span>")
     live = doc.get("live") or {}
     summary = live.get("summary") or {}
     if summary:
@@ -252,7 +261,8 @@ def card_section(doc: Mapping[str, Any], training_plot: str | None) -> str:
         ("model", f"{train.get('name', '?')} {train.get('version', '')}"),
         ("data span", f"{card.get('data_first', '?')} → {card.get('data_last', '?')}"),
         ("rows", ", ".join(f"{k} {v}" for k, v in rows_info.items()) or "?"),
-        ("label", f"10-s forward log return of the {card.get('label_mid', '?')} mid"),
+        ("label", "10-s forward log return of the "
+                  + _LABEL_MID.get(str(card.get("label_mid")), f"{card.get('label_mid', '?')} mid")),
         ("feature schema hash", str(features.get("schema_hash", "?"))),
         ("features", str(card.get("features", "?"))),
         ("training", f"best epoch {train.get('best_epoch', '?')}, {fmt('', train.get('train_seconds'))} s"),

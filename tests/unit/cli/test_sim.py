@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 
 import orjson
-import pytest
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from btcpipe.cli.main import cli

@@ -79,7 +79,7 @@ def test_bad_input_is_a_data_error() -> None:
 
 def test_evaluate_reports_intervals_for_model_baselines_control_and_regimes() -> None:
     split = split_by_time(synthetic_rows(20_000, seed=4).rows)
-    evaluation, yhat = evaluate(lambda x: np.zeros(x.shape[0]) + 1e-9, split, seed=0)
+    evaluation, _ = evaluate(lambda x: np.zeros(x.shape[0]) + 1e-9, split, seed=0)
     iv = evaluation.intervals
     assert set(iv["baselines"]) == {"predict_zero", "last_1s_return", "ridge"}
     assert iv["model"]["r2"]["low"] <= iv["model"]["r2"]["value"] <= iv["model"]["r2"]["high"]

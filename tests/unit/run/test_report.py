@@ -38,7 +38,7 @@ def test_tables_show_iso_times_and_no_json_or_raw_epoch_microseconds(tmp_path: P
     assert "2026-12-02T" in page
     assert '{"' not in page
     assert "{'" not in page
-    for text in ("data span", "feature schema hash", "best_bid_ask mid"):
+    for text in ("data span", "feature schema hash", "best bid/ask mid"):
         assert text in page
 
 
