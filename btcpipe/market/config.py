@@ -19,9 +19,9 @@ DEFAULT_START_US = 1_704_067_200 * US_PER_SEC
 
 
 # Coefficients that may be negative (a negative one models reversal instead of momentum).
-_SIGNED = frozenset({"alpha_tvi_1s", "lambda_net_5s", "gamma_net_now"})
+_SIGNED = frozenset({"alpha_tvi_1s", "lambda_net_5s", "gamma_net_now", "flow_drift"})
 # Shares, each in [0, 1].
-_SHARES = ("sign_follow", "sign_flip_prob", "impact_lag1_share", "impact_lag5_share")
+_SHARES = ("sign_persistence", "impact_lag1_share", "impact_lag5_share")
 
 
 MAX_SIM_S = 7 * 86_400  # the longest simulated span
@@ -81,16 +81,21 @@ class SimConfig:
     sigma_per_sec: float = 5.5e-5
     vol_activity_exponent: float = 0.5
 
-    # Order-sign memory and surprise impact (the realistic preset; 0 = off, the classroom model).
-    # A hidden direction D flips with probability sign_flip_prob per order; an order follows D with
-    # probability sign_follow, else it is a fair coin. So E[sign_i | before i] = follow·(1 − 2·flip)·D_{i−1}
-    # and the surprise of order i is sign_i minus that. Each order moves the log price by
+    # Order-flow memory, a flow drift and surprise impact (the realistic preset; 0 = off, the classroom model).
+    # Every order of second s is a buy with probability (1 + ρ·m_s)/2, ρ = sign_persistence, where m_s is the
+    # imbalance (buy − sell)/(buy + sell) of the order sizes of second s−1 (ρ·m_{s−1} if it had no order).
+    # So E[sign | before s] = ρ·m_s and E[m_{s+1} | before s] = ρ·m_s exactly.
+    # The flow drift moves the log price over second s by
+    #   flow_drift · m_s · exp(−flow_drift_regime_exponent · regime_s) / E[exp(−exponent · regime)]
+    # (the order flow's pressure, stronger in quiet regimes): the predictable part of the label.
+    # The surprise of order i is sign_i − ρ·m_s. Each order moves the log price by
     #   surprise_impact · q0·tanh(size / q0) · surprise / (1 + orders in its second / impact_orders_scale)
     # with q0 = impact_saturation_btc (saturating in size, and each order weaker when the second is busy;
     # impact_orders_scale 0 = no such gate), spread over time: a share in its own second,
     # impact_lag1_share one second later and impact_lag5_share five seconds later.
-    sign_follow: float = 0.0
-    sign_flip_prob: float = 0.5
+    sign_persistence: float = 0.0
+    flow_drift: float = 0.0  # log price per second at imbalance 1 (signed: negative = reversal)
+    flow_drift_regime_exponent: float = 0.0
     surprise_impact: float = 0.0  # log-price per BTC of surprise (before saturation and the activity gate)
     impact_saturation_btc: float = 0.05
     impact_orders_scale: float = 0.0
@@ -138,8 +143,9 @@ class SimConfig:
             raise ConfigError("invalid simulator config: " + "; ".join(problems))
 
     @property
-    def has_surprise_impact(self) -> bool:
-        return self.surprise_impact != 0.0
+    def has_flow_memory(self) -> bool:
+        """Signs, drift or impact of the realistic model are on (the classroom path otherwise)."""
+        return self.sign_persistence != 0.0 or self.flow_drift != 0.0 or self.surprise_impact != 0.0
 
     @property
     def n_seconds(self) -> int:

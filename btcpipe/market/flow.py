@@ -28,6 +28,8 @@ class Arrivals:
     rate: F64  # the intensity (orders/s) each second's count was drawn from
     order_ts: I64  # sorted, strictly inside their second (never on a whole second)
     move_ts: I64  # times of price moves, sorted, strictly inside their second
+    regime: F64  # the log activity regime of each second
+    regime_before: float  # its value before the first second
 
 
 def _times_inside_seconds(counts: I64, start_us: int, rng: np.random.Generator) -> I64:
@@ -39,19 +41,22 @@ def _times_inside_seconds(counts: I64, start_us: int, rng: np.random.Generator) 
 def simulate_arrivals(config: SimConfig, rng: np.random.Generator) -> Arrivals:
     """Order counts per second from a discrete-time Hawkes process modulated by a slow regime."""
     n = config.n_seconds
-    phi = 0.5 ** (1.0 / max(config.regime_halflife_s, 1e-9))
+    phi = regime_phi(config)
     innovation_sd = config.regime_sigma * math.sqrt(1.0 - phi * phi)
     shocks = rng.standard_normal(n + 1)
     bursts = np.where(rng.random(n) < config.burst_prob, rng.exponential(max(config.burst_mean_orders, 1e-12), n), 0.0)
     lognormal_mean_fix = 0.5 * config.regime_sigma**2
     eta, decay, base = config.hawkes_branching, config.hawkes_decay, config.base_order_rate
     regime = config.regime_sigma * float(shocks[0])
+    regime_before = regime
+    regimes = np.empty(n, dtype=np.float64)
     excitation = base / (1.0 - eta)  # start at the stationary mean rate, not from an empty market
     counts = np.empty(n, dtype=np.int64)
     rates = np.empty(n, dtype=np.float64)
     # One step per second: each second's rate depends on the counts before it.
     for s in range(n):
         regime = phi * regime + innovation_sd * float(shocks[s + 1])
+        regimes[s] = regime
         rate = base * math.exp(regime - lognormal_mean_fix) + eta * excitation + float(bursts[s])
         count = int(rng.poisson(rate))
         counts[s] = count
@@ -63,6 +68,8 @@ def simulate_arrivals(config: SimConfig, rng: np.random.Generator) -> Arrivals:
         rate=rates,
         order_ts=_times_inside_seconds(counts, config.start_us, rng),
         move_ts=_times_inside_seconds(moves.astype(np.int64), config.start_us, rng),
+        regime=regimes,
+        regime_before=regime_before,
     )
 
 
@@ -125,23 +132,70 @@ def sweep_book(config: SimConfig, order_steps: I64, resting_steps: I64, rng: np.
     return Fills(order=order_idx[seg].astype(np.int64), level=level_idx[seg].astype(np.int64), steps=steps)
 
 
-def draw_persistent_signs(config: SimConfig, n_orders: int, rng: np.random.Generator) -> tuple[Bools, F64]:
-    """(is_buy, E[sign | everything before the order]) of each order under the sign-memory model.
+@dataclass(frozen=True, slots=True)
+class FlowSigns:
+    is_buy: Bools  # per order
+    expected_sign: F64  # per order: E[sign | everything before its second] = ρ·m of its second
+    imbalance: F64  # per second: m_s, known at the start of second s
 
-    A hidden direction D (±1) flips with probability ``sign_flip_prob`` at each order; the order follows D
-    with probability ``sign_follow``, else it is a fair coin. Given everything before order i (which
-    includes D_{i−1}), E[sign_i] = follow · (1 − 2·flip) · D_{i−1}: the surprise ``sign − expected`` has
-    conditional mean zero whatever happened before, which keeps the oracle exact.
+
+def draw_flow_signs(config: SimConfig, arrivals: Arrivals, size_steps: I64, rng: np.random.Generator) -> FlowSigns:
+    """Order signs whose bias follows the previous second's order-size imbalance.
+
+    Every order of second s is a buy with probability (1 + ρ·m_s)/2; m_{s+1} is the size-weighted imbalance
+    of second s's orders, or ρ·m_s when it had none. Signs are independent of sizes and arrivals given m, so
+    E[sign | before s] = ρ·m_s and E[m_{s+1} | before s, arrivals] = ρ·m_s, exactly: what keeps the oracle exact.
     """
-    d_before = 1.0 if rng.random() < 0.5 else -1.0
-    flips = rng.random(n_orders) < config.sign_flip_prob
-    direction = d_before * np.where(np.cumsum(flips) % 2 == 1, -1.0, 1.0)
-    follows = rng.random(n_orders) < config.sign_follow
-    coin = np.where(rng.random(n_orders) < 0.5, 1.0, -1.0)
-    sign = np.where(follows, direction, coin)
-    previous = np.concatenate(([d_before], direction[:-1]))
-    expected = config.sign_follow * (1.0 - 2.0 * config.sign_flip_prob) * previous
-    return sign > 0, expected.astype(np.float64)
+    rho = config.sign_persistence
+    counts = arrivals.orders_per_sec
+    n = counts.shape[0]
+    starts = np.concatenate(([0], np.cumsum(counts)[:-1])).astype(np.int64)
+    uniform = rng.random(int(counts.sum()))
+    size = size_steps.astype(np.float64)
+    is_buy = np.zeros(uniform.shape[0], dtype=np.bool_)
+    imbalance = np.empty(n, dtype=np.float64)
+    m = 0.0
+    # One step per second: a second's signs depend on the one before (a few µs a second).
+    for s in range(n):
+        imbalance[s] = m
+        a, c = int(starts[s]), int(counts[s])
+        if c == 0:
+            m = rho * m
+            continue
+        buys = uniform[a : a + c] < 0.5 * (1.0 + rho * m)
+        is_buy[a : a + c] = buys
+        q = size[a : a + c]
+        m = float(np.dot(np.where(buys, 1.0, -1.0), q) / q.sum())
+    sec = np.repeat(np.arange(n, dtype=np.int64), counts)
+    return FlowSigns(is_buy, rho * imbalance[sec], imbalance)
+
+
+def flow_drift_per_second(config: SimConfig, arrivals: Arrivals, imbalance: F64) -> F64:
+    """The flow drift of each second: β·m_s·exp(−γ·regime_s) / E[exp(−γ·regime)]."""
+    g = config.flow_drift_regime_exponent
+    norm = math.exp(0.5 * g * g * config.regime_sigma**2)
+    return np.asarray(config.flow_drift * imbalance * np.exp(-g * arrivals.regime) / norm, dtype=np.float64)
+
+
+def expected_flow_drift(config: SimConfig, arrivals: Arrivals, imbalance: F64, horizon_s: int = 10) -> F64:
+    """E[Σ_{k<horizon} drift_{t+k} | everything known at t] for each second t, in closed form.
+
+    E[m_{t+k}] = ρ^k·m_t, independent of the regime path; regime is a Gaussian AR(1) (coefficient φ,
+    stationary std σ), so E[exp(−γ·r_{t+k}) | r_{t−1}] = exp(−γ·φ^{k+1}·r_{t−1} + ½γ²σ²(1 − φ^{2(k+1)})).
+    """
+    g, sd = config.flow_drift_regime_exponent, config.regime_sigma
+    phi = regime_phi(config)
+    norm = math.exp(0.5 * g * g * sd * sd)
+    r_before = np.concatenate(([arrivals.regime_before], arrivals.regime[:-1]))
+    total = np.zeros_like(imbalance)
+    for k in range(horizon_s):
+        total += config.sign_persistence**k * np.exp(
+            -g * phi ** (k + 1) * r_before + 0.5 * g * g * sd * sd * (1.0 - phi ** (2 * (k + 1))))
+    return np.asarray(config.flow_drift * imbalance * total / norm, dtype=np.float64)
+
+
+def regime_phi(config: SimConfig) -> float:
+    return float(0.5 ** (1.0 / max(config.regime_halflife_s, 1e-9)))
 
 
 def surprise_impact_per_second(

@@ -29,13 +29,14 @@ _REALISTIC: dict[str, Any] = {
     "gamma_net_now": 0.0,
     # ... replaced by sign memory and the impact of the flow's surprise, saturating in order size and
     # weaker per order in busy seconds
-    "sign_follow": 0.8,
-    "sign_flip_prob": 0.02,
-    "surprise_impact": 6.0e-3,
+    "sign_persistence": 0.8,
+    "flow_drift": 1.1e-5,
+    "flow_drift_regime_exponent": 1.0,
+    "surprise_impact": 4.0e-3,
     "impact_saturation_btc": 0.3,
     "impact_orders_scale": 3.0,
-    "impact_lag1_share": 0.3,
-    "impact_lag5_share": 0.05,
+    "impact_lag1_share": 0.0,
+    "impact_lag5_share": 0.0,
     "sigma_per_sec": 6.5e-5,
 }
 

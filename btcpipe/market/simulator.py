@@ -29,7 +29,9 @@ from btcpipe.market.flow import (
     activity,
     draw_level_quantities,
     draw_order_sizes,
-    draw_persistent_signs,
+    draw_flow_signs,
+    expected_flow_drift,
+    flow_drift_per_second,
     simulate_arrivals,
     surprise_impact_per_second,
     sweep_book,
@@ -84,7 +86,9 @@ def _lagged(x: F64, lag: int) -> F64:
     return out
 
 
-def _known_component(config: SimConfig, buy: F64, sell: F64, impact: F64 | None = None) -> F64:
+def _known_component(
+    config: SimConfig, buy: F64, sell: F64, impact: F64 | None = None, drift_ahead: F64 | None = None
+) -> F64:
     """E[y_t | what is known at t] at t = start + s: α·tvi(second s−1) + λ·net(seconds s−5 … s−1),
     plus, with surprise impact I, the parts of past impacts still to come inside [t, t+10 s):
     (h1 + h5)·I(s−1) + h5·(I(s−2) + … + I(s−5))."""
@@ -95,6 +99,8 @@ def _known_component(config: SimConfig, buy: F64, sell: F64, impact: F64 | None 
         h1, h5 = config.impact_lag1_share, config.impact_lag5_share
         known = known + (h1 + h5) * _lagged(impact, 1)
         known = known + h5 * sum((_lagged(impact, m) for m in range(2, 6)), np.zeros_like(impact))
+    if drift_ahead is not None:
+        known = known + drift_ahead
     return np.asarray(known, dtype=np.float64)
 
 
@@ -103,7 +109,9 @@ class _Orders:
     arrivals: Arrivals
     is_buy: Bools
     size_steps: I64
-    impact: F64 | None  # surprise impact per second (None without the sign-memory model)
+    impact: F64 | None  # surprise impact per second (None in the classroom model)
+    drift: F64 | None  # flow drift per second
+    drift_ahead: F64 | None  # E[drift over [t, t+10 s) | known at t], per second t
 
 
 def _rngs(config: SimConfig) -> list[np.random.Generator]:
@@ -116,11 +124,14 @@ def _orders(config: SimConfig, rngs: list[np.random.Generator]) -> _Orders:
     arrivals = simulate_arrivals(config, rngs[0])
     n_orders = arrivals.order_ts.shape[0]
     is_buy, size_steps = draw_order_sizes(config, n_orders, rngs[1])
-    if not config.has_surprise_impact:
-        return _Orders(arrivals, is_buy, size_steps, None)
-    is_buy, expected = draw_persistent_signs(config, n_orders, rngs[5])
-    impact = surprise_impact_per_second(config, arrivals, is_buy, expected, size_steps)
-    return _Orders(arrivals, is_buy, size_steps, impact)
+    if not config.has_flow_memory:
+        return _Orders(arrivals, is_buy, size_steps, None, None, None)
+    del n_orders
+    signs = draw_flow_signs(config, arrivals, size_steps, rngs[5])
+    impact = surprise_impact_per_second(config, arrivals, signs.is_buy, signs.expected_sign, size_steps)
+    drift = flow_drift_per_second(config, arrivals, signs.imbalance)
+    ahead = expected_flow_drift(config, arrivals, signs.imbalance)
+    return _Orders(arrivals, signs.is_buy, size_steps, impact, drift, ahead)
 
 
 def simulate(config: SimConfig) -> MarketTape:
@@ -155,7 +166,7 @@ def simulate(config: SimConfig) -> MarketTape:
 
     quote_bid, quote_ask = _price_path(
         config, move_ts=arrivals.move_ts, rate=arrivals.rate, buy=buy_vol, sell=sell_vol, rng=rng_price,
-        impact=orders.impact,
+        impact=orders.impact, flow_drift=orders.drift,
     )
     quote_of = np.cumsum(is_move) - 1
     bid_ticks, ask_ticks = quote_bid[quote_of], quote_ask[quote_of]
@@ -195,7 +206,7 @@ def simulate(config: SimConfig) -> MarketTape:
 
 def _price_path(
     config: SimConfig, *, move_ts: I64, rate: F64, buy: F64, sell: F64, rng: np.random.Generator,
-    impact: F64 | None = None,
+    impact: F64 | None = None, flow_drift: F64 | None = None,
 ) -> tuple[I64, I64]:
     """Best bid and ask (ticks) of the initial quote and after each move.
 
@@ -212,6 +223,8 @@ def _price_path(
     if impact is not None:
         h1, h5 = config.impact_lag1_share, config.impact_lag5_share
         drift = drift + (1.0 - h1 - h5) * impact + h1 * _lagged(impact, 1) + h5 * _lagged(impact, 5)
+    if flow_drift is not None:
+        drift = drift + flow_drift
     sigma = config.sigma_per_sec * activity(config, rate) ** config.vol_activity_exponent
     sec = (move_ts - config.start_us) // US_PER_SEC
     moves_in_sec = np.bincount(sec, minlength=n).astype(np.float64)
@@ -247,8 +260,10 @@ def oracle_predictions(tape: MarketTape, config: SimConfig) -> tuple[I64, F64]:
     """
     buy, sell = flow_per_second(tape.trades, config.start_us, config.n_seconds)
     ts_sec = config.start_us + np.arange(config.n_seconds, dtype=np.int64) * US_PER_SEC
-    impact = _orders(config, _rngs(config)).impact if config.has_surprise_impact else None
-    return ts_sec, _known_component(config, buy, sell, impact)
+    if not config.has_flow_memory:
+        return ts_sec, _known_component(config, buy, sell)
+    orders = _orders(config, _rngs(config))
+    return ts_sec, _known_component(config, buy, sell, orders.impact, orders.drift_ahead)
 
 
 def oracle_score(
