@@ -1,9 +1,10 @@
 """Parameters of the market simulator, with their meaning and defaults in one place.
 
-The model itself is described in ``docs/SIMULATOR.md``; every default below is tuned so that a simulated
-day looks like BTCUSDT in 2024 at the scale that matters to btcpipe (≈2 M trades a day, a few dollars of
-mid movement a second, bursts of hundreds of trades a second, quiet spells) and so that the known
-predictive component explains roughly 15 % of the variance of the 10-second label.
+The model itself is described in ``docs/SIMULATOR.md``. The defaults below are the ``classroom`` preset: a
+day that looks like BTCUSDT in 2024 at the scale that matters to btcpipe (≈2 M trades a day, a few dollars
+of mid movement a second, bursts of hundreds of trades a second, quiet spells) whose known, linear
+predictive component explains roughly 15 % of the variance of the 10-second label. The ``realistic``
+preset (``btcpipe.market.presets``) overrides some of them and turns on order-flow memory.
 """
 
 from __future__ import annotations

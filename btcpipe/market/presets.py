@@ -1,6 +1,7 @@
 """Named simulator presets: ``classroom`` (an easy market whose oracle is linear and explains ~16 % of the
-label) and ``realistic`` (calibrated on real BTCUSDT recordings: order-sign memory, heavy-tailed sizes,
-a small, partly non-linear predictable part). ``docs/SIMULATOR.md`` has the calibration table."""
+label) and ``realistic`` (calibrated on real BTCUSDT recordings: order-flow memory, heavy-tailed sizes,
+a small, partly non-linear predictable part — oracle R² a few percent). ``docs/SIMULATOR.md`` has the
+model and the calibration table."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ _REALISTIC: dict[str, Any] = {
     "base_order_rate": 2.6,
     "hawkes_branching": 0.75,
     "regime_sigma": 0.8,
+    "regime_halflife_s": 1800.0,
     "burst_prob": 0.004,
     "burst_mean_orders": 60.0,
     "order_size_median": 0.003,
@@ -27,10 +29,10 @@ _REALISTIC: dict[str, Any] = {
     "alpha_tvi_1s": 0.0,
     "lambda_net_5s": 0.0,
     "gamma_net_now": 0.0,
-    # ... replaced by sign memory and the impact of the flow's surprise, saturating in order size and
-    # weaker per order in busy seconds
+    # ... replaced by flow memory, a flow drift gated by the activity regime (the predictable part) and
+    # the impact of the flow's surprise, saturating in order size and weaker per order in busy seconds
     "sign_persistence": 0.8,
-    "flow_drift": 1.1e-5,
+    "flow_drift": 1.0e-5,
     "flow_drift_regime_exponent": 1.0,
     "surprise_impact": 4.0e-3,
     "impact_saturation_btc": 0.3,

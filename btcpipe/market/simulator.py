@@ -27,9 +27,9 @@ from btcpipe.market.config import DEFAULT_START_US, SimConfig
 from btcpipe.market.flow import (
     Arrivals,
     activity,
+    draw_flow_signs,
     draw_level_quantities,
     draw_order_sizes,
-    draw_flow_signs,
     expected_flow_drift,
     flow_drift_per_second,
     simulate_arrivals,
