@@ -11,7 +11,7 @@ import click
 
 from btcpipe import __version__
 
-# name → "module:attribute" of a click command or group.
+# name → ("module" whose `cli` is the click command or group, or "module:attribute"; its help line).
 COMMANDS: dict[str, tuple[str, str]] = {
     "run": ("btcpipe.cli.run", "the whole pipeline on one machine: exchange, backfill, train, live"),
     "exchange": ("btcpipe.cli.exchange", "serve the local Binance-compatible exchange"),
@@ -29,7 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "parity": ("btcpipe.cli.parity", "prove online features equal offline features"),
     "cluster": ("btcpipe.cli.scale.cluster", "a local multi-node Ray cluster on loopback (--engine ray)"),
     "feast": ("btcpipe.cli.scale.feast", "write a Feast feature repo over the lake's silver (optional wrapper)"),
-    "report": ("btcpipe.cli.report", "rebuild a run's report.html from its summary.json"),
+    "report": ("btcpipe.cli.run:report_cli", "rebuild a run's report.html from its summary.json"),
 }
 
 
@@ -37,13 +37,17 @@ class LazyGroup(click.Group):
     """The ``btcpipe`` command group: imports a command's module only when that command runs."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(n for n, (mod, _) in COMMANDS.items() if importlib.util.find_spec(mod) is not None)
+        return sorted(n for n, (target, _) in COMMANDS.items()
+                      if importlib.util.find_spec(target.partition(":")[0]) is not None)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         entry = COMMANDS.get(cmd_name)
-        if entry is None or importlib.util.find_spec(entry[0]) is None:
+        if entry is None:
             return None
-        command = importlib.import_module(entry[0]).cli
+        module, _, attribute = entry[0].partition(":")  # "module" (its `cli`) or "module:attribute"
+        if importlib.util.find_spec(module) is None:
+            return None
+        command = getattr(importlib.import_module(module), attribute or "cli")
         assert isinstance(command, click.Command)
         return command
 

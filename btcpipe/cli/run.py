@@ -1,5 +1,5 @@
 """``btcpipe run``: the whole pipeline on this machine — exchange, backfill, check, features, train, promote,
-live ingestor → processor → inference, and a report."""
+live ingestor → processor → inference, and a report; ``btcpipe report RUN_DIR`` rebuilds that report."""
 
 from __future__ import annotations
 
@@ -123,3 +123,19 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     if not result.ok:
         click.echo(f"error: {result.error}", err=True)
         sys.exit(EXIT_FAILED)
+
+
+@click.command("report")
+@click.argument("run_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report_cli(run_dir: Path) -> None:
+    """Rebuild RUN_DIR/report.html (and its PNG plots) from RUN_DIR/summary.json and predictions.csv.
+
+    Useful after upgrading btcpipe, or to read a run copied from another machine.
+    """
+    from btcpipe.run.report import rebuild_report
+
+    try:
+        paths = rebuild_report(run_dir)
+    except BtcpipeError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"report: {paths['html']}")

@@ -134,6 +134,8 @@ def sweep_book(config: SimConfig, order_steps: I64, resting_steps: I64, rng: np.
 
 @dataclass(frozen=True, slots=True)
 class FlowSigns:
+    """The order signs of the realistic model and what was expected of them."""
+
     is_buy: Bools  # per order
     expected_sign: F64  # per order: E[sign | everything before its second] = ρ·m of its second
     imbalance: F64  # per second: m_s, known at the start of second s

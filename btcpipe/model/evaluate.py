@@ -12,9 +12,9 @@ import numpy.typing as npt
 
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.scores import Scores, score
+from btcpipe.domain.uncertainty import BlockBootstrap, block_length, intervals_dict
 from btcpipe.model.dataset import LabeledRows, TimeSplit
 from btcpipe.model.scaler import StandardScaler
-from btcpipe.model.uncertainty import BlockBootstrap, block_length, intervals_dict
 
 F64 = npt.NDArray[np.float64]
 Predict = Callable[[F64], F64]

@@ -69,7 +69,7 @@ LIVE_BLOCK_S = 10  # one label horizon: consecutive live predictions share 9 of 
 
 def live_hit_rate_interval(predictions: list[dict[str, Any]]) -> dict[str, float | None] | None:
     """The live hit rate with a 95 % block-bootstrap interval (blocks of 10 consecutive predictions)."""
-    from btcpipe.model.uncertainty import BlockBootstrap
+    from btcpipe.domain.uncertainty import BlockBootstrap
 
     pairs = [(float(p["yhat"]), float(p["realized"])) for p in predictions
              if p.get("realized") is not None and math.isfinite(float(p["realized"]))]

@@ -7,10 +7,10 @@ import pytest
 
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.scores import score
+from btcpipe.domain.uncertainty import BlockBootstrap
 from btcpipe.model.dataset import split_by_time
 from btcpipe.model.evaluate import evaluate
 from btcpipe.model.synthetic import synthetic_rows
-from btcpipe.model.uncertainty import BlockBootstrap
 
 
 def _overlapping_labels(n: int, seed: int) -> np.ndarray:
