@@ -73,7 +73,7 @@ def test_an_unknown_preset_is_refused() -> None:
 
 def test_calibrate_prints_real_beside_simulated_and_fails_when_a_fact_is_outside(recording_paths: list[Path]) -> None:
     runner = CliRunner()
-    args = ["sim", "calibrate", *(a for p in recording_paths for a in ("--recording", str(p))), "--duration", "1800",
+    args = ["sim", "calibrate", *(a for p in recording_paths for a in ("--recording", str(p))), "--hours", "2",
             "--seed", "1"]
     realistic = runner.invoke(cli, [*args, "--format", "json"])
     assert realistic.exit_code == 0, realistic.output
