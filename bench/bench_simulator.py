@@ -1,6 +1,6 @@
 """Benchmark: simulate one day of BTCUSDT and score its oracle. Prints one JSON object to stdout.
 
-Usage: ``python bench/bench_simulator.py [--seed N] [--seconds 86400]``
+Usage: ``python bench/bench_simulator.py [--preset realistic|classroom] [--seed N] [--seconds 86400]``
 """
 
 from __future__ import annotations
@@ -12,15 +12,17 @@ import time
 
 import orjson
 
-from btcpipe.market.simulator import SimConfig, oracle_score, simulate
+from btcpipe.market.presets import DEFAULT_PRESET, PRESETS, preset_config
+from btcpipe.market.simulator import oracle_score, simulate
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seconds", type=int, default=86_400)
+    parser.add_argument("--preset", choices=sorted(PRESETS), default=DEFAULT_PRESET)
     args = parser.parse_args(argv)
-    config = SimConfig(seed=args.seed, duration_s=args.seconds)
+    config = preset_config(args.preset, seed=args.seed, duration_s=args.seconds)
     began = time.perf_counter()
     tape = simulate(config)
     seconds = time.perf_counter() - began
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     n = len(tape.trades)
     result = {
         "bench": "simulator",
+        "preset": args.preset,
         "simulated_seconds": args.seconds,
         "trades": n,
         "seconds": round(seconds, 3),

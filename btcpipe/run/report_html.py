@@ -145,11 +145,11 @@ def headline(doc: Mapping[str, Any]) -> str:
             share = (oracle.get("model_vs_oracle") or {}).get("r2_share")
             oracle_r2 = oracle["oracle"].get("r2") or {}
             text += f"; the oracle (best possible) R² {ci_text(oracle_r2)}"
-            if (oracle_r2.get("value") or 0.0) > 0 and share and share.get("value") is not None:
+            if (oracle_r2.get("low") or 0.0) > 0 and share and share.get("value") is not None:
                 text += f" — the model reaches {ci_text(share, digits=0)} of it"
             else:
-                text += (" — not positive on this test span: too short to tell the model from chance "
-                         "(a longer --history helps)")
+                text += (" — its interval reaches zero: this test span is too short to measure the model "
+                         "against it (a longer --history helps)")
         method = iv.get("method") or {}
         rows_tested = (train.get("rows") or {}).get("test")
         items.append(text + f" <span class='muted'>(95 % block-bootstrap intervals over {rows_tested} test seconds, "

@@ -74,3 +74,12 @@ def test_rebuild_from_summary_gives_the_same_page_and_plots(tmp_path: Path) -> N
 def test_rebuild_of_a_directory_without_summary_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="not a btcpipe run directory"):
         rebuild_report(tmp_path)
+
+
+def test_no_share_of_the_oracle_is_claimed_when_its_interval_reaches_zero(tmp_path: Path) -> None:
+    result = sample_result(tmp_path)
+    train = next(s for s in result.stages if s.name == "train")
+    train.summary["oracle"]["oracle"]["r2"]["low"] = -0.01
+    page = Path(write_report(result, tmp_path)["html"]).read_text()
+    assert "its interval reaches zero" in page
+    assert "the model reaches" not in page
