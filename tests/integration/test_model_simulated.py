@@ -46,6 +46,7 @@ def test_mlp_on_simulated_hours_reaches_most_of_the_oracle_r2(tmp_path: Path) ->
     doc = json.loads(_invoke(
         "evaluate", "--lake", str(tmp_path), "--name", "sim", "--version", trained["version"], "--json",
         "--sim-seed", str(SIM.seed), "--sim-start", str(SIM.start_us), "--sim-duration-s", str(SIM.duration_s),
+        "--sim-preset", "classroom",  # SimConfig defaults are the classroom preset
     ))
     oracle = doc["oracle"]
     assert oracle["r2"] > 0.05
