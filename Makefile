@@ -23,11 +23,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP) system-deps
 
-$(FEAST_VENV)/bin/feast:
+$(FEAST_VENV)/.installed:
 	$(PYTHON) -m venv $(FEAST_VENV)
 	$(FEAST_VENV)/bin/pip install --quiet 'feast[redis]==$(FEAST_VERSION)'
+	@touch $@
 
-feast-venv: $(FEAST_VENV)/bin/feast
+feast-venv: $(FEAST_VENV)/.installed
 
 # Installs the Debian packages that are missing (as root, or with sudo when it is there).
 system-deps:

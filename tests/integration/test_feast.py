@@ -5,8 +5,8 @@ online features equal the latest row the live processor computed from the same t
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -48,25 +48,27 @@ _OFFLINE = re.compile(r"Temporary failure in name resolution|Name or service not
 
 @pytest.fixture(scope="session")
 def feast_bin() -> Path:
-    """The isolated Feast venv's bin/ (`make feast-venv`; built here once when missing)."""
-    feast = FEAST_VENV / "bin" / "feast"
-    if feast.exists():
-        return feast.parent
-    staging = REPO / f".venv-feast.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True, timeout=120)
-    install = subprocess.run([str(staging / "bin" / "pip"), "install", "--quiet", f"feast[redis]=={FEAST_VERSION}"],
-                             capture_output=True, text=True, timeout=900, check=False)
-    if install.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        if _OFFLINE.search(install.stdout + install.stderr):
-            pytest.skip(f"feast {FEAST_VERSION} could not be installed without network")
-        pytest.fail(f"installing feast failed:\n{install.stdout}\n{install.stderr}")
-    try:
-        staging.rename(FEAST_VENV)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another run finished first; use its venv
-    return feast.parent
+    """The isolated Feast venv's bin/ (`make feast-venv`; built here once when missing).
+
+    Built in place under a lock rather than in a staging folder that is renamed: a venv's scripts carry the
+    absolute path of its interpreter, so a renamed venv's ``feast`` points at a python that no longer exists.
+    """
+    stamp = FEAST_VENV / ".installed"
+    with (REPO / ".venv-feast.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # xdist workers (and a parallel make) wait for the one building it
+        if not stamp.exists():
+            shutil.rmtree(FEAST_VENV, ignore_errors=True)
+            subprocess.run([sys.executable, "-m", "venv", str(FEAST_VENV)], check=True, timeout=120)
+            install = subprocess.run([str(FEAST_VENV / "bin" / "pip"), "install", "--quiet",
+                                      f"feast[redis]=={FEAST_VERSION}"],
+                                     capture_output=True, text=True, timeout=900, check=False)
+            if install.returncode != 0:
+                shutil.rmtree(FEAST_VENV, ignore_errors=True)
+                if _OFFLINE.search(install.stdout + install.stderr):
+                    pytest.skip(f"feast {FEAST_VERSION} could not be installed without network")
+                pytest.fail(f"installing feast failed:\n{install.stdout}\n{install.stderr}")
+            stamp.touch()
+    return FEAST_VENV / "bin"
 
 
 def _feast(bin_dir: Path, repo: Path, *args: str) -> subprocess.CompletedProcess[str]:
