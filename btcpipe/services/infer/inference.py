@@ -172,6 +172,7 @@ class InferenceService:
         self.fallback = FallbackFeatures(
             served.params, lateness_us=int(self.settings.lateness_ms * US_PER_MS),
             stale_after_us=self.settings.stale_after_us,
+            with_best_bid_ask=market is None or market.with_best_bid_ask,
         )
         self.shadow = ShadowEvaluator(metrics, label_mid=served.label_mid, window=self.settings.shadow_window,
                                       expire_after_s=self.settings.shadow_expire_s)
