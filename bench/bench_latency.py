@@ -3,9 +3,11 @@
 The path of ``btcpipe run``'s live stage: local exchange (SBE WebSocket) → ingestor → bus → processor →
 online store → inference. Hops (see ``btcpipe.run.live_stats``): ``exchange→ingest`` (receive −
 exchange time of each stream trade), ``ingest→bus`` (a bus reader got it − receive time), ``second end→feature
-row`` (row computed − its second, includes the processor's 200 ms lateness), ``feature row→prediction``
-(prediction − row, includes the wait for the tick at +300 ms / +500 ms), ``tick`` (read features + ONNX +
-publish) and ``end to end`` (prediction − second end).
+row`` (row computed − its second: the processor closes a second once its inputs or the ingestor's heartbeat
+are past it), ``feature row→prediction`` (prediction − row: inference ticks on the row's arrival on
+``features-1s``), ``second end→prediction`` (prediction − its second, store or fallback row) and ``tick``
+(read features + ONNX + publish). ``quiet_seconds`` splits ``second end→feature row`` by whether the second
+before had a trade after its end: without one only the heartbeat (or wall time + lateness) closes it.
 
 One market and one trained model (a few minutes of simulated history, a few epochs: not timed) serve two live
 runs of ``--seconds`` each: embedded (in-process bus and store) and services (Kinesis on moto_server, Redis on
@@ -66,7 +68,7 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
     from btcpipe.services.process.processor import ProcessorSettings
     from btcpipe.store.memory import InProcessOnlineStore
 
-    margin = 100.0
+    inference = InferenceSettings()  # on arrival: wait up to 50 ms for the row, deadline 100 ms from the second's end
     if services is None:
         bus: Any = InProcessBus()
         store: Any = InProcessOnlineStore(clock)
@@ -83,10 +85,11 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
         bus.ensure_streams(ALL_STREAMS, 1)
         store = RedisOnlineStore(RedisOptions(redis_url))
         positions = RedisPositionStore(RedisOptions(redis_url))
-        margin = 300.0
+        # Kinesis on moto_server polls in tens of ms: give the row and the deadline room for that hop.
+        inference = InferenceSettings(row_wait_ms=200.0, deadline_ms=300.0)
     settings = LiveSettings(
         processor=ProcessorSettings(block_ms=20),
-        inference=InferenceSettings(offset_ms=200.0 + margin),
+        inference=inference,
         realize_wait_s=0.0,
     )
     ports = LivePorts(bus=bus, store=store, lake=lake, positions=positions, open_source=_stream_client,
@@ -96,8 +99,6 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
     result = LivePipeline(ports, _Quiet(), settings)(replace(market, live_start_us=now - now % 1_000_000), endpoints,
                                                      seconds)
     hops = {name: _percentiles(values) for name, values in result.hops_ms.items()}
-    end_to_end = [p["feature_age_ms"] for p in result.predictions]  # now − ts_sec when the prediction was made
-    hops["end to end (second end→prediction)"] = _percentiles(end_to_end)
     counters = result.summary["counters"]
     store.close()
     bus.close()

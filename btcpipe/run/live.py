@@ -41,6 +41,7 @@ from btcpipe.run.market import RunMarket
 from btcpipe.run.orchestrator import ExchangeEndpoints, LiveResult
 from btcpipe.run.view import LiveSnapshot
 from btcpipe.services.infer.archive import PredictionArchive
+from btcpipe.services.infer.arrivals import RowArrivals
 from btcpipe.services.infer.fallback import MarketTap
 from btcpipe.services.infer.inference import InferenceService, InferenceSettings, TickResult
 from btcpipe.services.infer.model_loader import ModelWatcher
@@ -257,6 +258,7 @@ class _LiveRun:
             # From the earliest record: the fallback engine then has the warm-up's 60 s of history at once.
             market=MarketTap(self.p.bus, [self.symbol], with_best_bid_ask=watcher.current.params.with_spread,
                              start="earliest"),
+            rows=RowArrivals(self.p.bus, [self.symbol]),  # predict the moment the second's row is published
             archive=_RecordingArchive(self.p.lake, self.clock, stats), on_result=on_result,
         )
 

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 
 from btcpipe.bus.consumer import BusConsumer, shards_for_keys
+from btcpipe.bus.heartbeats import HeartbeatReader
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_TRADES, Bus
 from btcpipe.bus.positions import InMemoryPositionStore
 from btcpipe.domain.records import BestBidAsk, Trade
@@ -48,6 +49,7 @@ class MarketBatch:
 
     trades: list[Trade] = field(default_factory=list)
     best_bid_asks: list[BestBidAsk] = field(default_factory=list)
+    heartbeats: dict[str, int] = field(default_factory=dict)  # symbol → newest heartbeat the events back up
 
 
 class MarketTap:
@@ -77,6 +79,7 @@ class MarketTap:
                         shards=shards_for_keys(bus, STREAM_BEST_BID_ASK, symbols), start=start)
             if with_best_bid_ask else None
         )
+        self._heartbeats = HeartbeatReader(bus, symbols, name=name, max_records=max_records)
         self.max_records = max_records
         self.max_polls = max_polls
 
@@ -92,18 +95,25 @@ class MarketTap:
     def pump(self) -> MarketBatch:
         """Everything new on the streams (bounded by ``max_polls`` reads per stream). Raises ``BusError``."""
         out = MarketBatch()
+        self._heartbeats.poll()  # before the events it vouches for (bus.heartbeats)
+        caught_up = False
         for _ in range(self.max_polls):
             got = self._trades.poll(self.max_records)
             for d in got:
                 out.trades.extend(t for t in d.value if t.symbol in self.symbols)
             if len(got) < self.max_records:
+                caught_up = True
                 break
         if self._best_bid_ask is not None:
+            caught_up_best_bid_ask = False
             for _ in range(self.max_polls):
                 got_best_bid_ask = self._best_bid_ask.poll(self.max_records)
                 out.best_bid_asks.extend(d.value for d in got_best_bid_ask if d.value.symbol in self.symbols)
                 if len(got_best_bid_ask) < self.max_records:
+                    caught_up_best_bid_ask = True
                     break
+            caught_up = caught_up and caught_up_best_bid_ask
+        out.heartbeats = self._heartbeats.release(caught_up)
         return out
 
 
@@ -171,6 +181,8 @@ class FallbackFeatures:
     def add(self, batch: MarketBatch) -> None:
         self.add_trades(batch.trades)
         self.add_best_bid_asks(batch.best_bid_asks)
+        for symbol, ts in batch.heartbeats.items():
+            self._get(symbol).state.add_heartbeat(ts)
 
     def add_trades(self, trades: Iterable[Trade]) -> None:
         by_symbol: dict[str, list[Trade]] = {}

@@ -18,6 +18,8 @@ What it does with each record:
 - best bid/ask → ``market-sbe-bestbidask``; depth diffs → ``market-sbe-depth`` and the symbol's
   ``BookSynchronizer`` (snapshot + buffered diffs; a missed diff → resync from a new REST snapshot, counted).
 - all three appended to bronze in batches (trades, bookTicker, depth).
+- ``heartbeat_margin_ms`` after each whole second ``t``, a ``Heartbeat(symbol, t)`` on ``market-heartbeat``
+  (``services.ingest.heartbeat``): consumers close ``t`` in a quiet market without waiting for wall time.
 """
 
 from __future__ import annotations
@@ -37,16 +39,18 @@ from btcpipe.binance.order_book import BookSynchronizer, OrderBook, SnapshotOutc
 from btcpipe.binance.rest_parsing import rest_trades, trade_records
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.binance.ws_messages import MarketEvent, event_kind
-from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_HEARTBEAT, STREAM_TRADES, Bus
 from btcpipe.domain.errors import ConfigError, DataError, ExchangeError
+from btcpipe.domain.messages import Heartbeat
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade, TradeGap
 from btcpipe.infra.metrics import Metrics
 from btcpipe.infra.tracing import NO_TRACING, TraceSpan, Tracing
 from btcpipe.lake.ports import BronzeSink
 from btcpipe.services.ingest.bronze import BronzeWriter
+from btcpipe.services.ingest.heartbeat import heartbeat_loop
 from btcpipe.services.ingest.publish import BusPublisher
 from btcpipe.services.ingest.trades import TradeSequencer
-from btcpipe.wire.codec import encode_best_bid_ask, encode_depth_delta, encode_trades
+from btcpipe.wire.codec import encode_best_bid_ask, encode_depth_delta, encode_heartbeat, encode_trades
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,8 @@ class IngestSettings:
     bronze_max_rows: int = 20_000
     bronze_max_age_s: float = 10.0
     publish_max_pending: int = 200_000
+    # Heartbeat on market-heartbeat this long after each second (services.ingest.heartbeat); None: none.
+    heartbeat_margin_ms: float | None = 20.0
     housekeeping_s: float = 0.1
 
 
@@ -113,6 +119,7 @@ class IngestStats:
 
     events: dict[str, int] = field(default_factory=dict)  # by kind
     trades_published: int = 0  # from the stream
+    heartbeats: int = 0  # published on market-heartbeat
     gaps: int = 0
     gap_ids: int = 0
     gap_trades_filled: int = 0
@@ -180,6 +187,7 @@ class Ingestor:
         self._stop_requested = False
         self._running = False
         self._until: Callable[[Ingestor], bool] | None = None
+        self._filling = 0  # gap fills in flight (no heartbeat meanwhile)
 
     # --- public ----------------------------------------------------------------------------------------
     def last_trade_id(self, symbol: str) -> int:
@@ -244,6 +252,11 @@ class Ingestor:
         deadline = None if duration_s is None else self._monotonic() + duration_s
         source_task = asyncio.create_task(self.source.run(self._on_event), name="ingest-source")
         house = asyncio.create_task(self._housekeeping(deadline), name="ingest-housekeeping")
+        margin = self.settings.heartbeat_margin_ms
+        beats = asyncio.create_task(
+            heartbeat_loop(self.symbols, margin_us=int(margin * 1000), now_us=self._now_us,
+                           ready=self._heartbeat_ready, publish=self._publish_heartbeat)
+            if margin is not None else asyncio.sleep(0), name="ingest-heartbeat")
         stopped = asyncio.create_task(self._stop_event.wait(), name="ingest-stop")
         try:
             await asyncio.wait({source_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -252,9 +265,9 @@ class Ingestor:
         finally:
             self._running = False
             self.source.stop()
-            for task in (house, stopped, *self._snapshot_tasks.values()):
+            for task in (house, beats, stopped, *self._snapshot_tasks.values()):
                 task.cancel()
-            await asyncio.gather(house, stopped, *self._snapshot_tasks.values(), return_exceptions=True)
+            await asyncio.gather(house, beats, stopped, *self._snapshot_tasks.values(), return_exceptions=True)
             if not source_task.done():
                 source_task.cancel()
                 await asyncio.gather(source_task, return_exceptions=True)
@@ -326,7 +339,23 @@ class Ingestor:
         if self.metrics is not None:
             self.metrics.ingest_gap_fills.labels(symbol, outcome).inc()
 
+    def _heartbeat_ready(self, symbol: str) -> bool:
+        """Whether a heartbeat may vouch for ``symbol``'s streams (see ``services.ingest.heartbeat``)."""
+        return (self._running and not self._filling and not self._open_gaps and not self.publisher.failing
+                and bool(getattr(self.source, "connected", True)) and self.sequencers[symbol].last_id is not None)
+
+    async def _publish_heartbeat(self, heartbeat: Heartbeat) -> None:
+        await self.publisher.add(STREAM_HEARTBEAT, heartbeat.symbol, encode_heartbeat(heartbeat), 0)
+        self.stats.heartbeats += 1
+
     async def _on_gap(self, gap: TradeGap) -> None:
+        self._filling += 1
+        try:
+            await self._fill_gap(gap)
+        finally:
+            self._filling -= 1
+
+    async def _fill_gap(self, gap: TradeGap) -> None:
         n = gap.last_missing - gap.first_missing + 1
         self.stats.gaps += 1
         self.stats.gap_ids += n

@@ -21,10 +21,11 @@ processor goes on past it. Consumer lag in records (``btcpipe_consumer_lag_recor
 **When a second closes.** The rule lives in ``SymbolFeatureState`` (shared with the inference
 fallback): second ``t`` closes as soon as every input the schema needs has shown it is past ``t`` — a
 trade at or after ``t + disorder`` (``disorder_ms``, 0: Binance's trade stream is ordered per symbol)
-and, when the schema reads best bid/ask, a best bid/ask update that far too. When every input is caught
-up (a poll came back short) wall time closes seconds as well (``t + lateness <= now``), so a silent
-market still gets its rows; never further than ``max_idle_s`` past the newest event, so a clock far
-ahead of replayed data cannot flood the grid.
+and, when the schema reads best bid/ask, a best bid/ask update that far too — or an ingestor heartbeat
+on ``market-heartbeat`` at or past ``t`` (applied only once the event streams are read to their head,
+``bus.heartbeats``). When every input is caught up (a poll came back short) wall time closes seconds as
+well (``t + lateness <= now``), so a silent market without heartbeats still gets its rows; never further
+than ``max_idle_s`` past the newest event, so a clock far ahead of replayed data cannot flood the grid.
 
 **Restart.** After each cycle that emitted rows the processor stores, in the bus's ``PositionStore``
 under its consumer name, the last row emitted and the start of its grid per symbol (pseudo-stream
@@ -50,6 +51,7 @@ from typing import Any, Literal
 import numpy as np
 
 from btcpipe.bus.consumer import BusConsumer, Delivery, shards_for_keys
+from btcpipe.bus.heartbeats import HeartbeatReader
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_FEATURES, STREAM_TRADES, Bus, PositionStore, hash_shard
 from btcpipe.domain.errors import BusError, ConfigError, LakeError, StoreError
 from btcpipe.domain.messages import FeatureVector1s
@@ -213,6 +215,7 @@ class Processor:
             )
             self._best_bid_ask_rewind = Rewind({s: p.after for s, p in self._best_bid_ask.positions.items()})
         self.dead_letters = DeadLetters(bus, consumer=name, metrics=metrics, now_us=clock.now_us)
+        self._heartbeats = HeartbeatReader(bus, self.symbols, name=name, max_records=self.settings.poll_max)
         self._reported = {s: (0, 0) for s in self.symbols}  # (late, duplicates) already in the metrics
         self._lag = ConsumerLag(bus, name, int(self.settings.lag_interval_s * US_PER_SEC))
         if self.stats.resumed_from:
@@ -224,6 +227,7 @@ class Processor:
         """Poll the inputs once, close what is due, emit and commit. Returns the records read."""
         block = self.settings.block_ms if block_ms is None else block_ms
         n_max = self.settings.poll_max
+        self._heartbeats.poll()  # before the events it vouches for (bus.heartbeats)
         trade_deliveries = self._trades.poll(n_max, block)
         trades_caught_up = self._caught_up(trade_deliveries, n_max)
         self._apply_trades(trade_deliveries)
@@ -236,7 +240,10 @@ class Processor:
             n_best_bid_ask = len(best_bid_ask_deliveries)
         now = self.clock.now_us()
         vectors: list[FeatureVector1s] = []
-        on_clock = self.settings.close_on_clock and trades_caught_up and best_bid_ask_caught_up
+        caught_up = trades_caught_up and best_bid_ask_caught_up
+        for symbol, ts in self._heartbeats.release(caught_up).items():
+            self.states[symbol].add_heartbeat(ts)
+        on_clock = self.settings.close_on_clock and caught_up
         for state in self.states.values():
             rows = state.close_ready()
             if on_clock and state.next_close is not None:
