@@ -60,11 +60,13 @@ def _percentiles(values: list[float]) -> dict[str, float | int]:
     return percentiles(values)
 
 
-def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, services: Any | None) -> dict[str, Any]:
+def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, services: Any | None,
+          heartbeat_margin_ms: float | None) -> dict[str, Any]:
     from btcpipe.bus.memory import InProcessBus
     from btcpipe.bus.positions import InMemoryPositionStore
     from btcpipe.run.live import LivePipeline, LivePorts, LiveSettings
     from btcpipe.services.infer.inference import InferenceSettings
+    from btcpipe.services.ingest.ingestor import IngestSettings
     from btcpipe.services.process.processor import ProcessorSettings
     from btcpipe.store.memory import InProcessOnlineStore
 
@@ -88,6 +90,7 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
         # Kinesis on moto_server polls in tens of ms: give the row and the deadline room for that hop.
         inference = InferenceSettings(row_wait_ms=200.0, deadline_ms=300.0)
     settings = LiveSettings(
+        ingest=IngestSettings(heartbeat_margin_ms=heartbeat_margin_ms),
         processor=ProcessorSettings(block_ms=20),
         inference=inference,
         realize_wait_s=0.0,
@@ -100,10 +103,43 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
                                                      seconds)
     hops = {name: _percentiles(values) for name, values in result.hops_ms.items()}
     counters = result.summary["counters"]
+    quiet = _quiet_seconds(bus, market.tape, now)
     store.close()
     bus.close()
     return {"predictions": result.summary["predictions"], "skipped_ticks": counters.get("skipped_ticks"),
-            "fallback": counters.get("fallback"), "late_events": counters.get("late"), "hops_ms": hops}
+            "fallback": counters.get("fallback"), "late_events": counters.get("late"), "hops_ms": hops,
+            "quiet_seconds": quiet}
+
+
+def _quiet_seconds(bus: Any, tape: Any, live_from_us: int, quiet_ms: float = 20.0) -> dict[str, Any]:
+    """``second end→feature row`` split by whether a trade came within ``quiet_ms`` after the second's end.
+
+    A second closes on event time once a trade (and a best bid/ask update, with ``spread``) at or past its end
+    is read; after a quiet start only the ingestor's heartbeat (``heartbeat_margin_ms`` after the second) or
+    wall time + lateness closes it, which bounds the hop for quiet seconds.
+    """
+    import numpy as np
+
+    from btcpipe.bus.consumer import BusConsumer
+    from btcpipe.bus.port import STREAM_FEATURES
+    from btcpipe.bus.positions import InMemoryPositionStore
+    from btcpipe.wire.codec import decode_feature_vector
+
+    consumer = BusConsumer(bus, STREAM_FEATURES, decode_feature_vector, name="bench-quiet",
+                           positions=InMemoryPositionStore(), start="earliest")
+    rows = []
+    while got := consumer.poll(1000):
+        rows.extend(d.value for d in got if d.value.ts_sec >= live_from_us)
+    trade_ts = np.asarray(tape.trades.ts_event, dtype=np.int64)
+    out: dict[str, Any] = {"quiet_ms": quiet_ms}
+    split: dict[str, list[float]] = {"busy": [], "quiet": []}
+    for row in rows:
+        k = int(np.searchsorted(trade_ts, row.ts_sec, side="left"))
+        gap_ms = (int(trade_ts[k]) - row.ts_sec) / 1000 if k < trade_ts.shape[0] else float("inf")
+        split["quiet" if gap_ms >= quiet_ms else "busy"].append((row.ts_computed - row.ts_sec) / 1000)
+    for name, values in split.items():
+        out[name] = _percentiles(values)
+    return out
 
 
 @contextlib.contextmanager
@@ -123,6 +159,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="live seconds per variant")
     parser.add_argument("--history-minutes", type=int, default=8)
     parser.add_argument("--no-services", action="store_true", help="only the embedded variant")
+    parser.add_argument("--heartbeat-margin-ms", type=float, default=20.0,
+                        help="the ingestor's heartbeat margin after each second (negative: no heartbeat)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 
@@ -142,7 +180,8 @@ def main() -> None:
     assert market.tape is not None
     key = secrets.token_hex(8)
     now = wall.now_us()
-    out: dict[str, Any] = {"benchmark": "latency", "live_seconds": args.seconds}
+    margin = args.heartbeat_margin_ms if args.heartbeat_margin_ms >= 0 else None
+    out: dict[str, Any] = {"benchmark": "latency", "live_seconds": args.seconds, "heartbeat_margin_ms": margin}
     with tempfile.TemporaryDirectory() as tmp, LocalExchange(
         market.tape, clock=ReplayClock(now, wall_start_us=now), streams=StreamConfig(api_keys=frozenset({key}))
     ) as exchange:
@@ -153,10 +192,12 @@ def main() -> None:
         run_features(lake, market)
         run_promote(lake, run_train(lake, market, name="btcusdt-10s", config=TrainConfig(seed=7, max_epochs=3)))
         out["setup_s"] = round(time.monotonic() - started, 1)
-        out["embedded"] = _live(market, endpoints, lake, wall, args.seconds, services=None)
+        out["embedded"] = _live(market, endpoints, lake, wall, args.seconds, services=None,
+                                heartbeat_margin_ms=margin)
         with _servers(not args.no_services) as services:
             if services is not None:
-                out["services"] = _live(market, endpoints, lake, wall, args.seconds, services=services)
+                out["services"] = _live(market, endpoints, lake, wall, args.seconds, services=services,
+                                        heartbeat_margin_ms=margin)
     out["wall_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(out, indent=2))
 

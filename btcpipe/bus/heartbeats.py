@@ -62,5 +62,10 @@ class HeartbeatReader:
         return out
 
     @property
+    def live(self) -> bool:
+        """Whether heartbeats come at all (a reader may then wait on the events in shorter slices)."""
+        return self.received > 0
+
+    @property
     def skipped(self) -> int:
         return 0 if self._consumer is None else self._consumer.skipped

@@ -46,7 +46,7 @@ from btcpipe.services.infer.fallback import MarketTap
 from btcpipe.services.infer.inference import InferenceService, InferenceSettings, TickResult
 from btcpipe.services.infer.model_loader import ModelWatcher
 from btcpipe.services.infer.shadow import ShadowRow
-from btcpipe.services.ingest.ingestor import Ingestor, MarketRest, MarketSource
+from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings, MarketRest, MarketSource
 from btcpipe.services.process.processor import Processor, ProcessorSettings
 from btcpipe.services.process.silver import LiveSilverSink
 from btcpipe.services.replay import replay, tape_from_lake
@@ -90,6 +90,7 @@ class LiveSettings:
 
     model_name: str = "btcusdt-10s"
     model_alias: str = "production"
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     processor: ProcessorSettings = field(default_factory=ProcessorSettings)
     inference: InferenceSettings = field(default_factory=InferenceSettings)
     view_every_s: float = 0.5
@@ -212,7 +213,7 @@ class _LiveRun:
         source = self.p.open_source(self.endpoints, [self.symbol])
         ingestor = self.ingestor = Ingestor(source, self.p.bus, symbols=[self.symbol], rest=self.rest,
                                             lake=self.p.lake, metrics=self.metrics,
-                                            now_us=self.clock.now_us)
+                                            settings=self.s.ingest, now_us=self.clock.now_us)
         last_backfilled = self.p.lake.bronze_max_id("trades", self.symbol)
         if last_backfilled is None:
             raise StageError(STAGE, f"bronze holds no {self.symbol} trades to continue from")

@@ -47,7 +47,7 @@ from btcpipe.infra.metrics import Metrics
 from btcpipe.infra.tracing import NO_TRACING, TraceSpan, Tracing
 from btcpipe.lake.ports import BronzeSink
 from btcpipe.services.ingest.bronze import BronzeWriter
-from btcpipe.services.ingest.heartbeat import heartbeat_loop
+from btcpipe.services.ingest.heartbeat import TransitWindow, heartbeat_loop
 from btcpipe.services.ingest.publish import BusPublisher
 from btcpipe.services.ingest.trades import TradeSequencer
 from btcpipe.wire.codec import encode_best_bid_ask, encode_depth_delta, encode_heartbeat, encode_trades
@@ -110,6 +110,7 @@ class IngestSettings:
     publish_max_pending: int = 200_000
     # Heartbeat on market-heartbeat this long after each second (services.ingest.heartbeat); None: none.
     heartbeat_margin_ms: float | None = 20.0
+    heartbeat_tolerance_ms: float = 500.0  # no heartbeat while events' transit is beyond this (clocks disagree)
     housekeeping_s: float = 0.1
 
 
@@ -165,6 +166,7 @@ class Ingestor:
         self.stats = IngestStats()
         self.books = {s: BookSynchronizer(s) for s in self.symbols}
         self.sequencers = {s: TradeSequencer(s) for s in self.symbols}
+        self.transit = {s: TransitWindow() for s in self.symbols}  # receive − exchange time, for the heartbeat
         self.gaps: list[TradeGap] = []  # every gap seen, ``filled`` updated when it is
         self._now_us = now_us or (lambda: time.time_ns() // 1000)
         self._monotonic = monotonic
@@ -254,8 +256,10 @@ class Ingestor:
         house = asyncio.create_task(self._housekeeping(deadline), name="ingest-housekeeping")
         margin = self.settings.heartbeat_margin_ms
         beats = asyncio.create_task(
-            heartbeat_loop(self.symbols, margin_us=int(margin * 1000), now_us=self._now_us,
-                           ready=self._heartbeat_ready, publish=self._publish_heartbeat)
+            heartbeat_loop(self.symbols, margin_us=int(margin * 1000),
+                           tolerance_us=int(self.settings.heartbeat_tolerance_ms * 1000),
+                           transit=self.transit.__getitem__, now_us=self._now_us, ready=self._heartbeat_ready,
+                           publish=self._publish_heartbeat)
             if margin is not None else asyncio.sleep(0), name="ingest-heartbeat")
         stopped = asyncio.create_task(self._stop_event.wait(), name="ingest-stop")
         try:
@@ -297,8 +301,11 @@ class Ingestor:
         self._last_event_at = self._monotonic()
         self._count(event_kind(event), symbol)
         if isinstance(event, TradesEvent):
+            if event.trades:  # transit by the heartbeat's clock (the ingestor's), not the stream client's
+                self.transit[symbol].observe(self._now_us(), event.trades[-1].ts_event)
             await self._on_trades(symbol, event)
         elif isinstance(event, BestBidAsk):
+            self.transit[symbol].observe(self._now_us(), event.ts_event)
             await self.publisher.add(STREAM_BEST_BID_ASK, symbol, encode_best_bid_ask(event), event.ts_recv)
             if self.bronze is not None:
                 self.bronze.add([event], "ws")

@@ -86,6 +86,7 @@ class ProcessorSettings:
     close_on_clock: bool = True  # False: event time only (replaying past data with no live clock)
     poll_max: int = 1000
     block_ms: int = 100
+    heartbeat_poll_ms: int = 5  # while heartbeats come: the longest wait on the trade stream, so a beat is seen soon
     start: str = "earliest"  # where a consumer without stored positions starts: earliest | latest
     publish_features: bool = True
     lag_interval_s: float = 1.0  # how often consumer lag (records behind the head) is sampled for the metrics
@@ -228,6 +229,8 @@ class Processor:
         block = self.settings.block_ms if block_ms is None else block_ms
         n_max = self.settings.poll_max
         self._heartbeats.poll()  # before the events it vouches for (bus.heartbeats)
+        if self._heartbeats.live:
+            block = min(block, self.settings.heartbeat_poll_ms)
         trade_deliveries = self._trades.poll(n_max, block)
         trades_caught_up = self._caught_up(trade_deliveries, n_max)
         self._apply_trades(trade_deliveries)
