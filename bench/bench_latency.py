@@ -70,7 +70,8 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
     from btcpipe.services.process.processor import ProcessorSettings
     from btcpipe.store.memory import InProcessOnlineStore
 
-    inference = InferenceSettings()  # on arrival: wait up to 50 ms for the row, deadline 100 ms from the second's end
+    # On arrival: wait up to 80 ms for the row, deadline 100 ms from the second's end.
+    inference = InferenceSettings(on_arrival=True)
     if services is None:
         bus: Any = InProcessBus()
         store: Any = InProcessOnlineStore(clock)
@@ -87,8 +88,9 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
         bus.ensure_streams(ALL_STREAMS, 1)
         store = RedisOnlineStore(RedisOptions(redis_url))
         positions = RedisPositionStore(RedisOptions(redis_url))
-        # Kinesis on moto_server polls in tens of ms: give the row and the deadline room for that hop.
-        inference = InferenceSettings(row_wait_ms=200.0, deadline_ms=300.0)
+        # moto_server's Kinesis takes 100-500 ms from put to get: give the row and the deadline room for that hop
+        # (as the fixed offset of 500 ms did before).
+        inference = InferenceSettings(on_arrival=True, row_wait_ms=450.0, deadline_ms=550.0)
     settings = LiveSettings(
         ingest=IngestSettings(heartbeat_margin_ms=heartbeat_margin_ms),
         processor=ProcessorSettings(block_ms=20),
@@ -159,7 +161,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="live seconds per variant")
     parser.add_argument("--history-minutes", type=int, default=8)
     parser.add_argument("--no-services", action="store_true", help="only the embedded variant")
-    parser.add_argument("--heartbeat-margin-ms", type=float, default=20.0,
+    parser.add_argument("--heartbeat-margin-ms", type=float, default=5.0,
                         help="the ingestor's heartbeat margin after each second (negative: no heartbeat)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)

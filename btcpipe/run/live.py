@@ -92,7 +92,7 @@ class LiveSettings:
     model_alias: str = "production"
     ingest: IngestSettings = field(default_factory=IngestSettings)
     processor: ProcessorSettings = field(default_factory=ProcessorSettings)
-    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    inference: InferenceSettings = field(default_factory=lambda: InferenceSettings(on_arrival=True))
     view_every_s: float = 0.5
     realize_wait_s: float = REALIZE_WAIT_S  # 0: do not wait for the last predictions' outcomes
 
@@ -259,7 +259,8 @@ class _LiveRun:
             # From the earliest record: the fallback engine then has the warm-up's 60 s of history at once.
             market=MarketTap(self.p.bus, [self.symbol], with_best_bid_ask=watcher.current.params.with_spread,
                              start="earliest"),
-            rows=RowArrivals(self.p.bus, [self.symbol]),  # predict the moment the second's row is published
+            # predict the moment the second's row is published (when the settings say on_arrival)
+            rows=RowArrivals(self.p.bus, [self.symbol]),
             archive=_RecordingArchive(self.p.lake, self.clock, stats), on_result=on_result,
         )
 

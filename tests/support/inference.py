@@ -288,6 +288,7 @@ def make_rig(
     world = MarketWorld(sim_tape(), bus, store, clock)
     if row_delay_us is not None:
         world.lateness_us, world.publish_rows = row_delay_us, True
+        settings = settings or InferenceSettings(on_arrival=True)
     results: list[TickResult] = []
     extra = {"perf_ns": perf_ns} if perf_ns is not None else {}
     service = InferenceService(

@@ -1,7 +1,7 @@
 """The inference service: every second, features → scaler → ONNX → ``Prediction1s``, within a deadline.
 
-A tick for second ``t`` (the row describing ``[t − 1 s, t)``) runs **on arrival** when the service follows
-``features-1s`` (``rows=RowArrivals``): as soon as every symbol's row of ``t`` is on the stream, or
+A tick for second ``t`` (the row describing ``[t − 1 s, t)``) runs **on arrival** (``on_arrival``, following
+``features-1s`` with ``rows=RowArrivals``): as soon as every symbol's row of ``t`` is on the stream, or
 ``row_wait_ms`` after ``t`` when one is not (the fallback takes over); the deadline then counts from the
 second's end. Without ``rows`` it runs at a fixed ``t + offset`` (after the processor's lateness, so the
 row is normally in the online store) and the deadline counts from that wake-up. Per symbol it:
@@ -66,7 +66,8 @@ class InferenceSettings:
     interval_s: int = 1  # ticks every 1 or 2 s, on second boundaries (multiples of the interval)
     offset_ms: float = 250.0  # after the boundary: the processor's lateness + a margin to write the row
     deadline_ms: float = 100.0  # on arrival: from the second's end; at a fixed offset: from the wake-up
-    row_wait_ms: float = 50.0  # on arrival: how long after the second's end to wait for its rows
+    on_arrival: bool = False  # tick when the rows arrive (the service then needs ``rows=RowArrivals``)
+    row_wait_ms: float = 80.0  # on arrival: how long after the second's end to wait for its rows
     row_poll_ms: float = 1.0  # on arrival: how often the features stream is looked at while waiting
     stale_after_s: float = 3.0
     lateness_ms: float = 200.0  # the fallback engine closes a second this long after it ends
@@ -79,18 +80,22 @@ class InferenceSettings:
             raise ConfigError(f"inference interval must be 1 or 2 whole seconds, got {self.interval_s!r}")
         if self.deadline_ms <= 0:
             raise ConfigError(f"inference deadline must be positive, got {self.deadline_ms} ms")
-        if not 0 <= self.lateness_ms <= self.offset_ms:
+        if self.lateness_ms < 0:
+            raise ConfigError(f"lateness must be >= 0 ms, got {self.lateness_ms}")
+        if self.stale_after_s <= 0:
+            raise ConfigError(f"stale_after_s must be positive, got {self.stale_after_s}")
+        if self.on_arrival:
+            if not 0 <= self.row_wait_ms < self.deadline_ms < self.interval_s * 1000 or self.row_poll_ms <= 0:
+                raise ConfigError(f"row wait {self.row_wait_ms} ms must be below the deadline {self.deadline_ms} ms, "
+                                  f"the deadline below the interval and the row poll {self.row_poll_ms} ms positive")
+            return
+        if self.lateness_ms > self.offset_ms:
             raise ConfigError(
                 f"tick offset {self.offset_ms} ms must be at least the lateness {self.lateness_ms} ms: "
                 "before that the second is not closed yet"
             )
         if self.offset_ms + self.deadline_ms >= self.interval_s * 1000:
             raise ConfigError("tick offset + deadline must fit inside one interval")
-        if self.stale_after_s <= 0:
-            raise ConfigError(f"stale_after_s must be positive, got {self.stale_after_s}")
-        if not 0 <= self.row_wait_ms < self.deadline_ms or self.row_poll_ms <= 0:
-            raise ConfigError(f"row wait {self.row_wait_ms} ms must be below the deadline {self.deadline_ms} ms "
-                              f"and the row poll {self.row_poll_ms} ms positive")
 
     @property
     def interval_us(self) -> int:
@@ -176,7 +181,9 @@ class InferenceService:
         self.clock = clock
         self.settings = settings or InferenceSettings()
         self.market = market
-        self.rows = rows
+        if self.settings.on_arrival and rows is None:
+            raise ConfigError("inference on arrival needs the features stream (rows=RowArrivals)")
+        self.rows = rows if self.settings.on_arrival else None
         self.archive = archive
         self._stop = threading.Event()
         self._sleep = sleep if sleep is not None else self._stop.wait

@@ -108,8 +108,9 @@ class IngestSettings:
     bronze_max_rows: int = 20_000
     bronze_max_age_s: float = 10.0
     publish_max_pending: int = 200_000
-    # Heartbeat on market-heartbeat this long after each second (services.ingest.heartbeat); None: none.
-    heartbeat_margin_ms: float | None = 20.0
+    # Heartbeat on market-heartbeat this long after each second, on top of the slowest recent transit
+    # (services.ingest.heartbeat); None: none.
+    heartbeat_margin_ms: float | None = 5.0
     heartbeat_tolerance_ms: float = 500.0  # no heartbeat while events' transit is beyond this (clocks disagree)
     housekeeping_s: float = 0.1
 

@@ -35,7 +35,7 @@ def test_a_tick_runs_as_soon_as_its_row_arrives(tmp_path: Path) -> None:
 
 
 def test_a_row_that_does_not_arrive_in_time_falls_back_after_the_row_wait(tmp_path: Path) -> None:
-    rig = make_rig(tmp_path, row_delay_us=3_000, settings=InferenceSettings(row_wait_ms=40))
+    rig = make_rig(tmp_path, row_delay_us=3_000, settings=InferenceSettings(on_arrival=True, row_wait_ms=40))
     rig.world.processor_on = False  # no row ever comes
     rig.service.run(max_ticks=WARM + 10)
     fallback = rig.by_outcome("fallback")
@@ -50,17 +50,25 @@ def test_a_row_that_does_not_arrive_in_time_falls_back_after_the_row_wait(tmp_pa
 
 def test_the_deadline_counts_from_the_second_end_on_arrival(tmp_path: Path) -> None:
     rig = make_rig(tmp_path, row_delay_us=3_000, perf_ns=iter(range(0, 10**15, 30_000_000)).__next__,
-                   settings=InferenceSettings(deadline_ms=60, row_wait_ms=20))
+                   settings=InferenceSettings(on_arrival=True, deadline_ms=60, row_wait_ms=20))
     rig.world.processor_on = False  # the fallback after 20 ms of waiting, then 30 ms per timing read: late
     rig.service.run(max_ticks=WARM + 5)
     assert rig.by_outcome("fallback") == []
     assert len(rig.by_outcome("skipped_deadline")) >= 5
 
 
-@pytest.mark.parametrize("kwargs", [{"row_wait_ms": 100}, {"row_wait_ms": -1}, {"row_poll_ms": 0}])
+@pytest.mark.parametrize("kwargs", [{"row_wait_ms": 100}, {"row_wait_ms": -1}, {"row_poll_ms": 0},
+                                    {"deadline_ms": 1000, "row_wait_ms": 50}])
 def test_row_waits_that_leave_no_time_before_the_deadline_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ConfigError):
-        InferenceSettings(**kwargs)  # type: ignore[arg-type]
+        InferenceSettings(on_arrival=True, **kwargs)  # type: ignore[arg-type]
+    # On arrival the fixed offset plays no part: a long wait for the row is fine when the deadline allows it.
+    assert InferenceSettings(on_arrival=True, row_wait_ms=450, deadline_ms=550).deadline_us == 550_000
+
+
+def test_on_arrival_without_the_features_stream_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="features stream"):
+        make_rig(tmp_path, settings=InferenceSettings(on_arrival=True))
 
 
 def test_arrivals_know_which_symbols_rows_came_and_forget_old_seconds() -> None:

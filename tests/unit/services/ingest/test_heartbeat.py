@@ -15,7 +15,7 @@ T = 1_704_067_200 * US_PER_SEC
 MS = 1_000
 
 
-class _Stop(Exception):
+class _StopError(Exception):
     pass
 
 
@@ -28,12 +28,12 @@ def run_loop(transit: dict[str, TransitWindow], *, start: int, seconds: int, rea
     async def sleep(s: float) -> None:
         now[0] += round(s * US_PER_SEC)
         if now[0] > start + seconds * US_PER_SEC:
-            raise _Stop
+            raise _StopError
 
     async def publish(hb: Heartbeat) -> None:
         out.append((now[0], hb))
 
-    with pytest.raises(_Stop):
+    with pytest.raises(_StopError):
         asyncio.run(heartbeat_loop(list(transit), margin_us=margin_us, tolerance_us=500 * MS,
                                    transit=transit.__getitem__, now_us=lambda: now[0], ready=ready.__contains__,
                                    publish=publish, sleep=sleep))
