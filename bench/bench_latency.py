@@ -3,9 +3,11 @@
 The path of ``btcpipe run``'s live stage: local exchange (SBE WebSocket) → ingestor → bus → processor →
 online store → inference. Hops (see ``btcpipe.run.live_stats``): ``exchange→ingest`` (receive −
 exchange time of each stream trade), ``ingest→bus`` (a bus reader got it − receive time), ``second end→feature
-row`` (row computed − its second, includes the processor's 200 ms lateness), ``feature row→prediction``
-(prediction − row, includes the wait for the tick at +300 ms / +500 ms), ``tick`` (read features + ONNX +
-publish) and ``end to end`` (prediction − second end).
+row`` (row computed − its second: the processor closes a second once its inputs or the ingestor's heartbeat
+are past it), ``feature row→prediction`` (prediction − row: inference ticks on the row's arrival on
+``features-1s``), ``second end→prediction`` (prediction − its second, store or fallback row) and ``tick``
+(read features + ONNX + publish). ``quiet_seconds`` splits ``second end→feature row`` by whether the second
+before had a trade after its end: without one only the heartbeat (or wall time + lateness) closes it.
 
 One market and one trained model (a few minutes of simulated history, a few epochs: not timed) serve two live
 runs of ``--seconds`` each: embedded (in-process bus and store) and services (Kinesis on moto_server, Redis on
@@ -58,15 +60,18 @@ def _percentiles(values: list[float]) -> dict[str, float | int]:
     return percentiles(values)
 
 
-def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, services: Any | None) -> dict[str, Any]:
+def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, services: Any | None,
+          heartbeat_margin_ms: float | None) -> dict[str, Any]:
     from btcpipe.bus.memory import InProcessBus
     from btcpipe.bus.positions import InMemoryPositionStore
     from btcpipe.run.live import LivePipeline, LivePorts, LiveSettings
     from btcpipe.services.infer.inference import InferenceSettings
+    from btcpipe.services.ingest.ingestor import IngestSettings
     from btcpipe.services.process.processor import ProcessorSettings
     from btcpipe.store.memory import InProcessOnlineStore
 
-    margin = 100.0
+    # On arrival: wait up to 80 ms for the row, deadline 100 ms from the second's end.
+    inference = InferenceSettings(on_arrival=True)
     if services is None:
         bus: Any = InProcessBus()
         store: Any = InProcessOnlineStore(clock)
@@ -83,10 +88,13 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
         bus.ensure_streams(ALL_STREAMS, 1)
         store = RedisOnlineStore(RedisOptions(redis_url))
         positions = RedisPositionStore(RedisOptions(redis_url))
-        margin = 300.0
+        # moto_server's Kinesis takes 100-500 ms from put to get: give the row and the deadline room for that hop
+        # (as the fixed offset of 500 ms did before).
+        inference = InferenceSettings(on_arrival=True, row_wait_ms=450.0, deadline_ms=550.0)
     settings = LiveSettings(
+        ingest=IngestSettings(heartbeat_margin_ms=heartbeat_margin_ms),
         processor=ProcessorSettings(block_ms=20),
-        inference=InferenceSettings(offset_ms=200.0 + margin),
+        inference=inference,
         realize_wait_s=0.0,
     )
     ports = LivePorts(bus=bus, store=store, lake=lake, positions=positions, open_source=_stream_client,
@@ -96,13 +104,44 @@ def _live(market: Any, endpoints: Any, lake: Any, clock: Any, seconds: int, *, s
     result = LivePipeline(ports, _Quiet(), settings)(replace(market, live_start_us=now - now % 1_000_000), endpoints,
                                                      seconds)
     hops = {name: _percentiles(values) for name, values in result.hops_ms.items()}
-    end_to_end = [p["feature_age_ms"] for p in result.predictions]  # now − ts_sec when the prediction was made
-    hops["end to end (second end→prediction)"] = _percentiles(end_to_end)
     counters = result.summary["counters"]
+    quiet = _quiet_seconds(bus, market.tape, now)
     store.close()
     bus.close()
     return {"predictions": result.summary["predictions"], "skipped_ticks": counters.get("skipped_ticks"),
-            "fallback": counters.get("fallback"), "late_events": counters.get("late"), "hops_ms": hops}
+            "fallback": counters.get("fallback"), "late_events": counters.get("late"), "hops_ms": hops,
+            "quiet_seconds": quiet}
+
+
+def _quiet_seconds(bus: Any, tape: Any, live_from_us: int, quiet_ms: float = 20.0) -> dict[str, Any]:
+    """``second end→feature row`` split by whether a trade came within ``quiet_ms`` after the second's end.
+
+    A second closes on event time once a trade (and a best bid/ask update, with ``spread``) at or past its end
+    is read; after a quiet start only the ingestor's heartbeat (``heartbeat_margin_ms`` after the second) or
+    wall time + lateness closes it, which bounds the hop for quiet seconds.
+    """
+    import numpy as np
+
+    from btcpipe.bus.consumer import BusConsumer
+    from btcpipe.bus.port import STREAM_FEATURES
+    from btcpipe.bus.positions import InMemoryPositionStore
+    from btcpipe.wire.codec import decode_feature_vector
+
+    consumer = BusConsumer(bus, STREAM_FEATURES, decode_feature_vector, name="bench-quiet",
+                           positions=InMemoryPositionStore(), start="earliest")
+    rows = []
+    while got := consumer.poll(1000):
+        rows.extend(d.value for d in got if d.value.ts_sec >= live_from_us)
+    trade_ts = np.asarray(tape.trades.ts_event, dtype=np.int64)
+    out: dict[str, Any] = {"quiet_ms": quiet_ms}
+    split: dict[str, list[float]] = {"busy": [], "quiet": []}
+    for row in rows:
+        k = int(np.searchsorted(trade_ts, row.ts_sec, side="left"))
+        gap_ms = (int(trade_ts[k]) - row.ts_sec) / 1000 if k < trade_ts.shape[0] else float("inf")
+        split["quiet" if gap_ms >= quiet_ms else "busy"].append((row.ts_computed - row.ts_sec) / 1000)
+    for name, values in split.items():
+        out[name] = _percentiles(values)
+    return out
 
 
 @contextlib.contextmanager
@@ -122,6 +161,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10, help="live seconds per variant")
     parser.add_argument("--history-minutes", type=int, default=8)
     parser.add_argument("--no-services", action="store_true", help="only the embedded variant")
+    parser.add_argument("--heartbeat-margin-ms", type=float, default=5.0,
+                        help="the ingestor's heartbeat margin after each second (negative: no heartbeat)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR, stream=sys.stderr)
 
@@ -141,7 +182,8 @@ def main() -> None:
     assert market.tape is not None
     key = secrets.token_hex(8)
     now = wall.now_us()
-    out: dict[str, Any] = {"benchmark": "latency", "live_seconds": args.seconds}
+    margin = args.heartbeat_margin_ms if args.heartbeat_margin_ms >= 0 else None
+    out: dict[str, Any] = {"benchmark": "latency", "live_seconds": args.seconds, "heartbeat_margin_ms": margin}
     with tempfile.TemporaryDirectory() as tmp, LocalExchange(
         market.tape, clock=ReplayClock(now, wall_start_us=now), streams=StreamConfig(api_keys=frozenset({key}))
     ) as exchange:
@@ -152,10 +194,12 @@ def main() -> None:
         run_features(lake, market)
         run_promote(lake, run_train(lake, market, name="btcusdt-10s", config=TrainConfig(seed=7, max_epochs=3)))
         out["setup_s"] = round(time.monotonic() - started, 1)
-        out["embedded"] = _live(market, endpoints, lake, wall, args.seconds, services=None)
+        out["embedded"] = _live(market, endpoints, lake, wall, args.seconds, services=None,
+                                heartbeat_margin_ms=margin)
         with _servers(not args.no_services) as services:
             if services is not None:
-                out["services"] = _live(market, endpoints, lake, wall, args.seconds, services=services)
+                out["services"] = _live(market, endpoints, lake, wall, args.seconds, services=services,
+                                        heartbeat_margin_ms=margin)
     out["wall_s"] = round(time.monotonic() - started, 1)
     print(json.dumps(out, indent=2))
 

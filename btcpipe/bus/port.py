@@ -28,9 +28,10 @@ STREAM_BEST_BID_ASK = "market-sbe-bestbidask"
 STREAM_DEPTH = "market-sbe-depth"
 STREAM_FEATURES = "features-1s"
 STREAM_PREDICTIONS = "predictions-1s"
+STREAM_HEARTBEAT = "market-heartbeat"  # the ingestor's per-symbol heartbeat (domain.messages.Heartbeat)
 # Payloads a consumer could not decode, set aside with their position and reason (key: the source stream).
 STREAM_DEAD_LETTERS = "dead-letters"
-ALL_STREAMS = (STREAM_TRADES, STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_FEATURES, STREAM_PREDICTIONS,
+ALL_STREAMS = (STREAM_TRADES, STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_HEARTBEAT, STREAM_FEATURES, STREAM_PREDICTIONS,
                STREAM_DEAD_LETTERS)
 
 

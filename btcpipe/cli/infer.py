@@ -40,7 +40,11 @@ EXIT_FAILED = 1
 @click.option("--lateness-ms", type=click.IntRange(0, 5000), default=None,
               help="The processor's allowed lateness; the fallback engine uses it too (default: config [processor]).")
 @click.option("--offset-ms", type=finite(0, 1900), default=None,
-              help="A tick for second t runs at t + this (default: lateness + 50 ms).")
+              help="With --fixed-offset: a tick for second t runs at t + this (default: lateness + 50 ms).")
+@click.option("--row-wait-ms", type=finite(0, 10_000), default=None,
+              help="A tick for second t runs as soon as the rows of t arrive on features-1s, or t + this when "
+                   "they do not (then the fallback computes them). Below the deadline (default: 80 ms).")
+@click.option("--fixed-offset", is_flag=True, help="Tick at t + --offset-ms instead of on the rows' arrival.")
 @click.option("--deadline-ms", type=positive(10_000), default=None,
               help="A tick slower than this is skipped (default: config [inference] deadline_ms, 100).")
 @click.option("--stale-after", "stale_after_s", type=positive(3600), default=None,
@@ -60,7 +64,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     config_path: Path | None, symbols: str | None, lake_uri: str | None, s3_endpoint: str | None,
     model: str | None, alias: str | None, bus_kind: str | None, bus_url: str | None, bus_shards: int,
     bus_prefix: str | None, kinesis_endpoint: str | None, store_kind: str | None, store_url: str | None,
-    interval: int | None, lateness_ms: int | None, offset_ms: float | None, deadline_ms: float | None,
+    interval: int | None, lateness_ms: int | None, offset_ms: float | None, row_wait_ms: float | None,
+    fixed_offset: bool, deadline_ms: float | None,
     stale_after_s: float | None, reload_check_s: float | None, no_fallback: bool, no_archive: bool,
     archive_every_s: float, duration: float | None, metrics_port: int | None, as_json: bool,
 ) -> None:
@@ -68,7 +73,9 @@ def cli(  # noqa: PLR0917 - click passes every option
 
     Loads the model from the registry (hashes and the feature schema hash verified; a mismatch is refused)
     and follows its alias: a promotion is served within --reload-check seconds, without a restart. Each
-    tick reads the row of the second that just closed from the online store; when it is missing or stale,
+    tick runs the moment the second's rows are published on features-1s (or --row-wait-ms after the second,
+    the deadline counting from the second's end; --fixed-offset: at t + --offset-ms) and reads the row
+    from the online store; when it is missing or stale,
     the row is computed from the bus's trades with the processor's own streaming engine. Predictions go to
     the predictions-1s stream and, with their realized returns once known, to the lake's gold archive
     (gold/predictions_1s). Outcomes, latency, shadow MAE/hit rate and feature drift are Prometheus metrics;
@@ -82,6 +89,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     from btcpipe.lake.lake import Lake
     from btcpipe.model.registry import ModelRegistry
     from btcpipe.services.infer.archive import PredictionArchive
+    from btcpipe.services.infer.arrivals import RowArrivals
     from btcpipe.services.infer.fallback import MarketTap
     from btcpipe.services.infer.inference import InferenceService, InferenceSettings
     from btcpipe.services.infer.model_loader import ModelWatcher
@@ -99,12 +107,15 @@ def cli(  # noqa: PLR0917 - click passes every option
         interval_s = interval if interval is not None else config.inference.interval_s
         if interval_s not in (1, 2, 1.0, 2.0):
             raise click.BadParameter(f"[inference] interval_s must be 1 or 2, got {interval_s}")
+        deadline = deadline_ms if deadline_ms is not None else config.inference.deadline_ms
         settings = InferenceSettings(
             interval_s=int(interval_s),
             offset_ms=offset_ms if offset_ms is not None else lateness + 50.0,
-            deadline_ms=deadline_ms if deadline_ms is not None else config.inference.deadline_ms,
+            deadline_ms=deadline,
             stale_after_s=stale_after_s if stale_after_s is not None else config.inference.stale_after_s,
             lateness_ms=float(lateness),
+            on_arrival=not fixed_offset,
+            row_wait_ms=row_wait_ms if row_wait_ms is not None else min(80.0, 0.8 * deadline),
         )
         lake = Lake.open(lake_uri or config.lake.uri, endpoint_url=s3_endpoint or config.lake.s3_endpoint or None)
         metrics = Metrics()
@@ -120,7 +131,8 @@ def cli(  # noqa: PLR0917 - click passes every option
         archive = None if no_archive else PredictionArchive(lake, clock, flush_every_s=archive_every_s)
         service = InferenceService(symbols=wanted, model=watcher, store=store, bus=bus, metrics=metrics, clock=clock,
                                    settings=settings, market=market, archive=archive,
-                                   tracing=open_tracing(config.tracing, "inference"))
+                                   tracing=open_tracing(config.tracing, "inference"),
+                                   rows=None if fixed_offset else RowArrivals(bus, wanted))
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
             serve_metrics(metrics, config.metrics.host, port, health=service.health,

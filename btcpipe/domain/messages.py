@@ -1,4 +1,4 @@
-"""Messages the live pipeline produces: a 1-s feature row and a prediction.
+"""Messages the live pipeline produces: a 1-s feature row, a prediction and the ingestor's heartbeat.
 
 ``ts_sec`` is the start of second *t* in µs since the epoch (a multiple of 1 000 000), like every other
 timestamp in btcpipe; the row stamped *t* describes ``[t − 1 s, t)``. ``values`` are in the order of the
@@ -29,6 +29,14 @@ class FeatureVector1s:
     schema_hash: str
     values: tuple[float, ...]
     ts_computed: int  # µs, when the processor produced the row
+
+
+@dataclass(frozen=True, slots=True)
+class Heartbeat:
+    """The ingestor vouches that every market event of ``symbol`` before ``ts_event`` (µs) has been published."""
+
+    symbol: str
+    ts_event: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,7 @@ from btcpipe.domain.errors import DataError
 from btcpipe.domain.messages import FeatureVector1s
 from btcpipe.domain.records import BestBidAsk, Trade
 from btcpipe.domain.time import US_PER_SEC
+from btcpipe.features import plain
 from btcpipe.features.arithmetic import BarRun, SecondAccumulator, compute_feature_columns
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams, schema_hash
 
@@ -36,6 +37,8 @@ _FIELDS = ("n", "buy_vol", "sell_vol", "notional", "max_qty", "price", "last_ts"
 _NAN = float("nan")
 _NO_SECOND = -(2**62)
 _EMPTY_BAR = (0.0, 0.0, 0.0, 0.0, 0.0)
+_ACC_FLOATS = ("buy_vol", "sell_vol", "notional", "max_qty", "last_price", "last_ts")
+ENGINE_SNAPSHOT_VERSION = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,3 +217,63 @@ class StreamingFeatureEngine:
     def _window(self) -> BarRun:
         lo = self._pos + 1
         return BarRun(self._ends[lo : lo + WINDOW_BARS], *self._ring[:, lo : lo + WINDOW_BARS])
+
+    # --- snapshot ------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, object]:
+        """The engine's whole state as plain data (``btcpipe.features.plain``); ``restore`` rebuilds it exactly."""
+        pending = [[sec, acc.n, *(plain.pack_float(getattr(acc, f)) for f in _ACC_FLOATS)]
+                   for sec, acc in self._pending]
+        open_is_pending = bool(self._pending) and self._pending[-1][1] is self._open
+        return {
+            "kind": "streaming-engine", "version": ENGINE_SNAPSHOT_VERSION,
+            "bar_start": self._bar_start, "closed_any": self._closed_any,
+            "ring": plain.pack_f64(self._ring.ravel()), "ends": plain.pack_i64(self._ends), "pos": self._pos,
+            "pending": pending, "open_sec": self._open_sec, "open_is_pending": open_is_pending,
+            "best_bid_ask": [[ts, plain.pack_float(b), plain.pack_float(a)] for ts, b, a in self._best_bid_ask],
+            "floor_ts": self._floor_ts,
+            "last_price": plain.pack_float(self._last_price), "last_trade_ts": plain.pack_float(self._last_trade_ts),
+            "bid": plain.pack_float(self._bid), "ask": plain.pack_float(self._ask),
+            "last_best_bid_ask_ts": self._last_best_bid_ask_ts,
+            "late_trades": self.late_trades, "late_best_bid_ask": self.late_best_bid_ask,
+            "bars_closed": self.bars_closed,
+        }
+
+    @classmethod
+    def restore(cls, symbol: str, params: FeatureParams, doc: object) -> StreamingFeatureEngine:
+        """An engine from ``snapshot()``'s data; ``DataError`` for another version or malformed data."""
+        d = plain.check_version(doc, "streaming-engine", ENGINE_SNAPSHOT_VERSION)
+        engine = cls(symbol, params)
+        engine._bar_start = plain.optional_int(d, "bar_start")
+        engine._closed_any = bool(plain.field(d, "closed_any", bool))
+        ring = plain.unpack_f64(d.get("ring"), "ring")
+        ends = plain.unpack_i64(d.get("ends"), "ends")
+        if ring.shape[0] != engine._ring.size or ends.shape[0] != engine._ends.shape[0]:
+            raise DataError("engine snapshot ring has the wrong size for this window")
+        engine._ring = ring.reshape(engine._ring.shape).copy()
+        engine._ends = ends.copy()
+        engine._pos = int(plain.field(d, "pos", int))
+        for item in plain.field(d, "pending", list):
+            if not isinstance(item, list) or len(item) != 2 + len(_ACC_FLOATS):
+                raise DataError(f"engine snapshot pending bar is malformed: {item!r}")
+            acc = SecondAccumulator()
+            acc.n = int(item[1])
+            for name, text in zip(_ACC_FLOATS, item[2:], strict=True):
+                setattr(acc, name, plain.unpack_float(text, f"pending.{name}"))
+            engine._pending.append((int(item[0]), acc))
+        engine._open_sec = int(plain.field(d, "open_sec", int))
+        if plain.field(d, "open_is_pending", bool):
+            if not engine._pending:
+                raise DataError("engine snapshot says its open bar is pending but has no pending bar")
+            engine._open = engine._pending[-1][1]
+        engine._best_bid_ask = [(int(ts), plain.unpack_float(b, "bid"), plain.unpack_float(a, "ask"))
+                                for ts, b, a in plain.field(d, "best_bid_ask", list)]
+        engine._floor_ts = int(plain.field(d, "floor_ts", int))
+        engine._last_price = plain.unpack_float(d.get("last_price"), "last_price")
+        engine._last_trade_ts = plain.unpack_float(d.get("last_trade_ts"), "last_trade_ts")
+        engine._bid = plain.unpack_float(d.get("bid"), "bid")
+        engine._ask = plain.unpack_float(d.get("ask"), "ask")
+        engine._last_best_bid_ask_ts = int(plain.field(d, "last_best_bid_ask_ts", int))
+        engine.late_trades = int(plain.field(d, "late_trades", int))
+        engine.late_best_bid_ask = int(plain.field(d, "late_best_bid_ask", int))
+        engine.bars_closed = int(plain.field(d, "bars_closed", int))
+        return engine

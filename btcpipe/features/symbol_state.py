@@ -1,21 +1,35 @@
-"""One symbol's live feature state: event-time buffering, de-duplication and second closing.
+"""One symbol's live feature state: de-duplication, buffering, the close rule, grid start, warm-up, late counts.
 
-It wraps the streaming feature engine (``btcpipe.features.streaming``) and adds what a live stream
-needs that a sorted tape does not:
+The one owner of a symbol's live features: the processor, the inference fallback and any stream engine
+(through ``snapshot``/``restore``) run this class, so the same deliveries give the same rows everywhere.
+It wraps the streaming feature engine (``btcpipe.features.streaming``) and adds what a live stream needs
+that a sorted tape does not:
 
 - **Buffering and order.** Trades and best bid/ask updates wait in a buffer until their second closes;
-  when it does they are handed to the engine sorted by (time, trade id / update id), so disorder that
-  stays within the allowed lateness changes nothing.
-- **Closing.** Second ``t`` (the row describing ``[t − 1 s, t)``) closes when an event at or after
-  ``t + lateness`` has been seen (``close_until(watermark)``) or when the caller says time has passed
-  (``close_until(now)``, the wall-clock path for a silent market). Every second closes in turn, so the
-  grid has no hole: a second without trades is still a row.
-- **Late and duplicate events.** An event for a second that has already closed is counted and not
-  applied; a trade id seen before (within ``dedup_window_s``) is counted as a duplicate and ignored.
+  when it does they are handed to the engine sorted by (time, trade id / update id).
+- **De-duplication.** A trade id taken before (within ``dedup_window_s``; ids kept as ranges) is counted
+  as a duplicate and ignored; likewise a repeated best bid/ask update id. A trade the stream skipped and
+  a REST gap fill publishes later is *not* a duplicate: it counts if its second is still open and is
+  late otherwise.
+- **Grid start and warm-up.** The grid starts at the first whole second after the first trade seen
+  (``ceil_sec``; earlier trades only seed the carried price); rows are NaN until the windows fill
+  (``complete_from``).
+- **Closing on event time** (``close_ready``). Second ``t`` (the row describing ``[t − 1 s, t)``) closes
+  as soon as every input the schema needs has shown it is past ``t``: the trade stream (ordered per
+  symbol) delivered an event at or after ``t + disorder``, and, when the schema has ``spread``, the best
+  bid/ask stream too. A heartbeat (``add_heartbeat(t)``: the ingestor vouches that every event before
+  ``t`` has been published) moves every input in a quiet market.
+- **Closing on wall time** (``close_until(now)``): every ``t`` with ``t + lateness <= now``, the fallback
+  for a silent market without heartbeats; the caller decides when wall time may close (the processor
+  only when its inputs are caught up).
+- **Late events.** An event for a second that has already closed is counted and not applied; the rows
+  whose windows miss a late trade are ``tainted_until`` (a consumer that must be exact can skip them).
 - **Resume.** ``resume_after=L`` (the last row already emitted by a previous run) makes the state start
   its bars at ``L + 1 s − WINDOW_BARS s`` (not before ``resume_bars_from``, where the previous run's
   grid began) and emit from ``L + 1 s`` on: the caller re-reads the trailing window of events and the
   rows continue exactly where they stopped, warm-up rows included.
+- **Snapshot.** ``snapshot()`` is the whole state as versioned plain data (JSON-serialisable, no pickle);
+  ``SymbolFeatureState.restore`` rebuilds it so the rows after a restore are bit-identical.
 
 Pure: no IO, no wall clock (times come in as arguments).
 """
@@ -24,14 +38,16 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from btcpipe.domain.errors import ConfigError
+from btcpipe.domain.errors import ConfigError, DataError
 from btcpipe.domain.records import BestBidAsk, Trade
 from btcpipe.domain.time import US_PER_SEC, ceil_sec
+from btcpipe.features import plain
 from btcpipe.features.id_ranges import IdRanges, accept_mask
 from btcpipe.features.spec import WINDOW_BARS, FeatureParams
 from btcpipe.features.streaming import FeatureRow, StreamingFeatureEngine
@@ -40,11 +56,12 @@ I64 = npt.NDArray[np.int64]
 F64 = npt.NDArray[np.float64]
 Bools = npt.NDArray[np.bool_]
 TradeChunk = tuple[I64, I64, F64, F64, Bools]  # id, ts_event, price, qty, is_buyer_maker
+SNAPSHOT_VERSION = 1
 
 
 @dataclass(slots=True)
 class SymbolStats:
-    """One symbol's live counts: events taken, late and duplicate events, rows closed."""
+    """What a symbol's state took, dropped and emitted (counts since it started, kept across restores)."""
 
     trades: int = 0  # trades accepted into the buffer
     best_bid_ask: int = 0
@@ -56,7 +73,14 @@ class SymbolStats:
 
 
 class SymbolFeatureState:
-    """One symbol's live feature state: buffers events, de-duplicates them, closes seconds into feature rows."""
+    """One symbol's live feature state (see the module docstring).
+
+    ``lateness_us``: how long after its end wall time closes a second (``close_until``).
+    ``disorder_us``: how far past ``t`` an input's event time must be before ``close_ready`` closes ``t``
+    (0 for Binance's per-symbol ordered trade stream; more only for a feed known to deliver out of order).
+    ``needs_best_bid_ask``: whether event-time closing waits for the best bid/ask stream too (default:
+    the schema has ``spread``).
+    """
 
     def __init__(
         self,
@@ -64,17 +88,23 @@ class SymbolFeatureState:
         params: FeatureParams,
         *,
         lateness_us: int,
+        disorder_us: int = 0,
+        needs_best_bid_ask: bool | None = None,
         resume_after: int | None = None,
         resume_bars_from: int | None = None,
         dedup_window_s: int = 2 * WINDOW_BARS,
     ) -> None:
         if lateness_us < 0:
             raise ConfigError(f"lateness must be >= 0 µs, got {lateness_us}")
+        if disorder_us < 0:
+            raise ConfigError(f"disorder must be >= 0 µs, got {disorder_us}")
         if resume_after is not None and resume_after % US_PER_SEC:
             raise ConfigError(f"resume_after must be a whole second in µs, got {resume_after}")
         self.symbol = symbol
         self.params = params
         self.lateness_us = lateness_us
+        self.disorder_us = disorder_us
+        self.needs_best_bid_ask = params.with_spread if needs_best_bid_ask is None else needs_best_bid_ask
         self.dedup_window_us = dedup_window_s * US_PER_SEC
         self.stats = SymbolStats()
         self.engine: StreamingFeatureEngine | None = None
@@ -89,6 +119,8 @@ class SymbolFeatureState:
             self._start(bars_from, first_row=resume_after + US_PER_SEC)
         self.watermark = -1  # newest trade time seen
         self.best_bid_ask_watermark = -1
+        self.heartbeat = -1  # newest time before which every event has been published (ingestor heartbeat)
+        self.tainted_until = -1  # rows up to this second may miss a late trade
         # Buffered trades (not yet in a closed second): column chunks in arrival order.
         self._chunks: list[TradeChunk] = []
         self._n_buffered = 0
@@ -155,6 +187,9 @@ class SymbolFeatureState:
             self.watermark = max(self.watermark, int(chunk[1].max()))
         self.stats.trades += accepted
         self.stats.late_trades += late
+        if late and closed is not None:
+            # a late trade sits at most in the bar just closed; it leaves the longest window after WINDOW_BARS
+            self.tainted_until = max(self.tainted_until, closed + WINDOW_BARS * US_PER_SEC)
         self.stats.duplicate_trades += dup
         if self.next_close is None and accepted:
             # The grid starts at the first second seen completely; earlier trades only seed the price.
@@ -201,16 +236,48 @@ class SymbolFeatureState:
         self.stats.best_bid_ask += 1
         return True
 
+    def add_heartbeat(self, ts_us: int) -> None:
+        """The ingestor vouches that every event of this symbol before ``ts_us`` has been published."""
+        self.heartbeat = max(self.heartbeat, ts_us)
+
     # --- closing -------------------------------------------------------------------------------------
+    @property
+    def event_time(self) -> int:
+        """How far every input the schema needs has shown it is (-1: not yet)."""
+        trades = max(self.watermark, self.heartbeat)
+        if not self.needs_best_bid_ask:
+            return trades
+        return min(trades, max(self.best_bid_ask_watermark, self.heartbeat))
+
+    def _due(self, until_us: int, margin_us: int) -> int:
+        if self.next_close is None or until_us < self.next_close + margin_us:
+            return 0
+        return (until_us - margin_us - self.next_close) // US_PER_SEC + 1
+
     def due(self, until_us: int) -> int:
         """How many seconds ``close_until(until_us)`` would close."""
-        if self.next_close is None or until_us < self.next_close + self.lateness_us:
-            return 0
-        return (until_us - self.lateness_us - self.next_close) // US_PER_SEC + 1
+        return self._due(until_us, self.lateness_us)
 
-    def close_until(self, until_us: int, max_rows: int | None = None) -> list[FeatureRow]:
-        """Close every second ``t`` with ``t + lateness <= until_us`` (at most ``max_rows``), in order."""
+    def ready(self) -> int:
+        """How many seconds ``close_ready()`` would close."""
+        return self._due(self.event_time, self.disorder_us)
+
+    def close_ready(self, max_rows: int | None = None) -> list[FeatureRow]:
+        """Close every second the inputs have shown to be past (event time, module docstring), in order."""
+        return self._close(self.ready(), max_rows)
+
+    def close_until(self, until_us: int, max_rows: int | None = None, *, seen_past: bool = False) -> list[FeatureRow]:
+        """Close every second ``t`` with ``t + lateness <= until_us`` (at most ``max_rows``), in order.
+
+        ``seen_past``: only seconds some input (any stream or a heartbeat) has shown to be past — wall time
+        for a caller that cannot tell a quiet stream from a stalled bus (the inference fallback).
+        """
         n = self.due(until_us)
+        if seen_past:
+            n = min(n, self._due(max(self.watermark, self.best_bid_ask_watermark, self.heartbeat), 0))
+        return self._close(n, max_rows)
+
+    def _close(self, n: int, max_rows: int | None) -> list[FeatureRow]:
         if max_rows is not None:
             n = min(n, max_rows)
         if n == 0 or self.engine is None or self.next_close is None:
@@ -295,3 +362,88 @@ class SymbolFeatureState:
     @property
     def buffered(self) -> int:
         return self._n_buffered
+
+    # --- snapshot ------------------------------------------------------------------------------------
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as versioned plain data: JSON-serialisable, exact (``btcpipe.features.plain``)."""
+        if self._chunks:
+            ids, ts, price, qty, ibm = (np.concatenate([c[k] for c in self._chunks]) for k in range(5))
+        else:
+            ids = ts = np.zeros(0, dtype=np.int64)
+            price = qty = np.zeros(0)
+            ibm = np.zeros(0, dtype=np.bool_)
+        bba = self._best_bid_ask
+        return {
+            "kind": "symbol-feature-state", "version": SNAPSHOT_VERSION,
+            "symbol": self.symbol, "params": self.params.to_json(),
+            "lateness_us": self.lateness_us, "disorder_us": self.disorder_us,
+            "needs_best_bid_ask": self.needs_best_bid_ask, "dedup_window_us": self.dedup_window_us,
+            "stats": asdict(self.stats),
+            "engine": None if self.engine is None else self.engine.snapshot(),
+            "next_close": self.next_close, "first_row": self.first_row, "bars_from": self.bars_from,
+            "watermark": self.watermark, "best_bid_ask_watermark": self.best_bid_ask_watermark,
+            "heartbeat": self.heartbeat, "tainted_until": self.tainted_until,
+            "trades": {"id": plain.pack_i64(ids), "ts": plain.pack_i64(ts), "price": plain.pack_f64(price),
+                       "qty": plain.pack_f64(qty), "is_buyer_maker": plain.pack_bool(ibm)},
+            "best_bid_ask": {"ts": plain.pack_i64([b[0] for b in bba]),
+                             "update_id": plain.pack_i64([b[1] for b in bba]),
+                             "bid": plain.pack_f64([b[2] for b in bba]), "ask": plain.pack_f64([b[3] for b in bba])},
+            "taken": {"lo": plain.pack_i64(self._taken.lo), "hi": plain.pack_i64(self._taken.hi)},
+            "closed_ids": [[t, low] for t, low in self._closed_ids],
+            "max_best_bid_ask_id": self._max_best_bid_ask_id,
+        }
+
+    @classmethod
+    def restore(cls, doc: object) -> SymbolFeatureState:
+        """The state ``snapshot()`` described; ``DataError`` for an unknown version or malformed data."""
+        d = plain.check_version(doc, "symbol-feature-state", SNAPSHOT_VERSION)
+        try:
+            params = FeatureParams.from_json(plain.field(d, "params", dict))
+        except ConfigError as exc:
+            raise DataError(f"snapshot params are invalid: {exc}") from exc
+        dedup_us = int(plain.field(d, "dedup_window_us", int))
+        state = cls(str(plain.field(d, "symbol", str)), params, lateness_us=int(plain.field(d, "lateness_us", int)),
+                    disorder_us=int(plain.field(d, "disorder_us", int)),
+                    needs_best_bid_ask=bool(plain.field(d, "needs_best_bid_ask", bool)))
+        state.dedup_window_us = dedup_us
+        stats = plain.field(d, "stats", dict)
+        names = {f.name for f in fields(SymbolStats)}
+        if set(stats) != names or not all(isinstance(v, int) for v in stats.values()):
+            raise DataError(f"snapshot stats must be the integer counts {sorted(names)}")
+        state.stats = SymbolStats(**stats)
+        engine = d.get("engine")
+        state.engine = None if engine is None else StreamingFeatureEngine.restore(state.symbol, params, engine)
+        state.next_close = plain.optional_int(d, "next_close")
+        state.first_row = plain.optional_int(d, "first_row")
+        state.bars_from = plain.optional_int(d, "bars_from")
+        if (state.engine is None) != (state.next_close is None):
+            raise DataError("snapshot has an engine without a grid (or a grid without an engine)")
+        state.watermark = int(plain.field(d, "watermark", int))
+        state.best_bid_ask_watermark = int(plain.field(d, "best_bid_ask_watermark", int))
+        state.heartbeat = int(plain.field(d, "heartbeat", int))
+        state.tainted_until = int(plain.field(d, "tainted_until", int))
+        state._max_best_bid_ask_id = int(plain.field(d, "max_best_bid_ask_id", int))
+        t = plain.field(d, "trades", dict)
+        chunk: TradeChunk = (plain.unpack_i64(t.get("id"), "trades.id"), plain.unpack_i64(t.get("ts"), "trades.ts"),
+                             plain.unpack_f64(t.get("price"), "trades.price"),
+                             plain.unpack_f64(t.get("qty"), "trades.qty"),
+                             plain.unpack_bool(t.get("is_buyer_maker"), "trades.is_buyer_maker"))
+        if len({c.shape[0] for c in chunk}) != 1:
+            raise DataError("snapshot trade columns differ in length")
+        if chunk[0].shape[0]:
+            state._chunks, state._n_buffered = [chunk], int(chunk[0].shape[0])
+        b = plain.field(d, "best_bid_ask", dict)
+        cols = (plain.unpack_i64(b.get("ts"), "best_bid_ask.ts").tolist(),
+                plain.unpack_i64(b.get("update_id"), "best_bid_ask.update_id").tolist(),
+                plain.unpack_f64(b.get("bid"), "best_bid_ask.bid").tolist(),
+                plain.unpack_f64(b.get("ask"), "best_bid_ask.ask").tolist())
+        if len({len(c) for c in cols}) != 1:
+            raise DataError("snapshot best bid/ask columns differ in length")
+        state._best_bid_ask = list(zip(*cols, strict=True))
+        taken = plain.field(d, "taken", dict)
+        state._taken.lo = plain.unpack_i64(taken.get("lo"), "taken.lo")
+        state._taken.hi = plain.unpack_i64(taken.get("hi"), "taken.hi")
+        if state._taken.lo.shape != state._taken.hi.shape:
+            raise DataError("snapshot id ranges differ in length")
+        state._closed_ids = deque((int(t), int(low)) for t, low in plain.field(d, "closed_ids", list))
+        return state

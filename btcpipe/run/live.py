@@ -41,11 +41,12 @@ from btcpipe.run.market import RunMarket
 from btcpipe.run.orchestrator import ExchangeEndpoints, LiveResult
 from btcpipe.run.view import LiveSnapshot
 from btcpipe.services.infer.archive import PredictionArchive
+from btcpipe.services.infer.arrivals import RowArrivals
 from btcpipe.services.infer.fallback import MarketTap
 from btcpipe.services.infer.inference import InferenceService, InferenceSettings, TickResult
 from btcpipe.services.infer.model_loader import ModelWatcher
 from btcpipe.services.infer.shadow import ShadowRow
-from btcpipe.services.ingest.ingestor import Ingestor, MarketRest, MarketSource
+from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings, MarketRest, MarketSource
 from btcpipe.services.process.processor import Processor, ProcessorSettings
 from btcpipe.services.process.silver import LiveSilverSink
 from btcpipe.services.replay import replay, tape_from_lake
@@ -89,8 +90,9 @@ class LiveSettings:
 
     model_name: str = "btcusdt-10s"
     model_alias: str = "production"
+    ingest: IngestSettings = field(default_factory=IngestSettings)
     processor: ProcessorSettings = field(default_factory=ProcessorSettings)
-    inference: InferenceSettings = field(default_factory=InferenceSettings)
+    inference: InferenceSettings = field(default_factory=lambda: InferenceSettings(on_arrival=True))
     view_every_s: float = 0.5
     realize_wait_s: float = REALIZE_WAIT_S  # 0: do not wait for the last predictions' outcomes
 
@@ -211,7 +213,7 @@ class _LiveRun:
         source = self.p.open_source(self.endpoints, [self.symbol])
         ingestor = self.ingestor = Ingestor(source, self.p.bus, symbols=[self.symbol], rest=self.rest,
                                             lake=self.p.lake, metrics=self.metrics,
-                                            now_us=self.clock.now_us)
+                                            settings=self.s.ingest, now_us=self.clock.now_us)
         last_backfilled = self.p.lake.bronze_max_id("trades", self.symbol)
         if last_backfilled is None:
             raise StageError(STAGE, f"bronze holds no {self.symbol} trades to continue from")
@@ -257,6 +259,8 @@ class _LiveRun:
             # From the earliest record: the fallback engine then has the warm-up's 60 s of history at once.
             market=MarketTap(self.p.bus, [self.symbol], with_best_bid_ask=watcher.current.params.with_spread,
                              start="earliest"),
+            # predict the moment the second's row is published (when the settings say on_arrival)
+            rows=RowArrivals(self.p.bus, [self.symbol]),
             archive=_RecordingArchive(self.p.lake, self.clock, stats), on_result=on_result,
         )
 

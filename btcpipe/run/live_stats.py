@@ -4,8 +4,12 @@ Hops of one market event to the prediction it feeds (all in ms, from the timesta
 
 - ``exchange→ingest``: a stream trade's receive time − its exchange time (``ts_recv − ts_event``);
 - ``ingest→bus``: when a reader of the bus got the trade − its receive time;
-- ``second end→feature row``: the row's ``ts_computed − ts_sec`` (includes the processor's lateness wait);
-- ``feature row→prediction``: the prediction's ``ts_pred − ts_computed`` of its row (includes the tick offset);
+- ``second end→feature row``: the row's ``ts_computed − ts_sec`` (the processor closes a second on event time:
+  once its inputs, or the ingestor's heartbeat, are past it; wall time + lateness only in a silent market);
+- ``feature row→prediction``: the prediction's ``ts_pred − ts_computed`` of its row (inference ticks on the
+  row's arrival on ``features-1s``);
+- ``second end→prediction``: the prediction's ``ts_pred − ts_sec``, store or fallback row: the freshness
+  a user of the prediction sees;
 - ``tick``: the inference tick's own work (read features + scale + ONNX + publish), ``Prediction1s.latency_ms``.
 
 Only what happened after ``live_from_us`` counts: the stage sets it once the processor has caught up, so
@@ -33,8 +37,9 @@ HOP_EXCHANGE_INGEST = "exchange→ingest"
 HOP_INGEST_BUS = "ingest→bus"
 HOP_FEATURE_ROW = "second end→feature row"
 HOP_PREDICTION = "feature row→prediction"
+HOP_SECOND_PREDICTION = "second end→prediction"
 HOP_TICK = "tick"
-HOPS = (HOP_EXCHANGE_INGEST, HOP_INGEST_BUS, HOP_FEATURE_ROW, HOP_PREDICTION, HOP_TICK)
+HOPS = (HOP_EXCHANGE_INGEST, HOP_INGEST_BUS, HOP_FEATURE_ROW, HOP_PREDICTION, HOP_SECOND_PREDICTION, HOP_TICK)
 
 
 @dataclass(slots=True)
@@ -90,6 +95,8 @@ class LiveStats:
             self.model_version = prediction.model_version
             self._predictions[(prediction.symbol, prediction.ts_sec)] = _Prediction(prediction, source)
             self.hops_ms[HOP_TICK].append(prediction.latency_ms)
+            if prediction.ts_sec >= self.live_from_us:
+                self.hops_ms[HOP_SECOND_PREDICTION].append((prediction.ts_pred - prediction.ts_sec) / US_PER_MS)
             computed = self._rows_computed.get((prediction.symbol, prediction.ts_sec))
             if computed is not None and source == "store":
                 self.hops_ms[HOP_PREDICTION].append((prediction.ts_pred - computed) / US_PER_MS)

@@ -48,10 +48,11 @@ BEST_BID_ASK = load_schema("BestBidAsk")
 DEPTH_DELTA = load_schema("DepthDelta")
 FEATURE_VECTOR_1S = load_schema("FeatureVector1s")
 PREDICTION_1S = load_schema("Prediction1s")
+HEARTBEAT = load_schema("Heartbeat")
 WIRE_SCHEMAS: dict[bytes, WireSchema] = {
     s.header: s
     for s in (MARKET_TRADE, MARKET_TRADE_BATCH, MARKET_TRADE_COLUMNS, BEST_BID_ASK, DEPTH_DELTA, FEATURE_VECTOR_1S,
-              PREDICTION_1S)
+              PREDICTION_1S, HEARTBEAT)
 }
 TRADE_SCHEMAS = (MARKET_TRADE_COLUMNS, MARKET_TRADE_BATCH, MARKET_TRADE)
 

@@ -19,13 +19,14 @@ from typing import Any
 
 from btcpipe.domain.decimal import check_exponent
 from btcpipe.domain.errors import MalformedRecordError
-from btcpipe.domain.messages import FeatureVector1s, Prediction1s
+from btcpipe.domain.messages import FeatureVector1s, Heartbeat, Prediction1s
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade
 from btcpipe.wire.avro_wire import (
     BEST_BID_ASK,
     DEPTH_DELTA,
     FEATURE_VECTOR_1S,
     HEADER_LEN,
+    HEARTBEAT,
     MARKET_TRADE,
     MARKET_TRADE_BATCH,
     MARKET_TRADE_COLUMNS,
@@ -42,12 +43,13 @@ from btcpipe.wire.trade_batches import BULK_FROM_BYTES, TradeBatches, decode_tra
 from btcpipe.wire.trade_columns import TradeColumns, decode_trade_list, encode_trade_columns, encode_trade_list
 
 __all__ = [
-    "BEST_BID_ASK", "DEPTH_DELTA", "FEATURE_VECTOR_1S", "HEADER_LEN", "MARKET_TRADE", "MARKET_TRADE_BATCH",
-    "MARKET_TRADE_COLUMNS", "PREDICTION_1S", "SINGLE_OBJECT_MARKER", "TRADE_SCHEMAS", "WIRE_SCHEMAS", "Message",
-    "TradeBatches", "TradeColumns", "WireSchema", "decode_best_bid_ask", "decode_depth_delta",
-    "decode_feature_vector", "decode_message", "decode_prediction", "decode_trade_batches", "decode_trade_columns",
-    "decode_trades", "encode_best_bid_ask", "encode_depth_delta", "encode_feature_vector", "encode_prediction",
-    "encode_trade", "encode_trade_columns", "encode_trades", "schema_of",
+    "BEST_BID_ASK", "DEPTH_DELTA", "FEATURE_VECTOR_1S", "HEADER_LEN", "HEARTBEAT", "MARKET_TRADE",
+    "MARKET_TRADE_BATCH", "MARKET_TRADE_COLUMNS", "PREDICTION_1S", "SINGLE_OBJECT_MARKER", "TRADE_SCHEMAS",
+    "WIRE_SCHEMAS", "Message", "TradeBatches", "TradeColumns", "WireSchema", "decode_best_bid_ask",
+    "decode_depth_delta", "decode_feature_vector", "decode_heartbeat", "decode_message", "decode_prediction",
+    "decode_trade_batches", "decode_trade_columns", "decode_trades", "encode_best_bid_ask", "encode_depth_delta",
+    "encode_feature_vector", "encode_heartbeat", "encode_prediction", "encode_trade", "encode_trade_columns",
+    "encode_trades", "schema_of",
 ]
 
 
@@ -238,7 +240,16 @@ def decode_prediction(payload: bytes) -> Prediction1s:
     )
 
 
-Message = list[Trade] | BestBidAsk | DepthDiff | FeatureVector1s | Prediction1s
+def encode_heartbeat(heartbeat: Heartbeat) -> bytes:
+    return _write(HEARTBEAT, {"symbol": heartbeat.symbol, "ts_event": heartbeat.ts_event})
+
+
+def decode_heartbeat(payload: bytes) -> Heartbeat:
+    _, r = _read(payload, (HEARTBEAT,))
+    return Heartbeat(r["symbol"], r["ts_event"])
+
+
+Message = list[Trade] | BestBidAsk | DepthDiff | FeatureVector1s | Prediction1s | Heartbeat
 
 _DECODERS: dict[str, Callable[[bytes], Message]] = {
     MARKET_TRADE.name: decode_trades,
@@ -248,6 +259,7 @@ _DECODERS: dict[str, Callable[[bytes], Message]] = {
     DEPTH_DELTA.name: decode_depth_delta,
     FEATURE_VECTOR_1S.name: decode_feature_vector,
     PREDICTION_1S.name: decode_prediction,
+    HEARTBEAT.name: decode_heartbeat,
 }
 
 

@@ -1,9 +1,10 @@
 # Least privilege: each task role reaches only the streams and lake prefixes its service uses.
-#   ingestor : put market-sbe-*; write bronze/{trades,bookTicker,depth}/ and lake/ (known gaps)
-#   processor: read market-sbe-*; put features-1s and dead-letters; read models/ (fitted feature parameters travel with the model);
+#   ingestor : put market-sbe-* and market-heartbeat; write bronze/{trades,bookTicker,depth}/ and lake/ (known gaps)
+#   processor: read market-sbe-* and market-heartbeat; put features-1s and dead-letters; read models/ (fitted feature parameters travel with the model);
 #              write silver/features_1s_live/
-#   inference: read trades and best bid/ask (its fallback computes a missing row itself); put predictions-1s;
-#              read models/; write gold/predictions_1s/
+#   inference: read trades, best bid/ask and heartbeats (its fallback computes a missing row itself) and
+#              features-1s (it predicts when a row arrives); put predictions-1s; read models/;
+#              write gold/predictions_1s/
 locals {
   stream_arn = { for name, s in aws_kinesis_stream.bus : name => s.arn }
   task_access = {
@@ -22,7 +23,7 @@ locals {
     }
     inference = {
       put_streams  = ["predictions-1s"]
-      read_streams = ["market-sbe-trade", "market-sbe-bestbidask"]
+      read_streams = ["market-sbe-trade", "market-sbe-bestbidask", "market-heartbeat", "features-1s"]
       read_prefix  = ["models/"]
       write_prefix = ["gold/predictions_1s/"]
     }

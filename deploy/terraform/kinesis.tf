@@ -1,8 +1,8 @@
 # The bus streams of the plan (btcpipe/bus/port.py): market data in, features and predictions out, and the
 # payloads a consumer could not decode (dead-letters).
 locals {
-  streams = toset(["market-sbe-trade", "market-sbe-bestbidask", "market-sbe-depth", "features-1s", "predictions-1s", "dead-letters"])
-  market_streams = ["market-sbe-trade", "market-sbe-bestbidask", "market-sbe-depth"]
+  streams = toset(["market-sbe-trade", "market-sbe-bestbidask", "market-sbe-depth", "market-heartbeat", "features-1s", "predictions-1s", "dead-letters"])
+  market_streams = ["market-sbe-trade", "market-sbe-bestbidask", "market-sbe-depth", "market-heartbeat"]
 }
 
 resource "aws_kinesis_stream" "bus" {

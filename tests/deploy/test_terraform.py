@@ -30,7 +30,7 @@ TERRAFORM = REPO / "deploy" / "terraform"
 CHECKOV_VENV = REPO / ".venv-checkov"
 CHECKOV_VERSION = "3.3.30"
 COMPONENTS = {"ingestor": "ingest", "processor": "process", "inference": "infer"}
-MARKET_STREAMS = ["market-sbe-trade", "market-sbe-bestbidask", "market-sbe-depth"]
+MARKET_STREAMS = ["market-sbe-trade", "market-sbe-bestbidask", "market-sbe-depth", "market-heartbeat"]
 
 
 def _plain(value: Any) -> Any:
@@ -166,7 +166,8 @@ def test_task_roles_reach_only_their_own_streams_and_prefixes() -> None:
     assert access["processor"]["read_streams"] == market
     assert access["processor"]["put_streams"] == ["features-1s", "dead-letters"]
     assert access["inference"]["put_streams"] == ["predictions-1s"]
-    assert access["inference"]["read_streams"] == ["market-sbe-trade", "market-sbe-bestbidask"]  # its fallback
+    assert access["inference"]["read_streams"] == [  # its fallback, and the rows it predicts on arrival
+        "market-sbe-trade", "market-sbe-bestbidask", "market-heartbeat", "features-1s"]
     assert access["processor"]["write_prefix"] == ["silver/features_1s_live/"]
     assert "models/" in access["inference"]["read_prefix"]
     assert "models/" not in access["ingestor"]["write_prefix"]  # only training promotes models

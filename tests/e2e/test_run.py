@@ -86,7 +86,8 @@ def _assert_live_run(proc: subprocess.CompletedProcess[str], out: Path, max_late
     assert "predictions_vs_realized.png" in html
     assert "latency_hops.png" in html
     hops = summary["live"]["hops"]
-    for hop in ("exchange→ingest", "ingest→bus", "second end→feature row", "feature row→prediction", "tick"):
+    for hop in ("exchange→ingest", "ingest→bus", "second end→feature row", "feature row→prediction",
+                "second end→prediction", "tick"):
         assert hops[hop]["n"] > 0, hop
         assert 0 <= hops[hop]["p50_ms"] <= hops[hop]["p99_ms"], hop
     return summary

@@ -15,7 +15,7 @@ from btcpipe.binance.order_book import OrderBook
 from btcpipe.binance.rest import BinanceRestClient
 from btcpipe.binance.ws_client import MarketStreamClient
 from btcpipe.bus.memory import InProcessBus
-from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Position
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_HEARTBEAT, STREAM_TRADES, Position
 from btcpipe.domain.arrow_decimal import decimal_mantissas
 from btcpipe.domain.errors import BusError
 from btcpipe.domain.records import Trade
@@ -24,7 +24,7 @@ from btcpipe.infra.clocks import ReplayClock
 from btcpipe.infra.metrics import Metrics, serve_metrics
 from btcpipe.lake.lake import Lake
 from btcpipe.services.ingest.ingestor import Ingestor, IngestSettings
-from btcpipe.wire.codec import decode_trades
+from btcpipe.wire.codec import decode_heartbeat, decode_trades
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -215,3 +215,28 @@ def test_bus_outage_delays_but_loses_nothing(tape: MarketTape) -> None:
     assert ids == list(range(ids[0], ids[0] + len(ids)))
     assert ids[-1] >= stop_at
     assert sum(1 for _ in itertools.chain(ids)) == ingestor.stats.trades_published
+
+
+def test_heartbeats_follow_the_exchange_clock_and_stop_when_the_clocks_disagree(tape: MarketTape) -> None:
+    # The ingestor's clock is the exchange's: a heartbeat per second, after the trades of that second.
+    clock = ReplayClock(tape.start_us - 1, speed=1, held=True)
+    bus = InProcessBus()
+    with exchange(tape, clock) as ex, BinanceRestClient(ex.base_url) as rest:
+        client = MarketStreamClient([SYMBOL], settings(ex))
+        ingestor = Ingestor(client, bus, symbols=[SYMBOL], rest=rest, now_us=clock.now_us)
+        asyncio.run(run_until(ingestor, clock, ex, lambda i: i.stats.heartbeats >= 2))
+    records, _ = bus.read(Position(STREAM_HEARTBEAT, bus.shard_for(STREAM_HEARTBEAT, SYMBOL)), max_count=100)
+    beats = [decode_heartbeat(r.payload) for r in records]
+    assert len(beats) >= 2
+    assert all(b.symbol == SYMBOL and b.ts_event % 1_000_000 == 0 for b in beats)
+    assert [b.ts_event for b in beats] == sorted({b.ts_event for b in beats})
+    # The exchange replays the tape's own (old) times ten times faster; the ingestor keeps the system clock:
+    # the clocks disagree (transit far past the tolerance), so no heartbeat at all.
+    fast = ReplayClock(tape.start_us - 1, speed=10, held=True)
+    bus = InProcessBus()
+    stop_at = int(tape.trades.id[300])
+    with exchange(tape, fast) as ex, BinanceRestClient(ex.base_url) as rest:
+        client = MarketStreamClient([SYMBOL], settings(ex))
+        ingestor = Ingestor(client, bus, symbols=[SYMBOL], rest=rest)  # its own (system) clock
+        asyncio.run(run_until(ingestor, fast, ex, lambda i: i.last_trade_id(SYMBOL) >= stop_at))
+    assert ingestor.stats.heartbeats == 0

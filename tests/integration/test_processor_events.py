@@ -63,7 +63,7 @@ def test_late_trade_is_counted_and_not_applied() -> None:
     p = make(bus, clock, metrics=metrics, settings=ProcessorSettings(close_on_clock=False))
     publish(bus, trade(1, T0), trade(2, T0 + 500_000, qty=0.02), trade(3, T0 + SEC + 250_000))
     drain(p)
-    assert p.last_row("BTCUSDT") == T0 + SEC  # the trade at +1.25 s closed the first second (lateness 0.2 s)
+    assert p.last_row("BTCUSDT") == T0 + SEC  # the trade at +1.25 s closed the first second (event time)
     publish(bus, trade(4, T0 + 900_000, qty=5.0))  # belongs to the closed second
     publish(bus, trade(5, T0 + 2 * SEC + 300_000))
     drain(p)
@@ -98,18 +98,18 @@ def test_repeated_trade_ids_are_ignored_and_counted() -> None:
     assert row(twice, T0 + SEC)["n_trades_1s"] == 3
 
 
-def test_disorder_within_the_lateness_gives_the_rows_of_the_sorted_tape() -> None:
+def test_disorder_within_the_disorder_margin_gives_the_rows_of_the_sorted_tape() -> None:
     tape = sim_tape(duration_s=150, seed=7)
     rng = np.random.default_rng(1)
     trades = [t for b in trade_batches(tape.symbol, tape.trades, tape.exponent, max_batch=1) for t in b]
-    jitter = rng.integers(0, 150_000, len(trades))  # arrival up to 150 ms after the trade; lateness is 200 ms
+    jitter = rng.integers(0, 150_000, len(trades))  # arrival up to 150 ms after the trade; the margin is 200 ms
     arrival = sorted(range(len(trades)), key=lambda i: trades[i].ts_event + int(jitter[i]))
     assert arrival != sorted(arrival)
     bus, clock = InProcessBus(), ManualClock(T0)
     for k in range(0, len(arrival), 7):
         bus.publish(STREAM_TRADES, "BTCUSDT", [encode_trades([trades[i] for i in arrival[k : k + 7]])])
     rows: dict[int, tuple[float, ...]] = {}
-    p = make(bus, clock, on_rows=collect(rows), settings=ProcessorSettings(close_on_clock=False))
+    p = make(bus, clock, on_rows=collect(rows), settings=ProcessorSettings(close_on_clock=False, disorder_ms=200))
     drain(p)
     assert p.late_events() == 0
     assert p.duplicate_events() == 0

@@ -20,7 +20,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from btcpipe.bus.memory import InProcessBus
-from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_PREDICTIONS, STREAM_TRADES, Bus, Position
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_FEATURES, STREAM_PREDICTIONS, STREAM_TRADES, Bus, Position
 from btcpipe.domain.errors import StoreError
 from btcpipe.domain.messages import FeatureVector1s, Prediction1s
 from btcpipe.domain.records import BestBidAsk, Trade
@@ -38,12 +38,13 @@ from btcpipe.model.artifacts import INPUT_NAME, OUTPUT_NAME, ModelArtifacts, ass
 from btcpipe.model.registry import ModelRegistry
 from btcpipe.model.scaler import StandardScaler
 from btcpipe.services.infer.archive import PredictionArchive
+from btcpipe.services.infer.arrivals import RowArrivals
 from btcpipe.services.infer.fallback import MarketTap
 from btcpipe.services.infer.inference import InferenceService, InferenceSettings, TickResult
 from btcpipe.services.infer.model_loader import ModelWatcher
 from btcpipe.store.memory import InProcessOnlineStore
 from btcpipe.store.port import OnlineStore
-from btcpipe.wire.codec import decode_prediction, encode_best_bid_ask, encode_trades
+from btcpipe.wire.codec import decode_prediction, encode_best_bid_ask, encode_feature_vector, encode_trades
 
 SYMBOL = "BTCUSDT"
 PARAMS = FeatureParams(trade_size_p95=0.05)
@@ -147,6 +148,7 @@ class MarketWorld:
     lateness_us: int = 200_000
     processor_on: bool = True
     bus_on: bool = True
+    publish_rows: bool = False  # the twin also publishes each row on features-1s (what inference ticks on)
     rows: dict[int, FeatureRow] = field(default_factory=dict)  # every row the processor twin computed
     store_failures: int = 0
     on_advance: list[Callable[[int], None]] = field(default_factory=list)
@@ -218,6 +220,9 @@ class MarketWorld:
                     self.store.put_features(SYMBOL, t, row.to_message(self.schema_hash, now_us))
                 except StoreError:
                     self.store_failures += 1
+                if self.publish_rows:
+                    self.bus.publish(STREAM_FEATURES, SYMBOL,
+                                     [encode_feature_vector(row.to_message(self.schema_hash, now_us))])
 
     def message(self, ts_sec: int) -> FeatureVector1s:
         return self.rows[ts_sec].to_message(self.schema_hash, ts_sec)
@@ -265,7 +270,11 @@ def make_rig(
     store_wrapper: Callable[[InProcessOnlineStore], object] | None = None,
     perf_ns: Callable[[], int] | None = None,
     clock: ManualClock | None = None,
+    row_delay_us: int | None = None,
 ) -> Rig:
+    """``row_delay_us``: the processor twin publishes each row on features-1s this long after its second, and
+    the service predicts on arrival (``RowArrivals``); without it, the twin writes the store only (after the
+    lateness) and the service ticks at its fixed offset."""
     clock = clock or ManualClock(T0)
     bus = InProcessBus()
     store = InProcessOnlineStore(clock)
@@ -277,11 +286,15 @@ def make_rig(
     watcher = ModelWatcher(registry, "btc", metrics=metrics, clock=clock, check_every_s=5)
     watcher.load()
     world = MarketWorld(sim_tape(), bus, store, clock)
+    if row_delay_us is not None:
+        world.lateness_us, world.publish_rows = row_delay_us, True
+        settings = settings or InferenceSettings(on_arrival=True)
     results: list[TickResult] = []
     extra = {"perf_ns": perf_ns} if perf_ns is not None else {}
     service = InferenceService(
         symbols=[SYMBOL], model=watcher, store=store_wrapper(store) if store_wrapper else store,  # type: ignore[arg-type]
         bus=bus, metrics=metrics, clock=clock, settings=settings, market=MarketTap(bus, [SYMBOL]),
+        rows=RowArrivals(bus, [SYMBOL]) if row_delay_us is not None else None,
         archive=PredictionArchive(lake, clock, flush_every_s=30), sleep=world.sleep, on_result=results.append,
         **extra,  # type: ignore[arg-type]
     )

@@ -199,19 +199,18 @@ class RunAdapters:
         interval = cfg.inference.interval_s
         if interval not in (1.0, 2.0):
             raise ConfigError(f"inference.interval_s must be 1 or 2, got {interval}")
+        bus_wait = 450.0 if self.options.services else 0.0  # moto_server's Kinesis: 100-500 ms from put to get
         return LiveSettings(
             model_name=self.model_name, model_alias=cfg.model.alias,
-            # A short poll block lets the clock close a second soon after its lateness; the tick comes after
-            # that by what the bus needs (in-process: ~1 ms; Kinesis on moto_server: ~100-300 ms a read), so the
-            # row is normally in the store when inference asks for it.
+            # Inference ticks when the row arrives on features-1s; it waits for it at most what the bus needs
+            # (in-process: ~1 ms, but a quiet second waits for the ingestor's heartbeat; Kinesis on moto_server:
+            # 100-500 ms from put to get), and the deadline counts from the second's end on top of that wait.
             processor=ProcessorSettings(lateness_ms=lateness, ttl_s=cfg.store.ttl_s, block_ms=20),
-            inference=InferenceSettings(interval_s=int(interval), offset_ms=lateness + self._bus_margin_ms(),
-                                        deadline_ms=cfg.inference.deadline_ms,
+            inference=InferenceSettings(interval_s=int(interval), on_arrival=True,
+                                        row_wait_ms=bus_wait + 0.8 * cfg.inference.deadline_ms,
+                                        deadline_ms=bus_wait + cfg.inference.deadline_ms,
                                         stale_after_s=cfg.inference.stale_after_s, lateness_ms=float(lateness)),
         )
-
-    def _bus_margin_ms(self) -> float:
-        return 300.0 if self.options.services else 100.0
 
     def _bus_and_store(self) -> tuple[Any, Any, Any]:
         if not self.options.services:

@@ -1,7 +1,10 @@
 """The inference service: every second, features → scaler → ONNX → ``Prediction1s``, within a deadline.
 
-A tick for second ``t`` (the row describing ``[t − 1 s, t)``) runs at ``t + offset`` — after the
-processor's lateness, so the row is normally in the online store. Per symbol it:
+A tick for second ``t`` (the row describing ``[t − 1 s, t)``) runs **on arrival** (``on_arrival``, following
+``features-1s`` with ``rows=RowArrivals``): as soon as every symbol's row of ``t`` is on the stream, or
+``row_wait_ms`` after ``t`` when one is not (the fallback takes over); the deadline then counts from the
+second's end. Without ``rows`` it runs at a fixed ``t + offset`` (after the processor's lateness, so the
+row is normally in the online store) and the deadline counts from that wake-up. Per symbol it:
 
 1. reads the row of ``t`` from the online store; if it is missing, stale, from other feature code or
    the store fails, computes the row with its own fallback engine fed from the bus (the same streaming
@@ -40,6 +43,7 @@ from btcpipe.domain.time import US_PER_MS, US_PER_SEC, Clock
 from btcpipe.infra.metrics import Metrics
 from btcpipe.infra.tracing import NO_TRACING, TraceSpan, Tracing, exemplar, wall_ns_of
 from btcpipe.services.infer.archive import PredictionArchive
+from btcpipe.services.infer.arrivals import RowArrivals
 from btcpipe.services.infer.drift import FeatureDrift
 from btcpipe.services.infer.fallback import FallbackFeatures, MarketTap
 from btcpipe.services.infer.model_loader import ModelWatcher, ServedModel
@@ -61,7 +65,10 @@ class InferenceSettings:
 
     interval_s: int = 1  # ticks every 1 or 2 s, on second boundaries (multiples of the interval)
     offset_ms: float = 250.0  # after the boundary: the processor's lateness + a margin to write the row
-    deadline_ms: float = 100.0
+    deadline_ms: float = 100.0  # on arrival: from the second's end; at a fixed offset: from the wake-up
+    on_arrival: bool = False  # tick when the rows arrive (the service then needs ``rows=RowArrivals``)
+    row_wait_ms: float = 80.0  # on arrival: how long after the second's end to wait for its rows
+    row_poll_ms: float = 1.0  # on arrival: how often the features stream is looked at while waiting
     stale_after_s: float = 3.0
     lateness_ms: float = 200.0  # the fallback engine closes a second this long after it ends
     shadow_window: int = 300
@@ -73,15 +80,22 @@ class InferenceSettings:
             raise ConfigError(f"inference interval must be 1 or 2 whole seconds, got {self.interval_s!r}")
         if self.deadline_ms <= 0:
             raise ConfigError(f"inference deadline must be positive, got {self.deadline_ms} ms")
-        if not 0 <= self.lateness_ms <= self.offset_ms:
+        if self.lateness_ms < 0:
+            raise ConfigError(f"lateness must be >= 0 ms, got {self.lateness_ms}")
+        if self.stale_after_s <= 0:
+            raise ConfigError(f"stale_after_s must be positive, got {self.stale_after_s}")
+        if self.on_arrival:
+            if not 0 <= self.row_wait_ms < self.deadline_ms < self.interval_s * 1000 or self.row_poll_ms <= 0:
+                raise ConfigError(f"row wait {self.row_wait_ms} ms must be below the deadline {self.deadline_ms} ms, "
+                                  f"the deadline below the interval and the row poll {self.row_poll_ms} ms positive")
+            return
+        if self.lateness_ms > self.offset_ms:
             raise ConfigError(
                 f"tick offset {self.offset_ms} ms must be at least the lateness {self.lateness_ms} ms: "
                 "before that the second is not closed yet"
             )
         if self.offset_ms + self.deadline_ms >= self.interval_s * 1000:
             raise ConfigError("tick offset + deadline must fit inside one interval")
-        if self.stale_after_s <= 0:
-            raise ConfigError(f"stale_after_s must be positive, got {self.stale_after_s}")
 
     @property
     def interval_us(self) -> int:
@@ -90,6 +104,10 @@ class InferenceSettings:
     @property
     def offset_us(self) -> int:
         return int(self.offset_ms * US_PER_MS)
+
+    @property
+    def row_wait_us(self) -> int:
+        return int(self.row_wait_ms * US_PER_MS)
 
     @property
     def deadline_us(self) -> int:
@@ -146,6 +164,7 @@ class InferenceService:
         clock: Clock,
         settings: InferenceSettings | None = None,
         market: MarketTap | None = None,
+        rows: RowArrivals | None = None,
         archive: PredictionArchive | None = None,
         sleep: Callable[[float], object] | None = None,
         perf_ns: Callable[[], int] = time.perf_counter_ns,
@@ -162,6 +181,9 @@ class InferenceService:
         self.clock = clock
         self.settings = settings or InferenceSettings()
         self.market = market
+        if self.settings.on_arrival and rows is None:
+            raise ConfigError("inference on arrival needs the features stream (rows=RowArrivals)")
+        self.rows = rows if self.settings.on_arrival else None
         self.archive = archive
         self._stop = threading.Event()
         self._sleep = sleep if sleep is not None else self._stop.wait
@@ -172,6 +194,7 @@ class InferenceService:
         self.fallback = FallbackFeatures(
             served.params, lateness_us=int(self.settings.lateness_ms * US_PER_MS),
             stale_after_us=self.settings.stale_after_us,
+            with_best_bid_ask=market is None or market.with_best_bid_ask,
         )
         self.shadow = ShadowEvaluator(metrics, label_mid=served.label_mid, window=self.settings.shadow_window,
                                       expire_after_s=self.settings.shadow_expire_s)
@@ -369,9 +392,25 @@ class InferenceService:
         self._check_market(model)
 
     # --- the loop -------------------------------------------------------------------------------------
+    @property
+    def _wake_offset_us(self) -> int:
+        """When a tick may start after its second's end: at once on arrival, else the fixed offset."""
+        return 0 if self.rows is not None else self.settings.offset_us
+
+    def _rows_pending(self, ts: int, now: int) -> bool:
+        """On arrival: whether to keep waiting for second ``ts``'s rows (not all in, wait not over)."""
+        if self.rows is None or now >= ts + self.settings.row_wait_us:
+            return False
+        try:
+            self.rows.poll()
+        except BusError as exc:
+            log.warning("cannot read the features stream; ticking without it", extra={"error": str(exc)})
+            return False
+        return not self.rows.arrived(ts, self.symbols)
+
     def first_tick(self, now_us: int) -> int:
         """The first tick second whose run time (``ts + offset``) is not yet past."""
-        interval, offset = self.settings.interval_us, self.settings.offset_us
+        interval, offset = self.settings.interval_us, self._wake_offset_us
         ts = (now_us - offset) // interval * interval
         return ts if ts + offset >= now_us else ts + interval
 
@@ -385,10 +424,13 @@ class InferenceService:
         while not self._stop.is_set() and (max_ticks is None or ticks < max_ticks):
             if until_us is not None and ts >= until_us:
                 break
-            wake = ts + s.offset_us
+            wake = ts + self._wake_offset_us
             now = self.clock.now_us()
             if now < wake:
                 self._sleep((wake - now) / US_PER_SEC)
+                continue
+            if self._rows_pending(ts, now):
+                self._sleep(s.row_poll_ms / 1000)
                 continue
             lag = now - wake
             if lag > s.deadline_us:
@@ -404,7 +446,7 @@ class InferenceService:
         """Count ticks whose deadline passed before they could start; return the next tick still on time."""
         s = self.settings
         first = ts
-        while ts + s.offset_us + s.deadline_us < now:
+        while ts + self._wake_offset_us + s.deadline_us < now:
             for symbol in self.symbols:
                 self._count(TickResult(symbol, ts, "skipped_deadline", ("started_too_late",), None))
             ts += s.interval_us

@@ -18,6 +18,8 @@ What it does with each record:
 - best bid/ask → ``market-sbe-bestbidask``; depth diffs → ``market-sbe-depth`` and the symbol's
   ``BookSynchronizer`` (snapshot + buffered diffs; a missed diff → resync from a new REST snapshot, counted).
 - all three appended to bronze in batches (trades, bookTicker, depth).
+- ``heartbeat_margin_ms`` after each whole second ``t``, a ``Heartbeat(symbol, t)`` on ``market-heartbeat``
+  (``services.ingest.heartbeat``): consumers close ``t`` in a quiet market without waiting for wall time.
 """
 
 from __future__ import annotations
@@ -37,16 +39,18 @@ from btcpipe.binance.order_book import BookSynchronizer, OrderBook, SnapshotOutc
 from btcpipe.binance.rest_parsing import rest_trades, trade_records
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.binance.ws_messages import MarketEvent, event_kind
-from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_TRADES, Bus
+from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_HEARTBEAT, STREAM_TRADES, Bus
 from btcpipe.domain.errors import ConfigError, DataError, ExchangeError
+from btcpipe.domain.messages import Heartbeat
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade, TradeGap
 from btcpipe.infra.metrics import Metrics
 from btcpipe.infra.tracing import NO_TRACING, TraceSpan, Tracing
 from btcpipe.lake.ports import BronzeSink
 from btcpipe.services.ingest.bronze import BronzeWriter
+from btcpipe.services.ingest.heartbeat import TransitWindow, heartbeat_loop
 from btcpipe.services.ingest.publish import BusPublisher
 from btcpipe.services.ingest.trades import TradeSequencer
-from btcpipe.wire.codec import encode_best_bid_ask, encode_depth_delta, encode_trades
+from btcpipe.wire.codec import encode_best_bid_ask, encode_depth_delta, encode_heartbeat, encode_trades
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +108,10 @@ class IngestSettings:
     bronze_max_rows: int = 20_000
     bronze_max_age_s: float = 10.0
     publish_max_pending: int = 200_000
+    # Heartbeat on market-heartbeat this long after each second, on top of the slowest recent transit
+    # (services.ingest.heartbeat); None: none.
+    heartbeat_margin_ms: float | None = 5.0
+    heartbeat_tolerance_ms: float = 500.0  # no heartbeat while events' transit is beyond this (clocks disagree)
     housekeeping_s: float = 0.1
 
 
@@ -113,6 +121,7 @@ class IngestStats:
 
     events: dict[str, int] = field(default_factory=dict)  # by kind
     trades_published: int = 0  # from the stream
+    heartbeats: int = 0  # published on market-heartbeat
     gaps: int = 0
     gap_ids: int = 0
     gap_trades_filled: int = 0
@@ -158,6 +167,7 @@ class Ingestor:
         self.stats = IngestStats()
         self.books = {s: BookSynchronizer(s) for s in self.symbols}
         self.sequencers = {s: TradeSequencer(s) for s in self.symbols}
+        self.transit = {s: TransitWindow() for s in self.symbols}  # receive − exchange time, for the heartbeat
         self.gaps: list[TradeGap] = []  # every gap seen, ``filled`` updated when it is
         self._now_us = now_us or (lambda: time.time_ns() // 1000)
         self._monotonic = monotonic
@@ -180,6 +190,7 @@ class Ingestor:
         self._stop_requested = False
         self._running = False
         self._until: Callable[[Ingestor], bool] | None = None
+        self._filling = 0  # gap fills in flight (no heartbeat meanwhile)
 
     # --- public ----------------------------------------------------------------------------------------
     def last_trade_id(self, symbol: str) -> int:
@@ -244,6 +255,13 @@ class Ingestor:
         deadline = None if duration_s is None else self._monotonic() + duration_s
         source_task = asyncio.create_task(self.source.run(self._on_event), name="ingest-source")
         house = asyncio.create_task(self._housekeeping(deadline), name="ingest-housekeeping")
+        margin = self.settings.heartbeat_margin_ms
+        beats = asyncio.create_task(
+            heartbeat_loop(self.symbols, margin_us=int(margin * 1000),
+                           tolerance_us=int(self.settings.heartbeat_tolerance_ms * 1000),
+                           transit=self.transit.__getitem__, now_us=self._now_us, ready=self._heartbeat_ready,
+                           publish=self._publish_heartbeat)
+            if margin is not None else asyncio.sleep(0), name="ingest-heartbeat")
         stopped = asyncio.create_task(self._stop_event.wait(), name="ingest-stop")
         try:
             await asyncio.wait({source_task, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -252,9 +270,9 @@ class Ingestor:
         finally:
             self._running = False
             self.source.stop()
-            for task in (house, stopped, *self._snapshot_tasks.values()):
+            for task in (house, beats, stopped, *self._snapshot_tasks.values()):
                 task.cancel()
-            await asyncio.gather(house, stopped, *self._snapshot_tasks.values(), return_exceptions=True)
+            await asyncio.gather(house, beats, stopped, *self._snapshot_tasks.values(), return_exceptions=True)
             if not source_task.done():
                 source_task.cancel()
                 await asyncio.gather(source_task, return_exceptions=True)
@@ -284,8 +302,11 @@ class Ingestor:
         self._last_event_at = self._monotonic()
         self._count(event_kind(event), symbol)
         if isinstance(event, TradesEvent):
+            if event.trades:  # transit by the heartbeat's clock (the ingestor's), not the stream client's
+                self.transit[symbol].observe(self._now_us(), event.trades[-1].ts_event)
             await self._on_trades(symbol, event)
         elif isinstance(event, BestBidAsk):
+            self.transit[symbol].observe(self._now_us(), event.ts_event)
             await self.publisher.add(STREAM_BEST_BID_ASK, symbol, encode_best_bid_ask(event), event.ts_recv)
             if self.bronze is not None:
                 self.bronze.add([event], "ws")
@@ -326,7 +347,23 @@ class Ingestor:
         if self.metrics is not None:
             self.metrics.ingest_gap_fills.labels(symbol, outcome).inc()
 
+    def _heartbeat_ready(self, symbol: str) -> bool:
+        """Whether a heartbeat may vouch for ``symbol``'s streams (see ``services.ingest.heartbeat``)."""
+        return (self._running and not self._filling and not self._open_gaps and not self.publisher.failing
+                and bool(getattr(self.source, "connected", True)) and self.sequencers[symbol].last_id is not None)
+
+    async def _publish_heartbeat(self, heartbeat: Heartbeat) -> None:
+        await self.publisher.add(STREAM_HEARTBEAT, heartbeat.symbol, encode_heartbeat(heartbeat), 0)
+        self.stats.heartbeats += 1
+
     async def _on_gap(self, gap: TradeGap) -> None:
+        self._filling += 1
+        try:
+            await self._fill_gap(gap)
+        finally:
+            self._filling -= 1
+
+    async def _fill_gap(self, gap: TradeGap) -> None:
         n = gap.last_missing - gap.first_missing + 1
         self.stats.gaps += 1
         self.stats.gap_ids += n

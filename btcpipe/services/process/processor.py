@@ -18,11 +18,14 @@ aside on the ``dead-letters`` stream with its position and reason (``dead_letter
 processor goes on past it. Consumer lag in records (``btcpipe_consumer_lag_records``) is sampled once per
 ``lag_interval_s`` (``processor_lag``).
 
-**When a second closes.** Per symbol, second ``t`` closes once a trade at or after ``t + lateness`` has
-been read — and, when the schema reads best bid/ask, once the bid/ask stream has also got that far or
-has nothing more to give. When every input is caught up (a poll came back short) the clock closes
-seconds too (``t + lateness <= now``), so a silent market still gets its rows; never further than
-``max_idle_s`` past the newest event, so a clock far ahead of replayed data cannot flood the grid.
+**When a second closes.** The rule lives in ``SymbolFeatureState`` (shared with the inference
+fallback): second ``t`` closes as soon as every input the schema needs has shown it is past ``t`` — a
+trade at or after ``t + disorder`` (``disorder_ms``, 0: Binance's trade stream is ordered per symbol)
+and, when the schema reads best bid/ask, a best bid/ask update that far too — or an ingestor heartbeat
+on ``market-heartbeat`` at or past ``t`` (applied only once the event streams are read to their head,
+``bus.heartbeats``). When every input is caught up (a poll came back short) wall time closes seconds as
+well (``t + lateness <= now``), so a silent market without heartbeats still gets its rows; never further
+than ``max_idle_s`` past the newest event, so a clock far ahead of replayed data cannot flood the grid.
 
 **Restart.** After each cycle that emitted rows the processor stores, in the bus's ``PositionStore``
 under its consumer name, the last row emitted and the start of its grid per symbol (pseudo-stream
@@ -48,6 +51,7 @@ from typing import Any, Literal
 import numpy as np
 
 from btcpipe.bus.consumer import BusConsumer, Delivery, shards_for_keys
+from btcpipe.bus.heartbeats import HeartbeatReader
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_FEATURES, STREAM_TRADES, Bus, PositionStore, hash_shard
 from btcpipe.domain.errors import BusError, ConfigError, LakeError, StoreError
 from btcpipe.domain.messages import FeatureVector1s
@@ -72,21 +76,23 @@ EMITTED_STREAM = f"{STREAM_FEATURES}:emitted"  # pseudo-stream in the PositionSt
 
 @dataclass(frozen=True, slots=True)
 class ProcessorSettings:
-    """The processor's lateness and close rule, row TTL, restart rewind, poll size and what it publishes."""
+    """The processor's close rule (disorder margin, lateness), row TTL, restart rewind, poll size and outputs."""
 
-    lateness_ms: int = 200
+    lateness_ms: int = 200  # wall time closes second t at t + lateness when the inputs are quiet
+    disorder_ms: int = 0  # event time closes t once the inputs are at t + disorder (0: ordered streams)
     ttl_s: int = DEFAULT_TTL_S
     rewind_s: int = 2 * WINDOW_BARS  # trailing window re-read after a restart (≥ the 60-s lookback)
     max_idle_s: int = 120  # the clock closes seconds at most this far past the newest event
     close_on_clock: bool = True  # False: event time only (replaying past data with no live clock)
     poll_max: int = 1000
     block_ms: int = 100
+    heartbeat_poll_ms: int = 5  # while heartbeats come: the longest wait on the trade stream, so a beat is seen soon
     start: str = "earliest"  # where a consumer without stored positions starts: earliest | latest
     publish_features: bool = True
     lag_interval_s: float = 1.0  # how often consumer lag (records behind the head) is sampled for the metrics
 
     def __post_init__(self) -> None:
-        if self.lateness_ms < 0 or self.ttl_s <= 0 or self.poll_max < 1 or self.block_ms < 0:
+        if self.lateness_ms < 0 or self.disorder_ms < 0 or self.ttl_s <= 0 or self.poll_max < 1 or self.block_ms < 0:
             raise ConfigError(f"invalid processor settings: {self}")
         if self.rewind_s < WINDOW_BARS:
             raise ConfigError(f"rewind_s must cover the {WINDOW_BARS}-s lookback, got {self.rewind_s}")
@@ -192,6 +198,7 @@ class Processor:
             if resume is not None:
                 self.stats.resumed_from[symbol] = resume
             self.states[symbol] = SymbolFeatureState(symbol, params, lateness_us=self.lateness_us,
+                                                     disorder_us=self.settings.disorder_ms * US_PER_MS,
                                                      resume_after=resume, resume_bars_from=bars_from)
         start: Literal["earliest", "latest"] = "latest" if self.settings.start == "latest" else "earliest"
         # Payloads are decoded a whole poll at a time (decode_trade_batches), not by the consumer.
@@ -209,6 +216,7 @@ class Processor:
             )
             self._best_bid_ask_rewind = Rewind({s: p.after for s, p in self._best_bid_ask.positions.items()})
         self.dead_letters = DeadLetters(bus, consumer=name, metrics=metrics, now_us=clock.now_us)
+        self._heartbeats = HeartbeatReader(bus, self.symbols, name=name, max_records=self.settings.poll_max)
         self._reported = {s: (0, 0) for s in self.symbols}  # (late, duplicates) already in the metrics
         self._lag = ConsumerLag(bus, name, int(self.settings.lag_interval_s * US_PER_SEC))
         if self.stats.resumed_from:
@@ -220,6 +228,9 @@ class Processor:
         """Poll the inputs once, close what is due, emit and commit. Returns the records read."""
         block = self.settings.block_ms if block_ms is None else block_ms
         n_max = self.settings.poll_max
+        self._heartbeats.poll()  # before the events it vouches for (bus.heartbeats)
+        if self._heartbeats.live:
+            block = min(block, self.settings.heartbeat_poll_ms)
         trade_deliveries = self._trades.poll(n_max, block)
         trades_caught_up = self._caught_up(trade_deliveries, n_max)
         self._apply_trades(trade_deliveries)
@@ -232,15 +243,15 @@ class Processor:
             n_best_bid_ask = len(best_bid_ask_deliveries)
         now = self.clock.now_us()
         vectors: list[FeatureVector1s] = []
+        caught_up = trades_caught_up and best_bid_ask_caught_up
+        for symbol, ts in self._heartbeats.release(caught_up).items():
+            self.states[symbol].add_heartbeat(ts)
+        on_clock = self.settings.close_on_clock and caught_up
         for state in self.states.values():
-            until = state.watermark
-            if self.use_best_bid_ask and not best_bid_ask_caught_up:
-                until = min(until, state.best_bid_ask_watermark)
-            caught_up = trades_caught_up and best_bid_ask_caught_up
-            if self.settings.close_on_clock and caught_up and state.next_close is not None:
+            rows = state.close_ready()
+            if on_clock and state.next_close is not None:
                 base = max(state.watermark, state.next_close - US_PER_SEC)
-                until = max(until, min(now, base + self.settings.max_idle_s * US_PER_SEC))
-            rows = state.close_until(until)
+                rows += state.close_until(min(now, base + self.settings.max_idle_s * US_PER_SEC))
             if rows:
                 ts_computed = self.clock.now_us()
                 vectors.extend(r.to_message(self.schema_hash, ts_computed) for r in rows)
