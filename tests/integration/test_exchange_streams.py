@@ -204,7 +204,6 @@ def test_api_keys_can_be_replaced_at_runtime(exchange: LocalExchange) -> None:
         "/ws/btcusdt@bookTicker",  # a JSON name on the SBE path
         "/ws/ethusdt@trade",  # a symbol the exchange does not serve
         "/ws/BTCUSDT@trade",  # symbols are lowercase
-        "/stream?streams=",
         "/json/ws/btcusdt@bestBidAsk",
         "/json/stream?streams=btcusdt@trade&timeUnit=NANOSECOND",
     ],

@@ -34,7 +34,12 @@ from btcpipe.domain.errors import ConfigError, MalformedRecordError
 from btcpipe.domain.records import Trade
 from btcpipe.exchange.state import ExchangeState
 from btcpipe.exchange.streams.auth import ApiKeys, ConnectionAttemptLimiter
+from btcpipe.exchange.streams.control import MessageRateLimit
 from btcpipe.exchange.streams.formats import (
+    PERIODS_US,
+    StreamKind,
+    StreamSpec,
+    agg_trade_json,
     book_ticker_json,
     combined,
     depth_update_json,
@@ -42,6 +47,7 @@ from btcpipe.exchange.streams.formats import (
     server_shutdown_json,
     trade_json,
 )
+from btcpipe.exchange.streams.periodic import PeriodicSource
 from btcpipe.exchange.streams.random_faults import (
     STALL_S,
     FaultDraw,
@@ -49,20 +55,25 @@ from btcpipe.exchange.streams.random_faults import (
     poison_json,
     poison_sbe,
 )
-from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
+from btcpipe.exchange.streams.timeline import KIND_AGG_TRADE, KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
 
 log = logging.getLogger(__name__)
 
 Frame = bytes | str
 # (is_sbe, combined stream name or None for a raw /ws connection, µs times)
 Variant = tuple[bool, str | None, bool]
-Channel = tuple[str, int]  # (symbol, kind)
+Channel = tuple[str, StreamKind]  # (symbol, kind): a timeline kind (int) or a periodic stream (str)
 
 # A frame no SBE decoder accepts: schema id 0xBEEF, template 4242, then noise.
 GARBAGE_SBE = bytes.fromhex("1200924aefbe0000") + b"\xde\xad\xbe\xef" * 6
 GARBAGE_JSON = '{"e":"trade","E":17'  # truncated JSON
 _CATCH_UP_BATCH = 1000
 _MAX_WAIT_S = 0.05
+_MAX_CATCH_UP_TICKS = 10
+
+
+def _no_sbe() -> bytes:
+    raise ValueError("this stream has no SBE form (JSON only)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +125,9 @@ class StreamStats:
     pings_sent: int = 0
     pongs_received: int = 0
     events_emitted: int = 0
+    ticks_emitted: int = 0  # periodic stream bodies built (depth<N>, kline, tickers, merged depth)
+    control_requests: int = 0
+    closed_message_rate: int = 0  # connections closed for more than 5 incoming messages per second
     events_unencodable: int = 0  # tape rows the wire cannot carry: logged and skipped, the replay goes on
     replayed_up_to_us: int = 0  # the exchange time the replay has sent everything up to
     frames_sent: int = 0
@@ -146,7 +160,12 @@ class Subscriber:
         self.overflow = False
         self.shutdown_notified = False
         self.close_reason: str | None = None
-        self.variants: list[tuple[Channel, Variant]] = []
+        self.combined = False  # combined-stream payloads ({"stream":..., "data":...}); JSON only
+        self.streams: dict[str, tuple[Channel, Variant]] = {}  # name as subscribed → where it is registered
+        self.rate = MessageRateLimit()
+
+    def variant(self, name: str) -> Variant:
+        return (self.sbe, name if self.combined and not self.sbe else None, self.micros)
 
     def push(self, frames: list[Frame], limit: int) -> None:
         if len(self.queue) + len(frames) > limit:
@@ -165,9 +184,11 @@ class StreamHub:
         self.keys = ApiKeys(config.api_keys)
         self.attempts = ConnectionAttemptLimiter(config.attempt_limit, config.attempt_window_s)
         self.timelines = {
-            sym: SymbolTimeline(m.tape, depth20_interval_us=config.depth20_interval_us)
+            sym: SymbolTimeline(m.tape, depth20_interval_us=config.depth20_interval_us, aggs=m.aggs)
             for sym, m in state.markets.items()
         }
+        self.periodic = {sym: PeriodicSource(state.markets[sym], tl) for sym, tl in self.timelines.items()}
+        self._ticks: dict[Channel, int] = {}  # periodic channel with subscribers → its next tick (µs)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.subscribers: set[Subscriber] = set()
         self._subs: dict[Channel, dict[Variant, set[Subscriber]]] = {}
@@ -232,27 +253,59 @@ class StreamHub:
             self._wake.set()
 
     # --- subscriptions --------------------------------------------------------------------------------------
-    def register(self, sub: Subscriber, channels: list[tuple[Channel, Variant]]) -> None:
+    def register(self, sub: Subscriber, specs: list[StreamSpec]) -> None:
         self.subscribers.add(sub)
-        for channel, variant in channels:
-            self._subs.setdefault(channel, {}).setdefault(variant, set()).add(sub)
-            sub.variants.append((channel, variant))
+        self.subscribe(sub, specs)
         with self._cond:
             self._stats.connections_opened += 1
             self._stats.connections_open = len(self.subscribers)
             self._cond.notify_all()
 
-    def unregister(self, sub: Subscriber) -> None:
-        if sub not in self.subscribers:
-            return
-        self.subscribers.discard(sub)
-        for channel, variant in sub.variants:
+    def subscribe(self, sub: Subscriber, specs: list[StreamSpec]) -> None:
+        """Add streams to a connection (a name already there is left as it is); events from now on."""
+        for spec in specs:
+            if spec.name in sub.streams:
+                continue
+            channel: Channel = (spec.symbol, spec.kind)
+            variant = sub.variant(spec.name)
+            self._subs.setdefault(channel, {}).setdefault(variant, set()).add(sub)
+            sub.streams[spec.name] = (channel, variant)
+            if isinstance(spec.kind, str) and channel not in self._ticks:
+                period = PERIODS_US[spec.kind]
+                now = self.state.now_us()
+                self._ticks[channel] = now - now % period + period
+
+    def unsubscribe(self, sub: Subscriber, names: list[str]) -> None:
+        for name in names:
+            entry = sub.streams.pop(name, None)
+            if entry is None:
+                continue
+            channel, variant = entry
             by_variant = self._subs.get(channel, {})
             group = by_variant.get(variant)
             if group is not None:
                 group.discard(sub)
                 if not group:
                     del by_variant[variant]
+            if not by_variant:
+                self._subs.pop(channel, None)
+                self._ticks.pop(channel, None)
+
+    def set_combined(self, sub: Subscriber, flag: bool) -> None:
+        """``SET_PROPERTY combined``: re-register every stream of the connection under its new payload form."""
+        if sub.sbe or sub.combined == flag:
+            sub.combined = flag
+            return
+        specs = [StreamSpec(name, ch[0], ch[1]) for name, (ch, _) in sub.streams.items()]
+        self.unsubscribe(sub, list(sub.streams))
+        sub.combined = flag
+        self.subscribe(sub, specs)
+
+    def unregister(self, sub: Subscriber) -> None:
+        if sub not in self.subscribers:
+            return
+        self.subscribers.discard(sub)
+        self.unsubscribe(sub, list(sub.streams))
         with self._cond:
             self._stats.connections_open = len(self.subscribers)
             self._cond.notify_all()
@@ -277,28 +330,79 @@ class StreamHub:
             now = clock.now_us()
             emitted = 0
             for sym, tl in self.timelines.items():
-                pos, stop = cursors[sym], tl.position_after(now)
-                while pos < stop:
-                    try:
-                        self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
-                    except (MalformedRecordError, ValueError) as exc:
-                        self.count("events_unencodable")
-                        log.error("stream event not encodable, skipped", extra={"symbol": sym, "error": str(exc)})
-                    pos += 1
-                    emitted += 1
-                    if emitted % _CATCH_UP_BATCH == 0:
-                        cursors[sym] = pos
-                        await asyncio.sleep(0)  # let pings, handshakes and writers run during a catch-up
-                cursors[sym] = pos
+                # Periodic ticks interleave with the real-time events in exchange-time order.
+                while (due := self._next_tick(sym, now)) is not None:
+                    tick, channel = due
+                    pos = cursors[sym]
+                    cursors[sym] = await self._advance(tl, pos, tl.position_after(tick))
+                    emitted += cursors[sym] - pos
+                    self._emit_tick(channel, tick)
+                pos = cursors[sym]
+                cursors[sym] = await self._advance(tl, pos, tl.position_after(now))
+                emitted += cursors[sym] - pos
             with self._cond:
                 self._stats.events_emitted += emitted
                 self._stats.replayed_up_to_us = now
                 self._cond.notify_all()
             await self._wait_for_next(now, cursors)
 
+    async def _advance(self, tl: SymbolTimeline, pos: int, stop: int) -> int:
+        """Emit the timeline's events ``pos..stop-1``; the new cursor."""
+        done = 0
+        while pos < stop:
+            try:
+                self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
+            except (MalformedRecordError, ValueError) as exc:
+                self.count("events_unencodable")
+                log.error("stream event not encodable, skipped", extra={"symbol": tl.symbol, "error": str(exc)})
+            pos += 1
+            done += 1
+            if done % _CATCH_UP_BATCH == 0:
+                await asyncio.sleep(0)  # let pings, handshakes and writers run during a catch-up
+        return pos
+
+    def _next_tick(self, symbol: str, now: int) -> tuple[int, Channel] | None:
+        due = [(t, ch) for ch, t in self._ticks.items() if ch[0] == symbol and t <= now]
+        if not due:
+            return None
+        tick, channel = min(due, key=lambda d: d[0])
+        period = PERIODS_US[str(channel[1])]
+        following = tick + period
+        if now - following > _MAX_CATCH_UP_TICKS * period:
+            following = now - now % period  # the clock jumped far ahead: no use replaying stale ticks
+        self._ticks[channel] = following
+        return tick, channel
+
+    def _emit_tick(self, channel: Channel, tick: int) -> None:
+        variants = self._subs.get(channel)
+        if not variants:
+            return
+        symbol, kind = channel
+        period = PERIODS_US[str(kind)]
+        bodies: dict[bool, list[bytes]] = {}
+        try:
+            for (_, name, micros), subs in variants.items():
+                if not subs:
+                    continue
+                if micros not in bodies:
+                    bodies[micros] = self.periodic[symbol].body(str(kind), tick, tick - period, micros)
+                raw = bodies[micros]
+                if not raw:
+                    continue
+                frames: list[Frame] = (
+                    [combined(name, b) for b in raw] if name is not None else [b.decode() for b in raw]
+                )
+                for sub in subs:
+                    sub.push(frames, self.config.send_queue_limit)
+        except (MalformedRecordError, ValueError) as exc:
+            self.count("events_unencodable")
+            log.error("periodic stream body not buildable, skipped", extra={"stream": kind, "error": str(exc)})
+        self.count("ticks_emitted")
+
     async def _wait_for_next(self, now: int, cursors: dict[str, int]) -> None:
         assert self._wake is not None
         upcoming = [int(tl.key[cursors[s]]) for s, tl in self.timelines.items() if cursors[s] < len(tl)]
+        upcoming += list(self._ticks.values())
         speed = getattr(self.state.clock, "speed", None)
         if upcoming and isinstance(speed, int | float) and speed > 0:
             wait = min(max((min(upcoming) - now) / speed / 1e6, 0.0), _MAX_WAIT_S)
@@ -327,9 +431,13 @@ class StreamHub:
             trades = self._without_skipped(tl.trades_of_group(index))
             if not trades:
                 return
-            event_time = trades[0].ts_event
-            sbe = lambda: encode_trades_event(tl.trades_event(trades))  # noqa: E731
+            event_time = tl.group_event_time(index)
+            sbe = lambda: encode_trades_event(tl.trades_event(trades, event_time))  # noqa: E731
             bodies = lambda micros: [trade_json(t, event_time=event_time, micros=micros) for t in trades]  # noqa: E731
+        elif kind == KIND_AGG_TRADE:
+            row, agg_time = tl.agg_trade(index)
+            sbe = _no_sbe
+            bodies = lambda micros: [agg_trade_json(tl.symbol, row, event_time=agg_time, micros=micros)]  # noqa: E731
         elif kind == KIND_BBA:
             bba = tl.best_bid_ask(index)
             sbe = lambda: encode_best_bid_ask(bba)  # noqa: E731
@@ -503,7 +611,8 @@ class StreamHub:
         notified = [s for s in self.subscribers if not s.shutdown_notified]
         for sub in notified:
             sub.shutdown_notified = True
-            sub.push([server_shutdown_json(now, micros=sub.sbe or sub.micros)], self.config.send_queue_limit + 1)
+            frame = server_shutdown_json(now, micros=sub.sbe or sub.micros, wrapped=sub.combined and not sub.sbe)
+            sub.push([frame], self.config.send_queue_limit + 1)
         self.count("shutdowns_sent", len(notified))
         self.spawn(self._close_after(notified, grace))
         return len(notified)
