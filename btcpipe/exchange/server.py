@@ -146,6 +146,7 @@ class LocalExchange:
         first_agg_id: int = 1,
         configure: Sequence[AppConfigurer] = (),
         streams: StreamConfig | None = None,
+        partial_dump_days: bool = True,
     ) -> None:
         _check_loopback(host)
         tape_list = [tapes] if isinstance(tapes, MarketTape) else list(tapes)
@@ -155,6 +156,7 @@ class LocalExchange:
             limiter=limiter or WeightLimiter(weight_limit),
             faults=faults,
             first_agg_id=first_agg_id,
+            partial_dump_days=partial_dump_days,
         )
         self.host = host
         self.port = port
