@@ -85,8 +85,12 @@ def parse_stream_name(name: str, fmt: WireFormat, symbols: Sequence[str]) -> Str
 
 
 def parse_stream_list(raw: str, fmt: WireFormat, symbols: Sequence[str], max_streams: int) -> list[StreamSpec]:
-    """The streams of a URL; none is fine (a bare ``/ws`` or ``/stream`` subscribes later)."""
-    names = [n for n in raw.split("/") if n]
+    """The streams of a URL; none is fine (a bare ``/ws`` or ``/stream`` subscribes later).
+
+    A path segment without ``@`` is a client's own connection tag, not a stream (ccxt opens ``/ws/0`` and
+    subscribes afterwards, which Binance accepts): it subscribes to nothing.
+    """
+    names = [n for n in raw.split("/") if n and "@" in n]
     if len(names) > max_streams:
         raise StreamNameError(f"{len(names)} streams exceed the {max_streams} allowed per connection")
     specs: dict[str, StreamSpec] = {}
