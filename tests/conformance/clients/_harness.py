@@ -15,12 +15,12 @@ from typing import Any
 
 def plain(value: Any) -> Any:
     """JSON-able form of what a client returns (dicts, lists, pydantic models of the official SDK)."""
+    if hasattr(value, "actual_instance"):  # the SDK's oneOf wrappers
+        return plain(value.actual_instance)
     if hasattr(value, "model_dump"):
         return plain(value.model_dump(by_alias=True, mode="json", exclude_none=True))
-    if hasattr(value, "actual_instance"):
-        return plain(value.actual_instance)
     if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
+        return {str(k): plain(v) for k, v in value.items() if k != "additional_properties"}
     if isinstance(value, list | tuple):
         return [plain(v) for v in value]
     return value
