@@ -1,24 +1,14 @@
-"""Fixtures of the conformance suite: the real clients' venv and two exchanges serving the real recording.
+"""Fixtures of the conformance suite: two exchanges serving the real recording (history and live replay).
 
-The clients (``clients-requirements.txt``) live in their own venv, ``.venv-clients``, built once here or by
-``make .venv-clients``: ccxt pins multidict/attrs/idna exactly and binance-sdk-spot needs a newer certifi,
-so installing them into the main venv would move our pins. Each client runs as a script in that venv
-(``clients/*.py``) with nothing but the base URLs changed, and prints what it got as JSON.
-"""
+The clients run in their own venv as scripts (``support.binance_clients``)."""
 
 from __future__ import annotations
 
-import json
-import os
-import re
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
+from support.binance_clients import after_everything_us
 from support.binance_tape import RecordedStreams, read_recording
 
 from btcpipe.binance.recording import load_recording
@@ -27,55 +17,8 @@ from btcpipe.exchange.server import LocalExchange
 from btcpipe.exchange.streams.routes import StreamConfig, replay_clock
 from btcpipe.infra.clocks import ManualClock
 
-REPO = Path(__file__).resolve().parents[2]
-HERE = Path(__file__).resolve().parent
-CLIENTS_VENV = REPO / ".venv-clients"
-REQUIREMENTS = HERE / "clients-requirements.txt"
-_OFFLINE = re.compile(
-    r"Temporary failure in name resolution|Name or service not known|Network is unreachable|NewConnectionError|"
-    r"Failed to establish a new connection|No matching distribution found|Could not find a version"
-)
 REPLAY_SPEED = 2.0
 REPLAY_START_S = 120.0
-
-
-def clients_python() -> Path:
-    """The clients' venv (built under a private name, then renamed: parallel runs never see half a venv)."""
-    python = CLIENTS_VENV / "bin" / "python"
-    stamp = CLIENTS_VENV / "requirements.txt"
-    if python.exists() and stamp.exists() and stamp.read_text() == REQUIREMENTS.read_text():
-        return python
-    staging = REPO / f".venv-clients.tmp-{os.getpid()}"
-    shutil.rmtree(staging, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(staging)], check=True, timeout=120)
-    install = subprocess.run(
-        [str(staging / "bin" / "pip"), "install", "--quiet", "-r", str(REQUIREMENTS)],
-        capture_output=True, text=True, timeout=900, check=False,
-    )
-    if install.returncode != 0:
-        shutil.rmtree(staging, ignore_errors=True)
-        if _OFFLINE.search(install.stdout + install.stderr):
-            pytest.skip(f"the Binance clients could not be installed without network: {install.stderr[-300:]}")
-        pytest.fail(f"installing the Binance clients failed:\n{install.stdout}\n{install.stderr}")
-    shutil.copyfile(REQUIREMENTS, staging / "requirements.txt")
-    shutil.rmtree(CLIENTS_VENV, ignore_errors=True)
-    try:
-        staging.rename(CLIENTS_VENV)
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)  # another run finished first; use its venv
-    return python
-
-
-def run_client(script: str, *args: str, timeout: float = 120) -> dict[str, Any]:
-    """Run ``clients/<script>.py`` in the clients' venv; its JSON report."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run(
-        [str(clients_python()), str(HERE / "clients" / f"{script}.py"), *args],
-        capture_output=True, text=True, timeout=timeout, check=False, env=env, cwd=HERE / "clients",
-    )
-    assert done.returncode == 0, f"{script} crashed:\n{done.stderr[-3000:]}"
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
 
 
 @pytest.fixture(scope="session")
@@ -90,8 +33,8 @@ def tape(recording_paths: list[Path]) -> MarketTape:
 
 @pytest.fixture(scope="session")
 def history_exchange(tape: MarketTape) -> Iterator[LocalExchange]:
-    """Exchange time stands just after the recording's last trade: REST answers are fixed and comparable."""
-    with LocalExchange(tape, clock=ManualClock(tape.end_us + 1)) as ex:
+    """Exchange time stands just after the recording's last message: REST answers are fixed and comparable."""
+    with LocalExchange(tape, clock=ManualClock(after_everything_us(tape))) as ex:
         yield ex
 
 

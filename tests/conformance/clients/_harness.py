@@ -7,6 +7,7 @@ A failing call is recorded, never fatal, so the test reports the whole client x 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sys
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,8 @@ def plain(value: Any) -> Any:
         return plain(value.actual_instance)
     if hasattr(value, "model_dump"):
         return plain(value.model_dump(by_alias=True, mode="json", exclude_none=True))
+    if isinstance(value, dict) and "actual_instance" in value:  # the same wrappers, nested and already dumped
+        return plain(value["actual_instance"])
     if isinstance(value, dict):
         return {str(k): plain(v) for k, v in value.items() if k != "additional_properties"}
     if isinstance(value, list | tuple):
@@ -33,13 +36,13 @@ class Results:
     def call(self, name: str, fn: Callable[[], Any]) -> None:
         try:
             self.calls[name] = {"ok": plain(fn())}
-        except Exception as exc:  # noqa: BLE001 - the matrix records every failure
+        except Exception as exc:
             self.calls[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
     async def acall(self, name: str, fn: Callable[[], Awaitable[Any]]) -> None:
         try:
             self.calls[name] = {"ok": plain(await fn())}
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             self.calls[name] = {"error": f"{type(exc).__name__}: {exc}"[:500]}
 
     def emit(self) -> None:
@@ -63,10 +66,8 @@ class Collector:
             self.done.set()
 
     async def wait(self, timeout: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.done.wait(), timeout)
-        except TimeoutError:
-            pass
 
     def into(self, results: Results) -> None:
         for name, messages in self.got.items():

@@ -78,11 +78,11 @@ def streams(ws: str, r: Results, timeout: float) -> None:
         time.sleep(0.25)  # Binance allows 5 control messages per second per connection
     done.wait(timeout)
     client.stop()
-    for name in NEED:
+    for name, need in NEED.items():
         messages = got[name]
         short = name.removeprefix("btcusdt@")
         r.calls[f"stream:{short}"] = (
-            {"ok": messages} if len(messages) >= NEED[name] else {"error": f"only {len(messages)} messages"}
+            {"ok": messages} if len(messages) >= need else {"error": f"only {len(messages)} messages"}
         )
     r.calls["control:replies"] = {"ok": replies}
 
