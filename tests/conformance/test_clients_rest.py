@@ -18,7 +18,7 @@ from support.binance_tape import RecordedBook, RecordedStreams, agg_trade_of, de
 from btcpipe.domain.tape import MarketTape
 from btcpipe.exchange.server import LocalExchange
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.services, pytest.mark.xdist_group("conformance"), pytest.mark.timeout(600)]
 
 CLIENTS = ["python_binance", "binance_connector", "binance_sdk_spot", "ccxt"]
 _REPORTS: dict[str, dict[str, Any]] = {}

@@ -21,7 +21,7 @@ from support.binance_tape import RecordedBook, RecordedStreams, agg_trade_of, de
 
 from btcpipe.exchange.server import LocalExchange
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.services, pytest.mark.xdist_group("conformance"), pytest.mark.timeout(600)]
 
 RAW_CLIENTS = ["python_binance", "binance_connector", "binance_sdk_spot"]
 STREAM_TIMEOUT_S = 25.0

@@ -19,7 +19,7 @@ from btcpipe.binance.sbe import TradesEvent, decode
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot
 from btcpipe.exchange.server import LocalExchange
 
-pytestmark = [pytest.mark.services, pytest.mark.timeout(120)]
+pytestmark = [pytest.mark.services, pytest.mark.xdist_group("conformance"), pytest.mark.timeout(120)]
 
 HEADERS = {"X-MBX-APIKEY": "conformance-key"}
 STREAMS = ["btcusdt@trade", "btcusdt@bestBidAsk", "btcusdt@depth", "btcusdt@depth20"]

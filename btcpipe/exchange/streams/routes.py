@@ -11,10 +11,15 @@ URL layout (same aiohttp app and port as REST; ``ex.ws_url`` is ``ws://127.0.0.1
   ``@bookTicker``, ``@depth`` / ``@depth@100ms`` (``depthUpdate``), ``@depth20`` / ``@depth20@100ms`` (partial
   book); combined frames are ``{"stream": <name as requested>, "data": ...}``; ``?timeUnit=MICROSECOND``
   gives µs times (default ms). Symbols lowercase in names.
+- Bare ``/ws``, ``/stream`` (and ``/json/...``), or a path segment without ``@`` (ccxt's ``/ws/0``), open a
+  connection with no stream; on any connection ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` /
+  ``SET_PROPERTY``/``GET_PROPERTY combined`` text frames act live (``control.py``), at most 5 incoming
+  messages (pings, pongs, control frames) a second, else the connection is closed (1008). More JSON streams
+  (aggTrade, klines, partial books, tickers) are listed in ``formats.py``.
 - Refusals before the upgrade: 401 (no key) / 403 (unknown key) on SBE, 400 (unknown stream or symbol),
   429 + ``Retry-After`` beyond ``attempt_limit`` connection attempts per ``attempt_window_s`` per IP.
 - ``serverShutdown`` is a text frame ``{"e":"serverShutdown","E":...}`` (µs on SBE and on JSON with
-  ``timeUnit=MICROSECOND``, else ms); the server closes those connections (1001) after the grace period.
+  ``timeUnit=MICROSECOND``, else ms), wrapped ``{"stream":"!serverShutdown","data":...}`` on combined JSON; the server closes those connections (1001) after the grace period.
   Pings carry a counter payload; a pong with that payload must come back within ``pong_timeout_s`` or the
   server closes with 1008. Connections older than ``max_connection_age_s`` are closed with 1001.
 
