@@ -19,7 +19,8 @@ URL layout (same aiohttp app and port as REST; ``ex.ws_url`` is ``ws://127.0.0.1
 - Refusals before the upgrade: 401 (no key) / 403 (unknown key) on SBE, 400 (unknown stream or symbol),
   429 + ``Retry-After`` beyond ``attempt_limit`` connection attempts per ``attempt_window_s`` per IP.
 - ``serverShutdown`` is a text frame ``{"e":"serverShutdown","E":...}`` (µs on SBE and on JSON with
-  ``timeUnit=MICROSECOND``, else ms), wrapped ``{"stream":"!serverShutdown","data":...}`` on combined JSON; the server closes those connections (1001) after the grace period.
+  ``timeUnit=MICROSECOND``, else ms), wrapped ``{"stream":"!serverShutdown","data":...}`` on combined JSON;
+  the server closes those connections (1001) after the grace period.
   Pings carry a counter payload; a pong with that payload must come back within ``pong_timeout_s`` or the
   server closes with 1008. Connections older than ``max_connection_age_s`` are closed with 1001.
 
@@ -66,9 +67,10 @@ from btcpipe.domain.errors import ConfigError, ExchangeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.exchange.state import EXCHANGE
 from btcpipe.exchange.streams.auth import API_KEY_HEADER
+from btcpipe.exchange.streams.connection import StreamConfig, StreamStats, Subscriber
 from btcpipe.exchange.streams.control import ControlPort, handle_control
 from btcpipe.exchange.streams.formats import StreamNameError, WireFormat, parse_stream_list
-from btcpipe.exchange.streams.hub import StreamConfig, StreamHub, StreamStats, Subscriber
+from btcpipe.exchange.streams.hub import StreamHub
 from btcpipe.exchange.streams.random_faults import StreamFaultKind
 from btcpipe.infra.clocks import ReplayClock
 
