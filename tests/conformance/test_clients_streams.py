@@ -9,14 +9,11 @@ once against one exchange (the replay runs at 2x from two minutes into the recor
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import subprocess
 from decimal import Decimal
 from typing import Any
 
 import pytest
-from support.binance_clients import HERE, clients_python
+from support.binance_clients import run_clients
 from support.binance_tape import RecordedBook, RecordedStreams, agg_trade_of, dec, kline_of, levels
 
 from btcpipe.exchange.server import LocalExchange
@@ -32,20 +29,8 @@ _REPORTS: dict[str, dict[str, Any]] = {}
 def reports(live_exchange: LocalExchange) -> dict[str, dict[str, Any]]:
     """Every client's stream report, the four running concurrently."""
     if not _REPORTS:
-        python = str(clients_python())
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-        procs = {
-            client: subprocess.Popen(
-                [python, str(HERE / "clients" / f"use_{client}.py"), live_exchange.base_url, live_exchange.ws_url,
-                 "streams", str(STREAM_TIMEOUT_S)],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE / "clients",
-            )
-            for client in [*RAW_CLIENTS, "ccxt"]
-        }
-        for client, proc in procs.items():
-            out, err = proc.communicate(timeout=STREAM_TIMEOUT_S * 3 + 60)
-            assert proc.returncode == 0, f"{client} crashed:\n{err[-3000:]}"
-            _REPORTS[client] = json.loads(out)
+        _REPORTS.update(run_clients([*RAW_CLIENTS, "ccxt"], live_exchange.base_url, live_exchange.ws_url, "streams",
+                                    str(STREAM_TIMEOUT_S), timeout=STREAM_TIMEOUT_S * 3 + 60))
     return _REPORTS
 
 

@@ -58,16 +58,23 @@ def clients_python() -> Path:
     return python
 
 
-def run_client(script: str, *args: str, timeout: float = 120) -> dict[str, Any]:
-    """Run ``clients/<script>.py`` in the clients' venv; its JSON report."""
+def run_clients(clients: list[str], *args: str, timeout: float = 180) -> dict[str, dict[str, Any]]:
+    """Run ``clients/use_<client>.py *args`` for every client at once in the clients' venv; their JSON reports."""
+    python = str(clients_python())
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
-    done = subprocess.run(
-        [str(clients_python()), str(HERE / "clients" / f"{script}.py"), *args],
-        capture_output=True, text=True, timeout=timeout, check=False, env=env, cwd=HERE / "clients",
-    )
-    assert done.returncode == 0, f"{script} crashed:\n{done.stderr[-3000:]}"
-    report: dict[str, Any] = json.loads(done.stdout)
-    return report
+    procs = {
+        client: subprocess.Popen(
+            [python, str(HERE / "clients" / f"use_{client}.py"), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=HERE / "clients",
+        )
+        for client in clients
+    }
+    reports: dict[str, dict[str, Any]] = {}
+    for client, proc in procs.items():
+        out, err = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, f"{client} crashed:\n{err[-3000:]}"
+        reports[client] = json.loads(out)
+    return reports
 
 
 def after_everything_us(tape: MarketTape) -> int:
