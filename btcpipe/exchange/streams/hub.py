@@ -29,7 +29,7 @@ from btcpipe.binance.sbe_encode import (
     encode_depth_snapshot,
     encode_trades_event,
 )
-from btcpipe.domain.errors import MalformedRecordError
+from btcpipe.domain.errors import MalformedRecordError, StreamError
 from btcpipe.domain.records import Trade
 from btcpipe.exchange.state import ExchangeState
 from btcpipe.exchange.streams.auth import ApiKeys, ConnectionAttemptLimiter
@@ -68,7 +68,7 @@ _MAX_CATCH_UP_TICKS = 10
 
 
 def _no_sbe() -> bytes:
-    raise ValueError("this stream has no SBE form (JSON only)")
+    raise StreamError("this stream has no SBE form (JSON only)")
 
 
 class StreamHub:
@@ -248,7 +248,7 @@ class StreamHub:
         while pos < stop:
             try:
                 self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
-            except (MalformedRecordError, ValueError) as exc:
+            except (MalformedRecordError, StreamError, ValueError) as exc:
                 self.count("events_unencodable")
                 log.error("stream event not encodable, skipped", extra={"symbol": tl.symbol, "error": str(exc)})
             pos += 1
@@ -290,7 +290,7 @@ class StreamHub:
                 )
                 for sub in subs:
                     sub.push(frames, self.config.send_queue_limit)
-        except (MalformedRecordError, ValueError) as exc:
+        except (MalformedRecordError, StreamError, ValueError) as exc:
             self.count("events_unencodable")
             log.error("periodic stream body not buildable, skipped", extra={"stream": kind, "error": str(exc)})
         self.count("ticks_emitted")

@@ -15,6 +15,7 @@ import numpy as np
 import orjson
 
 from btcpipe.domain.decimal import format_decimal
+from btcpipe.domain.errors import StreamError
 from btcpipe.domain.records import Level
 from btcpipe.domain.tape import I64
 from btcpipe.exchange.amounts import quote_mantissas
@@ -55,7 +56,7 @@ class PeriodicSource:
             return self._ticker(tick, micros)
         if kind == "avgPrice":
             return self._avg_price(tick, micros)
-        raise ValueError(f"not a periodic stream kind: {kind!r}")
+        raise StreamError(f"not a periodic stream kind: {kind!r}")
 
     # --- depth ----------------------------------------------------------------------------------------------
     def _merged_diff(self, tick: int, prev: int, micros: bool) -> list[bytes]:
