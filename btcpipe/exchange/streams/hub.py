@@ -64,7 +64,7 @@ GARBAGE_SBE = bytes.fromhex("1200924aefbe0000") + b"\xde\xad\xbe\xef" * 6
 GARBAGE_JSON = '{"e":"trade","E":17'  # truncated JSON
 _CATCH_UP_BATCH = 1000
 _MAX_WAIT_S = 0.05
-_MAX_CATCH_UP_TICKS = 10
+_CATCH_UP_US = 60_000_000  # periodic ticks further behind than this are skipped after a clock jump
 
 
 def _no_sbe() -> bytes:
@@ -264,8 +264,8 @@ class StreamHub:
         tick, channel = min(due, key=lambda d: d[0])
         period = PERIODS_US[str(channel[1])]
         following = tick + period
-        if now - following > _MAX_CATCH_UP_TICKS * period:
-            following = now - now % period  # the clock jumped far ahead: no use replaying stale ticks
+        if now - following > _CATCH_UP_US:
+            following = now - now % period  # the clock jumped far ahead: no use replaying a minute of stale ticks
         self._ticks[channel] = following
         return tick, channel
 

@@ -3,10 +3,10 @@
 Binance pushes these on a timer, not per event: ``@depth`` (the diffs of the last 1000 ms merged into one
 ``depthUpdate``: first ``U``, last ``u``, each level's latest quantity), the partial books ``@depth<N>`` /
 ``@depth<N>@100ms``, ``@kline_<interval>`` (the open candle every 1 or 2 s; when a candle closes between
-two ticks it is sent once more with ``x: true``), ``@miniTicker``/``@ticker`` (24 h rolling window) and
-``@avgPrice``. The hub ticks each subscribed stream on its own grid (multiples of its period), in time
-order with the real-time events. A tick with nothing to say (no book yet, no trade yet, no diff in the
-second) sends nothing.
+two ticks it is sent once more with ``x: true``, and a tick right on the boundary sends only that),
+``@miniTicker``/``@ticker`` (24 h rolling window) and ``@avgPrice``. The hub ticks each subscribed stream
+on its own grid (multiples of its period), in time order with the real-time events. A tick with nothing to
+say (no book yet, no trade yet, no diff in the second) sends nothing.
 """
 
 from __future__ import annotations
@@ -95,6 +95,8 @@ class PeriodicSource:
             open_prev = int(open_times(np.array([prev], dtype=np.int64), interval)[0])
             if open_prev < open_now and self.market.visible_trades(open_prev) < self.market.visible_trades(open_now):
                 out.append(self._kline(interval, open_prev, open_now - 1, tick, micros, closed=True))
+        if out and tick == open_now:
+            return out  # exactly on the boundary the new candle has nothing yet: it goes out at the next tick
         out.append(self._kline(interval, open_now, tick, tick, micros, closed=False))
         return out
 

@@ -28,9 +28,11 @@ def _source() -> PeriodicSource:
 
 
 def test_a_candle_that_closed_since_the_last_tick_is_sent_once_more_closed_then_the_open_one() -> None:
-    closed, current = (orjson.loads(b) for b in _source().body("kline_1m", T0 + 60 * S, T0 + 58 * S, False))
+    (closed,) = (orjson.loads(b) for b in _source().body("kline_1m", T0 + 60 * S, T0 + 58 * S, False))
     assert (closed["k"]["t"], closed["k"]["x"], closed["k"]["c"], closed["k"]["n"]) == (
-        T0 // 1000, True, "100.00000000", 1)
+        T0 // 1000, True, "100.00000000", 1)  # right on the boundary: only the closed candle
+    closed, current = (orjson.loads(b) for b in _source().body("kline_1m", T0 + 60 * S + 500_000, T0 + 59 * S, False))
+    assert closed["k"]["x"]
     # The new candle has no trade yet: flat at the last price, no ids, as Binance shows it.
     assert (current["k"]["t"], current["k"]["x"], current["k"]["o"], current["k"]["n"], current["k"]["f"]) == (
         (T0 + 60 * S) // 1000, False, "100.00000000", 0, -1)
