@@ -4,7 +4,8 @@ SBE streams (``/ws``, ``/stream``): ``<symbol>@trade``, ``@bestBidAsk``, ``@dept
 JSON streams (``/json/ws``, ``/json/stream``), the names Binance's public streams use, at their documented
 rates: real time ``@trade``, ``@aggTrade``, ``@bookTicker``, the tape's own diffs ``@depth@100ms``;
 periodic (exchange time, see ``periodic.py``) ``@depth`` (diffs merged per 1000 ms), ``@depth5/10/20``
-(1000 ms) and ``@depth5/10/20@100ms``, ``@kline_<interval>`` (1000 ms for 1s, else 2000 ms),
+(1000 ms) and ``@depth5/10/20@100ms``, ``@kline_<interval>`` and ``@kline_<interval>@+08:00`` (1000 ms for
+1s, else 2000 ms),
 ``@miniTicker``, ``@ticker``, ``@avgPrice`` (1000 ms). The combined wrapper echoes the name as requested.
 JSON bodies are Binance's; prices and quantities as 8-decimal strings; times in ms, or in µs when the
 connection asked for ``timeUnit=MICROSECOND``.
@@ -31,12 +32,13 @@ _SBE_KINDS: dict[str, StreamKind] = {
     "trade": KIND_TRADE, "bestBidAsk": KIND_BBA, "depth": KIND_DEPTH, "depth20": KIND_DEPTH20,
 }
 _MS = 1000
+KLINE_UTC8 = "@+08:00"  # Binance's one documented kline time zone for streams: candles open at UTC+8 midnight
 # The periodic JSON streams: canonical name → period (µs of exchange time).
 PERIODS_US: dict[str, int] = {
     "depth@1000ms": 1000 * _MS,
     **{f"depth{n}@1000ms": 1000 * _MS for n in (5, 10, 20)},
     **{f"depth{n}@100ms": 100 * _MS for n in (5, 10, 20)},
-    **{f"kline_{i}": (1000 if i == "1s" else 2000) * _MS for i in INTERVALS},
+    **{f"kline_{i}{tz}": (1000 if i == "1s" else 2000) * _MS for i in INTERVALS for tz in ("", KLINE_UTC8)},
     "miniTicker": 1000 * _MS,
     "ticker": 1000 * _MS,
     "avgPrice": 1000 * _MS,
@@ -51,7 +53,7 @@ _JSON_KINDS: dict[str, StreamKind] = {
     **{f"depth{n}": f"depth{n}@1000ms" for n in (5, 10, 20)},
     **{f"depth{n}@1000ms": f"depth{n}@1000ms" for n in (5, 10, 20)},
     **{f"depth{n}@100ms": f"depth{n}@100ms" for n in (5, 10, 20)},
-    **{f"kline_{i}": f"kline_{i}" for i in INTERVALS},
+    **{f"kline_{i}{tz}": f"kline_{i}{tz}" for i in INTERVALS for tz in ("", KLINE_UTC8)},
     "miniTicker": "miniTicker",
     "ticker": "ticker",
     "avgPrice": "avgPrice",
@@ -75,7 +77,8 @@ def parse_stream_name(name: str, fmt: WireFormat, symbols: Sequence[str]) -> Str
     symbol, sep, rest = name.partition("@")
     kinds = _SBE_KINDS if fmt == "sbe" else _JSON_KINDS
     if not sep or rest not in kinds:
-        served = ", ".join(k for k in kinds if not k.startswith("kline_")) + ("" if fmt == "sbe" else ", kline_<i>")
+        served = ", ".join(k for k in kinds if not k.startswith("kline_")) + (
+            "" if fmt == "sbe" else ", kline_<i>, kline_<i>@+08:00")
         raise StreamNameError(f"unknown {fmt.upper()} stream {name!r}; this exchange serves <symbol>@{{{served}}}")
     if symbol != symbol.lower():
         raise StreamNameError(f"stream {name!r}: symbols in stream names are lowercase")

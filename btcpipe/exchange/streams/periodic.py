@@ -25,6 +25,8 @@ from btcpipe.exchange.streams.formats import partial_book_json
 from btcpipe.exchange.streams.timeline import SymbolTimeline
 from btcpipe.exchange.tickers import average_price, rolling_24h, ticker_24hr_body
 
+_UTC8_US = 8 * 3600 * 1_000_000
+
 
 def _t(ts_us: int, micros: bool) -> int:
     return ts_us if micros else ts_us // 1000
@@ -49,7 +51,8 @@ class PeriodicSource:
             snap = self.timeline.book.snapshot_at(tick, levels)
             return [] if snap is None else [partial_book_json(snap)]
         if kind.startswith("kline_"):
-            return self._klines(kind[len("kline_"):], tick, prev, micros)
+            interval, _, zone = kind[len("kline_"):].partition("@")
+            return self._klines(interval, tick, prev, micros, _UTC8_US if zone else 0)
         if kind == "miniTicker":
             return self._mini_ticker(tick, micros)
         if kind == "ticker":
@@ -85,26 +88,32 @@ class PeriodicSource:
         ]
 
     # --- klines ---------------------------------------------------------------------------------------------
-    def _klines(self, interval: str, tick: int, prev: int, micros: bool) -> list[bytes]:
+    def _klines(self, interval: str, tick: int, prev: int, micros: bool, offset: int) -> list[bytes]:
         visible = self.market.visible_trades(tick)
         if not visible:
             return []
-        open_now = int(open_times(np.array([tick], dtype=np.int64), interval)[0])
+
+        def open_of(t: int) -> int:  # candles aligned in the time zone ``offset`` from UTC; times stay UTC
+            return int(open_times(np.array([t + offset], dtype=np.int64), interval)[0]) - offset
+
+        open_now = open_of(tick)
         out: list[bytes] = []
         if prev < open_now:
-            open_prev = int(open_times(np.array([prev], dtype=np.int64), interval)[0])
+            open_prev = open_of(prev)
             if open_prev < open_now and self.market.visible_trades(open_prev) < self.market.visible_trades(open_now):
-                out.append(self._kline(interval, open_prev, open_now - 1, tick, micros, closed=True))
+                out.append(self._kline(interval, open_prev, open_now - 1, tick, micros, closed=True, offset=offset))
         if out and tick == open_now:
             return out  # exactly on the boundary the new candle has nothing yet: it goes out at the next tick
-        out.append(self._kline(interval, open_now, tick, tick, micros, closed=False))
+        out.append(self._kline(interval, open_now, tick, tick, micros, closed=False, offset=offset))
         return out
 
-    def _kline(self, interval: str, open_us: int, upto: int, tick: int, micros: bool, *, closed: bool) -> bytes:
+    def _kline(
+        self, interval: str, open_us: int, upto: int, tick: int, micros: bool, *, closed: bool, offset: int = 0
+    ) -> bytes:
         t, keys = self.market.trades, self.market.trade_keys
         lo = int(np.searchsorted(keys, open_us, side="left"))
         hi = int(np.searchsorted(keys, upto, side="right"))
-        next_open = int(next_open_times(np.array([open_us], dtype=np.int64), interval)[0])
+        next_open = int(next_open_times(np.array([open_us + offset], dtype=np.int64), interval)[0]) - offset
         if hi > lo:
             price, qty = t.price[lo:hi], t.qty[lo:hi]
             quote = quote_mantissas(price, qty)

@@ -54,3 +54,10 @@ def test_klines_in_a_time_zone_open_at_that_zone_s_midnight() -> None:
     ts = np.array([T0 - 9 * 3600 * S, T0 - 7 * 3600 * S], dtype=np.int64)  # 15:00 and 17:00 UTC on Dec 31
     table = kline_table(ts, "1d", 8 * 3600 * S)  # UTC+8: the day turns at 16:00 UTC
     assert table.open_time.tolist() == [T0 - 32 * 3600 * S, T0 - 8 * 3600 * S]
+
+
+def test_utc8_kline_streams_open_their_day_at_16_utc() -> None:
+    (current,) = (orjson.loads(b) for b in _source().body("kline_1d@+08:00", T0 + 62 * S, T0 + 60 * S, False))
+    assert current["k"]["t"] == (T0 - 8 * 3600 * S) // 1000  # 2024-12-31 16:00 UTC = 2025-01-01 00:00 UTC+8
+    assert current["k"]["T"] == (T0 + 16 * 3600 * S) // 1000 - 1
+    assert current["k"]["n"] == 2
