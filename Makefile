@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 APT_PACKAGES := redis-server prometheus prometheus-alertmanager docker-compose chromium
 PYTEST_ARGS ?=
 
-.PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean feast-venv
+.PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean feast-venv conformance
 # Feast's pins (pandas 2, redis 7) conflict with ours: it lives in its own venv (tests/integration/test_feast.py
 # builds it too when it is missing). `btcpipe feast init` writes a repo for it; docs/SCALE.md.
 FEAST_VERSION := 0.67.0
@@ -57,6 +57,16 @@ pytest: install
 
 test: install lint imports typecheck pytest
 
+# The real Binance clients of tests/conformance in their own venv (their pins conflict with ours); the tests
+# build it on first use too.
+.venv-clients/requirements.txt: tests/conformance/clients-requirements.txt
+	rm -rf .venv-clients && $(PYTHON) -m venv .venv-clients
+	.venv-clients/bin/pip install --quiet -r tests/conformance/clients-requirements.txt
+	cp tests/conformance/clients-requirements.txt .venv-clients/requirements.txt
+
+conformance: install .venv-clients/requirements.txt
+	$(BIN)/pytest -n 0 tests/conformance
+
 bench: install
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
@@ -64,4 +74,4 @@ fuzz: install  # every boundary decoder, 100 000 mutated inputs each (about 6 mi
 	$(BIN)/python bench/fuzz_decoders.py --inputs 100000
 
 clean:
-	rm -rf $(VENV) $(FEAST_VENV) .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(FEAST_VENV) .venv-clients .mypy_cache .ruff_cache .pytest_cache build *.egg-info

@@ -65,6 +65,15 @@ def parse_trade(d: Mapping[str, Any], *, time_unit_us: bool = False, ts_recv: in
         raise MalformedRecordError(f"trade message lacks a field or has a bad one: {exc!r}") from exc
 
 
+def trade_event_time(d: Mapping[str, Any], trade: Trade, *, time_unit_us: bool = False) -> int:
+    """A trade message's event time ``E`` (µs); its trade time when the message has none."""
+    raw = d.get("E")
+    try:
+        return trade.ts_event if raw is None else _time(raw, time_unit_us)
+    except (TypeError, ValueError) as exc:
+        raise MalformedRecordError(f"trade message has a bad event time E={raw!r}") from exc
+
+
 def parse_book_ticker(d: Mapping[str, Any], *, ts_event: int, ts_recv: int = 0) -> BestBidAsk:
     """``bookTicker`` carries no event time in JSON: the caller supplies one (receive time, clock-corrected)."""
     try:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import gzip
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from btcpipe.binance.json_messages import (
     parse_depth_update,
     parse_trade,
     stream_kind,
+    trade_event_time,
 )
 from btcpipe.domain.errors import MalformedRecordError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Trade
@@ -74,11 +75,15 @@ class Recording:
     depth_diffs: list[DepthDiff]
     snapshots: list[DepthSnapshot]
     clock_offset_us: int  # exchange time − recorder time
+    # Per trade, the stream's event time ``E`` (µs) and, when the stream carried the buyer/seller order
+    # ids (``b``/``a``), the taker's order id: a replay keeps both, so it is the recording.
+    trade_event_times: list[int] = field(default_factory=list)
+    taker_orders: list[int] | None = None
 
     def to_tape(self) -> MarketTape:
         return MarketTape(
             symbol=self.symbol,
-            trades=trades_to_tape(self.trades),
+            trades=trades_to_tape(self.trades, event_times=self.trade_event_times, taker_orders=self.taker_orders),
             best_bid_asks=book_tickers_to_tape(self.best_bid_asks),
             depth=depth_to_tape(self.depth_diffs),
             initial_book=self.snapshots[0] if self.snapshots else None,
@@ -97,6 +102,8 @@ def load_recording(paths: Iterable[str | Path]) -> Recording:
     tickers: list[BestBidAsk] = []
     diffs: list[DepthDiff] = []
     snapshots: list[DepthSnapshot] = []
+    event_times: list[int] = []
+    takers: list[int] = []
     symbol = ""
     for ln in lines:
         msg = ln.message
@@ -108,7 +115,12 @@ def load_recording(paths: Iterable[str | Path]) -> Recording:
             raise MalformedRecordError(f"recording line is neither a stream message nor a snapshot: {msg!r:.200}")
         kind = stream_kind(str(msg.get("stream", "")))
         if kind == "trade":
-            trades.append(parse_trade(data, ts_recv=ln.ts_recv))
+            trade = parse_trade(data, ts_recv=ln.ts_recv)
+            trades.append(trade)
+            event_times.append(trade_event_time(data, trade))
+            taker = data.get("a" if trade.is_buyer_maker else "b")
+            if isinstance(taker, int):
+                takers.append(taker)
         elif kind == "bookTicker":
             tickers.append(
                 parse_book_ticker(data, ts_event=ln.ts_recv + clock_offset, ts_recv=ln.ts_recv)
@@ -122,10 +134,17 @@ def load_recording(paths: Iterable[str | Path]) -> Recording:
         DepthSnapshot(symbol or s.symbol, s.last_update_id, s.bids, s.asks, s.ts_event, ts_recv=s.ts_recv)
         for s in snapshots
     ]
-    return Recording(symbol or "BTCUSDT", trades, tickers, diffs, snapshots, clock_offset)
+    return Recording(
+        symbol or "BTCUSDT", trades, tickers, diffs, snapshots, clock_offset, event_times,
+        takers if trades and len(takers) == len(trades) else None,  # all or nothing: a column, not a guess
+    )
 
 
-def trades_to_tape(trades: list[Trade]) -> TradeTape:
+def trades_to_tape(
+    trades: list[Trade], *, event_times: list[int] | None = None, taker_orders: list[int] | None = None
+) -> TradeTape:
+    """Trades as columns; ``event_times``/``taker_orders``, when given, are per trade."""
+    n = len(trades)
     return TradeTape(
         id=np.fromiter((t.id for t in trades), np.int64, len(trades)),
         ts_event=np.fromiter((t.ts_event for t in trades), np.int64, len(trades)),
@@ -133,6 +152,8 @@ def trades_to_tape(trades: list[Trade]) -> TradeTape:
         qty=np.fromiter((t.qty_mantissa for t in trades), np.int64, len(trades)),
         is_buyer_maker=np.fromiter((t.is_buyer_maker for t in trades), np.bool_, len(trades)),
         ts_recv=np.fromiter((t.ts_recv for t in trades), np.int64, len(trades)),
+        taker_order=None if not taker_orders or len(taker_orders) != n else np.asarray(taker_orders, np.int64),
+        event_time=None if not event_times or len(event_times) != n else np.asarray(event_times, np.int64),
     )
 
 

@@ -24,11 +24,24 @@ WEIGHTS: Mapping[str, int] = MappingProxyType(
         f"{API}/historicalTrades": 25,
         f"{API}/trades": 25,
         f"{API}/klines": 2,
+        f"{API}/uiKlines": 2,
+        f"{API}/avgPrice": 2,
     }
 )
 
 # The heaviest fixed-weight request (historicalTrades): a client's weight budget must hold at least one.
 MAX_PAGE_WEIGHT = max(WEIGHTS.values())
+
+def ticker_weight(path: str, n_symbols: int | None) -> int | None:
+    """The weight of a ticker endpoint asked for ``n_symbols`` symbols (None: all); None if not a ticker path."""
+    k = n_symbols
+    if path == f"{API}/ticker/24hr":
+        return 80 if k is None or k > 100 else (2 if k <= 20 else 40)
+    if path == f"{API}/ticker":
+        return min(4 * (k or 1), 200)
+    if path in (f"{API}/ticker/price", f"{API}/ticker/bookTicker"):
+        return 2 if k == 1 else 4
+    return None
 
 # (largest limit of the tier, weight): 1–100 → 5, 101–500 → 25, 501–1000 → 50, 1001–5000 → 250.
 _DEPTH_TIERS = ((100, 5), (500, 25), (1000, 50))

@@ -116,6 +116,8 @@ def cli() -> None:
               "out-of-range exponents, oversized integers or wrong types), skip-trade, skip-depth, stall (1 s).")
 @click.option("--fault-seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed of the fault draws.")
+@click.option("--partial-dump-days/--whole-dump-days", default=False, show_default=True,
+              help="Serve daily dumps for days the tape covers only in part (Binance's files hold whole days).")
 def serve(  # noqa: PLR0917 - one parameter per click option
     sim_seed: int | None,
     sim_hours: float,
@@ -134,8 +136,10 @@ def serve(  # noqa: PLR0917 - one parameter per click option
     connection_attempts: int,
     faults: tuple[str, ...],
     fault_seed: int,
+    partial_dump_days: bool,
 ) -> None:
-    """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,depth}, daily dumps
+    """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,uiKlines,depth,avgPrice,
+    ticker,ticker/24hr,ticker/price,ticker/bookTicker}, daily dumps
     under /data/spot/daily/ and the WebSocket streams (SBE /ws/<stream>, /stream?streams=...; JSON under
     /json/, see btcpipe.exchange.streams.routes) until Ctrl-C. Prints the base URL first."""
     from btcpipe.exchange.server import LocalExchange
@@ -155,7 +159,8 @@ def serve(  # noqa: PLR0917 - one parameter per click option
             attempt_limit=connection_attempts,
         )
         exchange = LocalExchange(
-            tape, host=host, port=port, clock=clock, weight_limit=weight_limit, streams=streams
+            tape, host=host, port=port, clock=clock, weight_limit=weight_limit, streams=streams,
+            partial_dump_days=partial_dump_days,
         ).start()
         if rest_faults:
             exchange.faults.set(

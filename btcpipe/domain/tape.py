@@ -27,9 +27,12 @@ class TradeTape:
     price: I64
     qty: I64
     is_buyer_maker: Bools
-    # The taker order each fill belongs to, when known (the simulator knows; a recording does not).
+    # The taker order each fill belongs to, when known (the simulator knows; a recording knows when the
+    # stream carried the buyer/seller order ids ``b``/``a``).
     taker_order: I64 | None = None
     ts_recv: I64 | None = None
+    # The stream's event time ``E`` of each fill (µs), when recorded; a replay sends it unchanged.
+    event_time: I64 | None = None
 
     def __len__(self) -> int:
         return int(self.id.shape[0])
@@ -43,6 +46,7 @@ class TradeTape:
             self.is_buyer_maker[start:stop],
             None if self.taker_order is None else self.taker_order[start:stop],
             None if self.ts_recv is None else self.ts_recv[start:stop],
+            None if self.event_time is None else self.event_time[start:stop],
         )
 
 

@@ -76,11 +76,15 @@ def next_open_times(opens_us: I64, interval: str) -> I64:
 
 @dataclass(frozen=True, slots=True)
 class KlineTable:
-    """The non-empty intervals of a tape: open time and first trade index of each."""
+    """The non-empty intervals of a tape: open time and first trade index of each.
+
+    ``offset_us`` is the time zone the intervals are aligned in (``timeZone``); open times stay UTC µs.
+    """
 
     interval: str
     open_time: I64
     first_trade: I64
+    offset_us: int = 0
 
     def __len__(self) -> int:
         return int(self.open_time.shape[0])
@@ -94,12 +98,13 @@ class KlineTable:
         return in_window(self.open_time, start_us, end_us, limit, visible_groups)
 
 
-def kline_table(ts_us: I64, interval: str) -> KlineTable:
-    opens = open_times(ts_us, interval)
+def kline_table(ts_us: I64, interval: str, offset_us: int = 0) -> KlineTable:
+    """Group trade times into klines; ``offset_us`` aligns the intervals in that time zone (UTC+offset)."""
+    opens: I64 = open_times(ts_us + offset_us, interval) - offset_us
     if opens.shape[0] == 0:
-        return KlineTable(interval, opens, np.zeros(0, dtype=np.int64))
+        return KlineTable(interval, opens, np.zeros(0, dtype=np.int64), offset_us)
     starts = np.flatnonzero(np.concatenate(([True], opens[1:] != opens[:-1]))).astype(np.int64)
-    return KlineTable(interval, opens[starts], starts)
+    return KlineTable(interval, opens[starts], starts, offset_us)
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,7 +144,7 @@ def aggregate_klines(trades: TradeTape, table: KlineTable, g0: int, g1: int, vis
     opens = table.open_time[g0:g1]
     return KlineColumns(
         open_time=opens,
-        next_open_time=next_open_times(opens, table.interval),
+        next_open_time=next_open_times(opens + table.offset_us, table.interval) - table.offset_us,
         open=price[rel],
         high=np.maximum.reduceat(price, rel),
         low=np.minimum.reduceat(price, rel),

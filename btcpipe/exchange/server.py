@@ -29,6 +29,7 @@ from btcpipe.exchange.faults import Faults, FaultStats
 from btcpipe.exchange.ratelimit import RateDecision, RateStats, WeightLimiter
 from btcpipe.exchange.rest.api import ApiError, add_rest_routes, error_response, request_weight
 from btcpipe.exchange.rest.dump_routes import add_dump_routes
+from btcpipe.exchange.rest.tickers import add_ticker_routes
 from btcpipe.exchange.state import EXCHANGE, ExchangeState, build_state
 from btcpipe.exchange.streams.routes import STREAMS, StreamConfig, StreamControl, add_stream_routes
 
@@ -93,6 +94,10 @@ async def _exchange_middleware(request: web.Request, handler: Handler) -> web.St
     except ApiError as exc:
         return error_response(exc.status, exc.code, exc.msg, headers)
     except web.HTTPException as exc:
+        if exc.status >= 400 and not path.startswith("/data/"):  # dumps are a file server: its own 404s
+            # Binance answers every refusal, unknown paths included, with a JSON error body clients can parse.
+            reason = "Unknown path" if exc.status == 404 else exc.reason
+            return error_response(exc.status, -1000, f"{reason}: {request.method} {path}", headers)
         return web.Response(status=exc.status, text=exc.text, headers=headers)
     response.headers.update(headers)
     if plan.kind == "truncate" and isinstance(response, web.Response) and isinstance(response.body, bytes):
@@ -109,6 +114,7 @@ def create_app(state: ExchangeState) -> web.Application:
     app = web.Application(middlewares=[_exchange_middleware], client_max_size=64 * 1024)
     app[EXCHANGE] = state
     add_rest_routes(app)
+    add_ticker_routes(app)
     add_dump_routes(app)
     return app
 
@@ -140,6 +146,7 @@ class LocalExchange:
         first_agg_id: int = 1,
         configure: Sequence[AppConfigurer] = (),
         streams: StreamConfig | None = None,
+        partial_dump_days: bool = True,
     ) -> None:
         _check_loopback(host)
         tape_list = [tapes] if isinstance(tapes, MarketTape) else list(tapes)
@@ -149,6 +156,7 @@ class LocalExchange:
             limiter=limiter or WeightLimiter(weight_limit),
             faults=faults,
             first_agg_id=first_agg_id,
+            partial_dump_days=partial_dump_days,
         )
         self.host = host
         self.port = port

@@ -35,7 +35,16 @@ class SymbolMarket:
         self._trade_ts = _running_max(trades.ts_event)
         self._agg_ts = _running_max(self.aggs.ts_event)
         self.book = BookReplayer(tape)
-        self._klines: dict[str, KlineTable] = {}
+        self._klines: dict[tuple[str, int], KlineTable] = {}
+        tickers = tape.best_bid_asks
+        self.best_bid_ask_keys: I64 | None = (
+            _running_max(tickers.ts_event) if tickers is not None and len(tickers) else None
+        )
+
+    @property
+    def trade_keys(self) -> I64:
+        """Each trade's visibility time (the running maximum of ``ts_event``), non-decreasing."""
+        return self._trade_ts
 
     # --- visibility --------------------------------------------------------------------------------
     def visible_trades(self, now_us: int) -> int:
@@ -69,9 +78,10 @@ class SymbolMarket:
         return in_window(self._agg_ts, start_us, end_us, limit, self.visible_aggs(now_us))
 
     # --- klines ------------------------------------------------------------------------------------
-    def klines(self, interval: str) -> KlineTable:
-        table = self._klines.get(interval)
+    def klines(self, interval: str, offset_us: int = 0) -> KlineTable:
+        """The kline groups of ``interval`` with intervals aligned in a time zone ``offset_us`` from UTC."""
+        table = self._klines.get((interval, offset_us))
         if table is None:
-            table = kline_table(self.trades.ts_event, interval)
-            self._klines[interval] = table
+            table = kline_table(self.trades.ts_event, interval, offset_us)
+            self._klines[(interval, offset_us)] = table
         return table

@@ -30,6 +30,9 @@ class ExchangeState:
     faults: Faults
     # Built dumps by URL path: (zip bytes, checksum line); a day's dump is immutable once published.
     dump_cache: dict[str, tuple[bytes, str]] = field(default_factory=dict)
+    # Publish a daily dump for a day the tape covers only in part (a short test tape straddling midnight)?
+    # Binance's file always holds the whole day, so a sandbox for other clients says 404 instead.
+    partial_dump_days: bool = True
 
     def now_us(self) -> int:
         return self.clock.now_us()
@@ -45,6 +48,7 @@ def build_state(
     limiter: WeightLimiter | None = None,
     faults: Faults | None = None,
     first_agg_id: int = 1,
+    partial_dump_days: bool = True,
 ) -> ExchangeState:
     markets: dict[str, SymbolMarket] = {}
     for tape in tapes:
@@ -60,6 +64,7 @@ def build_state(
         clock=clock or HistoryClock(end),
         limiter=limiter or WeightLimiter(),
         faults=faults or Faults(),
+        partial_dump_days=partial_dump_days,
     )
 
 

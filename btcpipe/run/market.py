@@ -61,7 +61,8 @@ def _shift(ts: I64 | None, offset: int) -> I64 | None:
 def shift_tape(tape: MarketTape, offset_us: int) -> MarketTape:
     """The same market ``offset_us`` later: every event and receive time moves, ids and prices stay."""
     t = tape.trades
-    trades = replace(t, ts_event=t.ts_event + offset_us, ts_recv=_shift(t.ts_recv, offset_us))
+    trades = replace(t, ts_event=t.ts_event + offset_us, ts_recv=_shift(t.ts_recv, offset_us),
+                     event_time=_shift(t.event_time, offset_us))
     tickers: BestBidAskTape | None = None
     if tape.best_bid_asks is not None:
         b = tape.best_bid_asks

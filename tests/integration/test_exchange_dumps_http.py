@@ -175,3 +175,25 @@ def test_a_day_is_published_only_once_it_is_over_on_the_exchange_clock() -> None
         assert c.get(_url("trades", dt.date(2025, 2, 2))).status_code == 404
         clock.set(tape.end_us)  # nothing left to come: the tape's last day is final
         assert c.get(_url("trades", dt.date(2025, 2, 2))).status_code == 200
+
+
+def _even_tape(start_us: int, end_us: int, step_us: int = 30_000_000) -> MarketTape:
+    ts = np.arange(start_us, end_us, step_us, dtype=np.int64)
+    n = len(ts)
+    return MarketTape("BTCUSDT", TradeTape(
+        id=np.arange(1, n + 1, dtype=np.int64), ts_event=ts, price=np.full(n, 10_000_000_000_000, np.int64),
+        qty=np.full(n, 1_000_000, np.int64), is_buyer_maker=np.zeros(n, np.bool_),
+    ))
+
+
+def test_without_partial_days_a_day_the_tape_only_touches_has_no_dump_but_a_covered_day_has(tape: MarketTape) -> None:
+    with LocalExchange(tape, partial_dump_days=False) as ex, httpx.Client(base_url=ex.base_url) as c:
+        # 2 minutes of 2024-12-31 and a few of 2025-01-01: neither is a whole day, so neither is published.
+        assert c.get(_url("trades", DAY)).status_code == 404
+        assert c.get(_url("aggTrades", dt.date(2025, 1, 1))).status_code == 404
+    day = dt.date(2025, 3, 1)
+    whole = _even_tape(day_start_us(day) + 5_000_000, day_start_us(day) + US_PER_DAY + 600_000_000)
+    with LocalExchange(whole, partial_dump_days=False) as ex, httpx.Client(base_url=ex.base_url) as c:
+        data, _ = _download(c, _url("trades", day))
+        assert len(_rows(data)) == 2880  # every trade of the day, and the day is all there
+        assert c.get(_url("trades", day + dt.timedelta(days=1))).status_code == 404  # 10 minutes of Mar 2

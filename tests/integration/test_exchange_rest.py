@@ -304,6 +304,13 @@ def test_used_weight_header_rises_4_8_12_16_over_four_agg_trades_calls(client: h
         ("/api/v3/depth", {"symbol": SYMBOL, "limit": 1000}, 50),
         ("/api/v3/depth", {"symbol": SYMBOL, "limit": 5000}, 250),
         ("/api/v3/aggTrades", {"symbol": "NOPE"}, 4),  # refused requests cost their weight too
+        ("/api/v3/uiKlines", {"symbol": SYMBOL, "interval": "1m"}, 2),
+        ("/api/v3/avgPrice", {"symbol": SYMBOL}, 2),
+        ("/api/v3/ticker/24hr", {"symbol": SYMBOL}, 2),
+        ("/api/v3/ticker/24hr", {}, 80),
+        ("/api/v3/ticker", {"symbol": SYMBOL}, 4),
+        ("/api/v3/ticker/price", {"symbol": SYMBOL}, 2),
+        ("/api/v3/ticker/bookTicker", {}, 4),
     ],
 )
 def test_each_endpoint_costs_its_weight(client: httpx.Client, path: str, params: dict[str, Any], weight: int) -> None:
@@ -317,6 +324,28 @@ def test_unknown_api_paths_still_report_the_used_weight(client: httpx.Client) ->
     r = client.get("/api/v3/allOrders")
     assert r.status_code == 404
     assert r.headers["X-MBX-USED-WEIGHT-1M"] == "1"
+    # Binance's JSON error body, which clients parse into their own exceptions (not a text/plain page).
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert r.json()["code"] == -1000
+    assert "/api/v3/allOrders" in r.json()["msg"]
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [({"symbol": SYMBOL, "interval": "1d", "timeZone": "15"}, -1100), ({"symbol": SYMBOL, "interval": "1d",
+                                                                      "timeZone": "+5:75"}, -1100)],
+)
+def test_kline_time_zones_outside_binance_s_range_are_refused(
+    client: httpx.Client, params: dict[str, Any], code: int
+) -> None:
+    r = client.get("/api/v3/klines", params=params)
+    assert (r.status_code, r.json()["code"]) == (400, code)
+
+
+def test_ticker_symbol_and_symbols_together_are_refused(client: httpx.Client) -> None:
+    r = client.get("/api/v3/ticker/price", params={"symbol": SYMBOL, "symbols": f'["{SYMBOL}"]'})
+    assert (r.status_code, r.json()["code"]) == (400, -1128)
+    assert client.get("/api/v3/ticker/price", params={"symbols": f'["{SYMBOL}"]'}).json()[0]["symbol"] == SYMBOL
 
 
 # --- exchange time ----------------------------------------------------------------------------------------

@@ -204,10 +204,42 @@ def test_api_keys_can_be_replaced_at_runtime(exchange: LocalExchange) -> None:
         "/ws/btcusdt@bookTicker",  # a JSON name on the SBE path
         "/ws/ethusdt@trade",  # a symbol the exchange does not serve
         "/ws/BTCUSDT@trade",  # symbols are lowercase
-        "/stream?streams=",
         "/json/ws/btcusdt@bestBidAsk",
         "/json/stream?streams=btcusdt@trade&timeUnit=NANOSECOND",
     ],
 )
 def test_unknown_streams_are_refused_400_before_the_upgrade(exchange: LocalExchange, path: str) -> None:
     assert run(handshake_status(exchange.ws_url + path, SBE_HEADERS)) == 400
+
+
+def test_json_periodic_streams_tick_at_binance_s_documented_rates(
+    exchange: LocalExchange, clock: ManualClock
+) -> None:
+    window = Window(exchange, clock, 5.0)
+    names = ["btcusdt@depth20", "btcusdt@depth5@100ms", "btcusdt@depth", "btcusdt@kline_1s", "btcusdt@miniTicker"]
+    url = f"{exchange.ws_url}/json/stream?streams={'/'.join(names)}"
+
+    def by_stream(r: Received) -> dict[str, list[dict[str, object]]]:
+        out: dict[str, list[dict[str, object]]] = {n: [] for n in names}
+        for text in r.text:
+            msg = orjson.loads(text)
+            out[msg["stream"]].append(msg["data"])
+        return out
+
+    want = {"btcusdt@depth20": 5, "btcusdt@depth5@100ms": 50, "btcusdt@depth": 5, "btcusdt@kline_1s": 5,
+            "btcusdt@miniTicker": 5}
+    got = run(collect(url, until=lambda r: all(len(v) >= want[k] for k, v in by_stream(r).items()),
+                      on_open=lambda: window.play_when_connected(1)))
+    streams = by_stream(got)
+    second, tenth = 1_000_000, 100_000
+    first_second = (window.start // second + 1) * second
+    seconds = [(first_second + i * second) // 1000 for i in range(5)]
+    tenths = [((window.start // tenth + 1) * tenth + i * tenth) // 1000 for i in range(50)]
+    # 1000 ms for depth<N>, the merged depth diffs, 1s klines and the mini ticker; 100 ms for depth<N>@100ms.
+    assert [m["E"] for m in streams["btcusdt@depth"]] == seconds
+    assert [m["E"] for m in streams["btcusdt@kline_1s"]] == seconds
+    assert [m["E"] for m in streams["btcusdt@miniTicker"]] == seconds
+    assert len(streams["btcusdt@depth20"]) == 5
+    assert len(streams["btcusdt@depth5@100ms"]) == 50
+    assert all(len(m["bids"]) == 5 for m in streams["btcusdt@depth5@100ms"])  # type: ignore[arg-type]
+    assert tenths[-1] <= window.end // 1000  # all fifty 100 ms ticks lie in the window

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import orjson
 from support.streams import (
     KEY,
     Received,
@@ -77,13 +78,15 @@ def test_the_real_recording_streams_back_over_sbe_and_json_as_binance_sent_it(
     with LocalExchange(tape, clock=clock, streams=StreamConfig(api_keys=frozenset({KEY}))) as ex:
         window = Window(ex, clock, 15.0)
         start, end = window.start, window.end
-        trades = [t for t in recording.trades if start < t.ts_event <= end]
+        # A trade goes out at its event time E (as Binance sent it), not at its trade time T.
+        sent = {t.id: e for t, e in zip(recording.trades, recording.trade_event_times, strict=True)}
+        trades = [t for t in recording.trades if start < sent[t.id] <= end]
         tickers = [b for b in recording.best_bid_asks if start < b.ts_event <= end]
         diffs = [d for d in recording.depth_diffs if start < d.ts_event <= end]
         assert len(trades) > 50
         assert len(tickers) > 50
         assert len(diffs) > 50
-        n_groups = len({(t.ts_event) for t in trades})  # a recording has no taker ids: one event per time
+        n_groups = len({(t.ts_event, sent[t.id]) for t in trades})  # no taker ids: one event per (T, E)
         n_sbe = n_groups + len(tickers) + len(diffs)
         sbe_url = f"{ex.ws_url}/stream?streams=btcusdt@trade/btcusdt@bestBidAsk/btcusdt@depth"
         json_url = f"{ex.ws_url}/json/stream?streams=btcusdt@trade/btcusdt@depth@100ms"
@@ -106,13 +109,18 @@ def test_the_real_recording_streams_back_over_sbe_and_json_as_binance_sent_it(
     parsed = [rec for _, rec in (parse_json_frame(t, micros=False) for t in js.text)]
     assert [p for p in parsed if not isinstance(p, DepthDiff)] == [_no_recv(t) for t in trades]
     assert [p for p in parsed if isinstance(p, DepthDiff)] == [_no_recv(d) for d in diffs]
-    # ... and equal Binance's own JSON for the same trades (field by field, event time aside).
+    # ... and equal Binance's own JSON for the same trades, field by field, the event time E included.
     recorded: dict[int, dict[str, Any]] = {}
     for line in iter_lines(recording_paths):
         data = line.message.get("data")
         if isinstance(data, dict) and data.get("e") == "trade":
             recorded[int(data["t"])] = data
     assert all(parse_trade(recorded[t.id]) == _no_recv(t) for t in got_trades)
+    served = [orjson.loads(t)["data"] for t in js.text if '"e":"trade"' in t]
+    assert served == [recorded[t.id] for t in trades]
+    assert sum(d["E"] != d["T"] for d in served) > 0  # the recording's own E, not the trade time
+    sbe_times = {t.id: ev.event_time for ev in records if isinstance(ev, TradesEvent) for t in ev.trades}
+    assert all(sbe_times[t.id] == sent[t.id] for t in trades)  # SBE eventTime too (ms → µs)
 
 
 def _no_recv(rec: object) -> object:

@@ -19,15 +19,24 @@ Only data with ``ts_event <=`` the exchange's now is ever returned.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from btcpipe.binance.weights import API, DEPTH_DEFAULT_LIMIT, DEPTH_MAX_LIMIT, DEPTH_PATH, WEIGHTS, depth_weight
+from btcpipe.binance.weights import (
+    API,
+    DEPTH_DEFAULT_LIMIT,
+    DEPTH_MAX_LIMIT,
+    DEPTH_PATH,
+    WEIGHTS,
+    depth_weight,
+    ticker_weight,
+)
 from btcpipe.domain.decimal import format_decimal
-from btcpipe.domain.time import US_PER_MS, is_microseconds
+from btcpipe.domain.time import US_PER_MS, US_PER_SEC, is_microseconds
 from btcpipe.exchange.amounts import quote_mantissas
 from btcpipe.exchange.klines import INTERVALS, aggregate_klines
 from btcpipe.exchange.source import SymbolMarket
@@ -63,7 +72,21 @@ def request_weight(path: str, query: Mapping[str, str]) -> int | None:
         except ValueError:
             limit = DEPTH_DEFAULT_LIMIT
         return depth_weight(min(max(limit, 1), DEPTH_MAX_LIMIT))
+    if path.startswith(f"{API}/ticker"):
+        return ticker_weight(path, _symbol_count(query))
     return WEIGHTS.get(path)
+
+
+def _symbol_count(query: Mapping[str, str]) -> int | None:
+    if "symbol" in query:
+        return 1
+    if "symbols" not in query:
+        return None
+    try:
+        parsed = orjson.loads(query["symbols"])
+    except orjson.JSONDecodeError:
+        return 1
+    return len(parsed) if isinstance(parsed, list) else 1
 
 
 # --- parameters -------------------------------------------------------------------------------------
@@ -105,6 +128,21 @@ def _time_range(q: Mapping[str, str]) -> tuple[int | None, int | None]:
     if start_us is not None and end_us is not None and start_us > end_us:
         raise ApiError(-1023, "Start time is greater than end time.")
     return start_us, end_us
+
+
+_TZ = re.compile(r"^([+-]?)(\d{1,2})(?::(\d{2}))?$")
+
+
+def _time_zone_us(raw: str) -> int:
+    """``timeZone`` (``8``, ``-1:00``, ``+05:45``; strictly -12:00..+14:00) as a µs offset from UTC."""
+    m = _TZ.match(raw.strip())
+    minutes = None if m is None else int(m.group(2)) * 60 + int(m.group(3) or 0)
+    if m is not None and minutes is not None and m.group(1) == "-":
+        minutes = -minutes
+    if m is None or minutes is None or not -12 * 60 <= minutes <= 14 * 60 or int(m.group(3) or 0) >= 60:
+        raise ApiError(-1100, f"Illegal characters found in parameter 'timeZone'; legal range is '-12:00' to "
+                              f"'+14:00' ({raw!r}).")
+    return minutes * 60 * US_PER_SEC
 
 
 def time_in_us(request: web.Request) -> bool:
@@ -235,10 +273,11 @@ class RestApi:
             raise ApiError(-1102, "Mandatory parameter 'interval' was not sent, was empty/null, or malformed.")
         if interval not in INTERVALS:
             raise ApiError(-1120, "Invalid interval.")
+        offset_us = _time_zone_us(q.get("timeZone", "0"))
         start_us, end_us = _time_range(q)
         limit = _limit(q, 500, 1000)
         visible = market.visible_trades(state.now_us())
-        table = market.klines(interval)
+        table = market.klines(interval, offset_us)
         g0, g1 = table.select(start_us, end_us, limit, visible)
         k = aggregate_klines(market.trades, table, g0, g1, visible)
         next_open = k.next_open_time.tolist()
@@ -306,15 +345,35 @@ def _symbol_info(symbol: str) -> dict[str, Any]:
         "quoteAssetPrecision": 8,
         "baseCommissionPrecision": 8,
         "quoteCommissionPrecision": 8,
-        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS_LIMIT", "TAKE_PROFIT_LIMIT"],
+        "orderTypes": ["LIMIT", "LIMIT_MAKER", "MARKET", "STOP_LOSS", "STOP_LOSS_LIMIT", "TAKE_PROFIT",
+                       "TAKE_PROFIT_LIMIT"],
         "icebergAllowed": True,
         "ocoAllowed": True,
+        "otoAllowed": True,
+        "opoAllowed": True,
+        "quoteOrderQtyMarketAllowed": True,
+        "allowTrailingStop": True,
+        "cancelReplaceAllowed": True,
+        "amendAllowed": True,
+        "pegInstructionsAllowed": True,
         "isSpotTradingAllowed": True,
         "isMarginTradingAllowed": True,
+        # BTCUSDT's filters as Binance lists them (the market-data clients read precision and limits here).
         "filters": [
             {"filterType": "PRICE_FILTER", "minPrice": "0.01000000", "maxPrice": "1000000.00000000",
              "tickSize": "0.01000000"},
             {"filterType": "LOT_SIZE", "minQty": "0.00001000", "maxQty": "9000.00000000", "stepSize": "0.00001000"},
+            {"filterType": "ICEBERG_PARTS", "limit": 100},
+            {"filterType": "MARKET_LOT_SIZE", "minQty": "0.00000000", "maxQty": "100.00000000",
+             "stepSize": "0.00000000"},
+            {"filterType": "TRAILING_DELTA", "minTrailingAboveDelta": 10, "maxTrailingAboveDelta": 2000,
+             "minTrailingBelowDelta": 10, "maxTrailingBelowDelta": 2000},
+            {"filterType": "PERCENT_PRICE_BY_SIDE", "bidMultiplierUp": "5", "bidMultiplierDown": "0.2",
+             "askMultiplierUp": "5", "askMultiplierDown": "0.2", "avgPriceMins": 5},
+            {"filterType": "NOTIONAL", "minNotional": "5.00000000", "applyMinToMarket": True,
+             "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+            {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
+            {"filterType": "MAX_NUM_ALGO_ORDERS", "maxNumAlgoOrders": 5},
         ],
         "permissions": [],
         "permissionSets": [["SPOT"]],
@@ -332,4 +391,5 @@ def add_rest_routes(app: web.Application) -> None:
     app.router.add_get(f"{API}/historicalTrades", api.historical_trades)
     app.router.add_get(f"{API}/trades", api.trades)
     app.router.add_get(f"{API}/klines", api.klines)
+    app.router.add_get(f"{API}/uiKlines", api.klines)  # same candles: the exchange has no UI-specific tweaks
     app.router.add_get(DEPTH_PATH, api.depth)

@@ -2,7 +2,11 @@
 data.binance.vision serves them.
 
 A day is published once it is over on the exchange clock, or once the tape has nothing left to reveal
-(the whole tape is history). Unpublished days, days without trades and malformed names get S3's 404.
+(the whole tape is history). Unpublished days, days without trades and malformed names get S3's 404 — and,
+unless the exchange allows partial days (``partial_dump_days``, on for short test tapes), a day the tape
+covers only in part: a Binance file holds the whole day, so a tape that starts or ends inside the day (its
+first trade more than ``EDGE_SLACK_US`` after midnight, or its last that long before the next) has no dump
+for it, and a client falls back to REST as it does for today.
 Building a day takes seconds, so it runs in a worker thread, once per file; the result is cached.
 Dump faults (``Faults.set_dump_fault``) serve a wrong checksum, or a corrupt zip with a checksum that
 matches the corrupt bytes (so only opening the archive reveals it).
@@ -16,7 +20,7 @@ import hashlib
 from aiohttp import web
 
 from btcpipe.domain.errors import DataError
-from btcpipe.domain.time import US_PER_DAY, day_start_us
+from btcpipe.domain.time import US_PER_DAY, US_PER_SEC, day_start_us
 from btcpipe.exchange.rest.dumps import DumpName, checksum_line, daily_csv, parse_dump_name, zip_csv
 from btcpipe.exchange.source import SymbolMarket
 from btcpipe.exchange.state import EXCHANGE, ExchangeState
@@ -38,9 +42,20 @@ def corrupt(zip_bytes: bytes) -> bytes:
     return zip_bytes[:mid] + damaged + zip_bytes[mid + span :]
 
 
-def _published(market: SymbolMarket, name: DumpName, now_us: int) -> bool:
-    day_end = day_start_us(name.day) + US_PER_DAY
-    return day_end <= now_us or market.is_complete(now_us)
+EDGE_SLACK_US = 60 * US_PER_SEC  # BTCUSDT never goes a minute without a trade; a tape edge does
+
+
+def covers_whole_day(market: SymbolMarket, day_start: int) -> bool:
+    """The tape holds the whole UTC day from ``day_start`` (not just the part of it the tape overlaps)."""
+    tape = market.tape
+    return tape.start_us <= day_start + EDGE_SLACK_US and tape.end_us >= day_start + US_PER_DAY - EDGE_SLACK_US
+
+
+def _published(state: ExchangeState, market: SymbolMarket, name: DumpName, now_us: int) -> bool:
+    day_start = day_start_us(name.day)
+    if not state.partial_dump_days and not covers_whole_day(market, day_start):
+        return False
+    return day_start + US_PER_DAY <= now_us or market.is_complete(now_us)
 
 
 def _build(market: SymbolMarket, name: DumpName) -> tuple[bytes, str] | None:
@@ -77,7 +92,8 @@ async def serve_dump(request: web.Request) -> web.Response:
     except DataError:
         return _not_found(request.path)
     market = state.market(name.symbol)
-    if name.kind != kind or name.symbol != symbol or market is None or not _published(market, name, state.now_us()):
+    if (name.kind != kind or name.symbol != symbol or market is None
+            or not _published(state, market, name, state.now_us())):
         return _not_found(request.path)
     dump = await _dump(state, request.app[_BUILD_LOCKS], market, name)
     if dump is None:

@@ -1,11 +1,14 @@
 """Stream names and the public JSON messages of the local exchange's WebSockets.
 
-SBE streams (``/ws``, ``/stream``): ``<symbol>@trade``, ``@bestBidAsk``, ``@depth``, ``@depth20``.
-JSON streams (``/json/ws``, ``/json/stream``): ``<symbol>@trade``, ``@bookTicker``, ``@depth`` or
-``@depth@100ms``, ``@depth20`` or ``@depth20@100ms`` — the names Binance's public streams use; the combined
-wrapper echoes the name as requested. JSON bodies are Binance's: ``trade``, ``bookTicker`` (no event
-time), ``depthUpdate`` and the partial book (``lastUpdateId``, ``bids``, ``asks``); prices and quantities as
-8-decimal strings; times in ms, or in µs when the connection asked for ``timeUnit=MICROSECOND``.
+SBE streams (``/ws``, ``/stream``): ``<symbol>@trade``, ``@bestBidAsk``, ``@depth``, ``@depth20`` (50 ms).
+JSON streams (``/json/ws``, ``/json/stream``), the names Binance's public streams use, at their documented
+rates: real time ``@trade``, ``@aggTrade``, ``@bookTicker``, the tape's own diffs ``@depth@100ms``;
+periodic (exchange time, see ``periodic.py``) ``@depth`` (diffs merged per 1000 ms), ``@depth5/10/20``
+(1000 ms) and ``@depth5/10/20@100ms``, ``@kline_<interval>`` and ``@kline_<interval>@+08:00`` (1000 ms for
+1s, else 2000 ms),
+``@miniTicker``, ``@ticker``, ``@avgPrice`` (1000 ms). The combined wrapper echoes the name as requested.
+JSON bodies are Binance's; prices and quantities as 8-decimal strings; times in ms, or in µs when the
+connection asked for ``timeUnit=MICROSECOND``.
 """
 
 from __future__ import annotations
@@ -18,18 +21,42 @@ import orjson
 
 from btcpipe.domain.decimal import format_decimal
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
-from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_DEPTH20, KIND_TRADE
+from btcpipe.exchange.klines import INTERVALS
+from btcpipe.exchange.streams.timeline import KIND_AGG_TRADE, KIND_BBA, KIND_DEPTH, KIND_DEPTH20, KIND_TRADE
 
 WireFormat = Literal["sbe", "json"]
+# A real-time kind (an int: an event kind of the timeline) or a periodic one (its canonical name).
+StreamKind = int | str
 
-_SBE_KINDS = {"trade": KIND_TRADE, "bestBidAsk": KIND_BBA, "depth": KIND_DEPTH, "depth20": KIND_DEPTH20}
-_JSON_KINDS = {
+_SBE_KINDS: dict[str, StreamKind] = {
+    "trade": KIND_TRADE, "bestBidAsk": KIND_BBA, "depth": KIND_DEPTH, "depth20": KIND_DEPTH20,
+}
+_MS = 1000
+KLINE_UTC8 = "@+08:00"  # Binance's one documented kline time zone for streams: candles open at UTC+8 midnight
+# The periodic JSON streams: canonical name → period (µs of exchange time).
+PERIODS_US: dict[str, int] = {
+    "depth@1000ms": 1000 * _MS,
+    **{f"depth{n}@1000ms": 1000 * _MS for n in (5, 10, 20)},
+    **{f"depth{n}@100ms": 100 * _MS for n in (5, 10, 20)},
+    **{f"kline_{i}{tz}": (1000 if i == "1s" else 2000) * _MS for i in INTERVALS for tz in ("", KLINE_UTC8)},
+    "miniTicker": 1000 * _MS,
+    "ticker": 1000 * _MS,
+    "avgPrice": 1000 * _MS,
+}
+_JSON_KINDS: dict[str, StreamKind] = {
     "trade": KIND_TRADE,
+    "aggTrade": KIND_AGG_TRADE,
     "bookTicker": KIND_BBA,
-    "depth": KIND_DEPTH,
     "depth@100ms": KIND_DEPTH,
-    "depth20": KIND_DEPTH20,
-    "depth20@100ms": KIND_DEPTH20,
+    "depth": "depth@1000ms",
+    "depth@1000ms": "depth@1000ms",
+    **{f"depth{n}": f"depth{n}@1000ms" for n in (5, 10, 20)},
+    **{f"depth{n}@1000ms": f"depth{n}@1000ms" for n in (5, 10, 20)},
+    **{f"depth{n}@100ms": f"depth{n}@100ms" for n in (5, 10, 20)},
+    **{f"kline_{i}{tz}": f"kline_{i}{tz}" for i in INTERVALS for tz in ("", KLINE_UTC8)},
+    "miniTicker": "miniTicker",
+    "ticker": "ticker",
+    "avgPrice": "avgPrice",
 }
 
 
@@ -43,14 +70,15 @@ class StreamSpec:
 
     name: str  # as requested, lowercase symbol (echoed in the combined wrapper)
     symbol: str  # upper case, as in the tape
-    kind: int
+    kind: StreamKind
 
 
 def parse_stream_name(name: str, fmt: WireFormat, symbols: Sequence[str]) -> StreamSpec:
     symbol, sep, rest = name.partition("@")
     kinds = _SBE_KINDS if fmt == "sbe" else _JSON_KINDS
     if not sep or rest not in kinds:
-        served = ", ".join(kinds)
+        served = ", ".join(k for k in kinds if not k.startswith("kline_")) + (
+            "" if fmt == "sbe" else ", kline_<i>, kline_<i>@+08:00")
         raise StreamNameError(f"unknown {fmt.upper()} stream {name!r}; this exchange serves <symbol>@{{{served}}}")
     if symbol != symbol.lower():
         raise StreamNameError(f"stream {name!r}: symbols in stream names are lowercase")
@@ -60,9 +88,12 @@ def parse_stream_name(name: str, fmt: WireFormat, symbols: Sequence[str]) -> Str
 
 
 def parse_stream_list(raw: str, fmt: WireFormat, symbols: Sequence[str], max_streams: int) -> list[StreamSpec]:
-    names = [n for n in raw.split("/") if n]
-    if not names:
-        raise StreamNameError("no stream given; use /ws/<stream> or /stream?streams=<s1>/<s2>")
+    """The streams of a URL; none is fine (a bare ``/ws`` or ``/stream`` subscribes later).
+
+    A path segment without ``@`` is a client's own connection tag, not a stream (ccxt opens ``/ws/0`` and
+    subscribes afterwards, which Binance accepts): it subscribes to nothing.
+    """
+    names = [n for n in raw.split("/") if n and "@" in n]
     if len(names) > max_streams:
         raise StreamNameError(f"{len(names)} streams exceed the {max_streams} allowed per connection")
     specs: dict[str, StreamSpec] = {}
@@ -122,6 +153,20 @@ def depth_update_json(d: DepthDiff, *, micros: bool) -> bytes:
     )
 
 
+def agg_trade_json(
+    symbol: str, agg: tuple[int, int, int, int, int, int, bool], *, event_time: int, micros: bool
+) -> bytes:
+    """``agg`` = (aggregate id, price, qty, first trade id, last trade id, time µs, buyer is maker)."""
+    a, price, qty, first, last, ts, maker = agg
+    return orjson.dumps(
+        {
+            "e": "aggTrade", "E": _t(event_time, micros), "s": symbol, "a": a,
+            "p": format_decimal(price), "q": format_decimal(qty), "f": first, "l": last,
+            "T": _t(ts, micros), "m": maker, "M": True,
+        }
+    )
+
+
 def partial_book_json(s: DepthSnapshot) -> bytes:
     return orjson.dumps(
         {
@@ -137,5 +182,7 @@ def combined(stream_name: str, data: bytes) -> str:
     return '{"stream":' + orjson.dumps(stream_name).decode() + ',"data":' + data.decode() + "}"
 
 
-def server_shutdown_json(now_us: int, *, micros: bool) -> str:
-    return orjson.dumps({"e": "serverShutdown", "E": _t(now_us, micros)}).decode()
+def server_shutdown_json(now_us: int, *, micros: bool, wrapped: bool = False) -> str:
+    """Bare on raw streams; on a combined JSON stream wrapped as ``{"stream":"!serverShutdown","data":...}``."""
+    body = orjson.dumps({"e": "serverShutdown", "E": _t(now_us, micros)})
+    return combined("!serverShutdown", body) if wrapped else body.decode()

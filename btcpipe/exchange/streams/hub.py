@@ -5,9 +5,10 @@ Each event is encoded once per wire variant that has subscribers (SBE; JSON raw 
 ms or µs) and the same frame object is queued on every subscriber; a writer task per connection drains
 its queue. A subscriber whose queue exceeds ``send_queue_limit`` frames is closed (1008, counted) rather
 than silently losing frames. New connections join at the current exchange time; nothing is sent twice
-and nothing from before they connected.
+and nothing from before they connected. Periodic JSON streams (``periodic.py``) tick on their own grids of
+exchange time, in time order with the real-time events; subscriptions change live (``control.py``).
 
-Faults (``StreamControl`` in ``streams.py`` switches them from any thread) act here: skipping the next
+Faults (``StreamControl`` in ``routes.py`` switches them from any thread) act here: skipping the next
 trade (or a given trade id) or depth diff for everybody, a garbage frame, dropping connections, a stall; and
 at random per event (``random_faults.StreamFaultRates``): garbage, poison, skipped trades/diffs, stalls.
 """
@@ -18,9 +19,7 @@ import asyncio
 import contextlib
 import logging
 import threading
-from collections import deque
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field, fields, replace
 
 from aiohttp import WSCloseCode, web
 
@@ -30,11 +29,15 @@ from btcpipe.binance.sbe_encode import (
     encode_depth_snapshot,
     encode_trades_event,
 )
-from btcpipe.domain.errors import ConfigError, MalformedRecordError
+from btcpipe.domain.errors import MalformedRecordError, StreamError
 from btcpipe.domain.records import Trade
 from btcpipe.exchange.state import ExchangeState
 from btcpipe.exchange.streams.auth import ApiKeys, ConnectionAttemptLimiter
+from btcpipe.exchange.streams.connection import Channel, Frame, StreamConfig, StreamStats, Subscriber, Variant
 from btcpipe.exchange.streams.formats import (
+    PERIODS_US,
+    StreamSpec,
+    agg_trade_json,
     book_ticker_json,
     combined,
     depth_update_json,
@@ -42,6 +45,7 @@ from btcpipe.exchange.streams.formats import (
     server_shutdown_json,
     trade_json,
 )
+from btcpipe.exchange.streams.periodic import PeriodicSource
 from btcpipe.exchange.streams.random_faults import (
     STALL_S,
     FaultDraw,
@@ -49,111 +53,22 @@ from btcpipe.exchange.streams.random_faults import (
     poison_json,
     poison_sbe,
 )
-from btcpipe.exchange.streams.timeline import KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
+from btcpipe.exchange.streams.timeline import KIND_AGG_TRADE, KIND_BBA, KIND_DEPTH, KIND_TRADE, SymbolTimeline
+
+__all__ = ["StreamConfig", "StreamHub", "StreamStats", "Subscriber"]  # the connection types, re-exported
 
 log = logging.getLogger(__name__)
-
-Frame = bytes | str
-# (is_sbe, combined stream name or None for a raw /ws connection, µs times)
-Variant = tuple[bool, str | None, bool]
-Channel = tuple[str, int]  # (symbol, kind)
 
 # A frame no SBE decoder accepts: schema id 0xBEEF, template 4242, then noise.
 GARBAGE_SBE = bytes.fromhex("1200924aefbe0000") + b"\xde\xad\xbe\xef" * 6
 GARBAGE_JSON = '{"e":"trade","E":17'  # truncated JSON
 _CATCH_UP_BATCH = 1000
 _MAX_WAIT_S = 0.05
+_CATCH_UP_US = 60_000_000  # periodic ticks further behind than this are skipped after a clock jump
 
 
-@dataclass(frozen=True, slots=True)
-class StreamConfig:
-    """How the streams behave; the defaults are Binance's."""
-
-    api_keys: frozenset[str] = frozenset()
-    ping_interval_s: float = 20.0
-    pong_timeout_s: float = 60.0
-    max_connection_age_s: float = 86_400.0
-    attempt_limit: int = 300
-    attempt_window_s: float = 300.0
-    shutdown_grace_s: float = 5.0
-    depth20_interval_us: int = 50_000
-    max_streams: int = 1024
-    send_queue_limit: int = 200_000
-    poll_interval_s: float = 0.005  # replay tick when the clock's speed is unknown (ManualClock)
-    close_timeout_s: float = 2.0  # how long a close handshake may take before the socket is cut
-
-    def __post_init__(self) -> None:
-        for f in ("ping_interval_s", "pong_timeout_s", "max_connection_age_s", "attempt_window_s",
-                  "poll_interval_s", "close_timeout_s"):
-            if getattr(self, f) <= 0:
-                raise ConfigError(f"StreamConfig.{f} must be positive, got {getattr(self, f)}")
-        if self.shutdown_grace_s < 0 or self.depth20_interval_us <= 0 or self.attempt_limit < 1:
-            raise ConfigError("StreamConfig: shutdown_grace_s >= 0, depth20_interval_us > 0, attempt_limit >= 1")
-
-
-@dataclass(slots=True)
-class StreamStats:
-    """The stream side's counters: connections and why they closed, refusals, events and frames sent, faults."""
-
-    connections_opened: int = 0
-    connections_open: int = 0
-    refused_401: int = 0
-    refused_403: int = 0
-    refused_429: int = 0
-    refused_bad_request: int = 0
-    closed_no_pong: int = 0
-    closed_max_age: int = 0
-    closed_shutdown: int = 0
-    closed_slow: int = 0
-    dropped_fault: int = 0
-    garbage_sent: int = 0
-    poison_sent: int = 0  # poison frames queued (one per subscriber reached)
-    skipped_random: int = 0  # events left out by the skip-trade / skip-depth rates
-    stalls: int = 0
-    shutdowns_sent: int = 0
-    pings_sent: int = 0
-    pongs_received: int = 0
-    events_emitted: int = 0
-    events_unencodable: int = 0  # tape rows the wire cannot carry: logged and skipped, the replay goes on
-    replayed_up_to_us: int = 0  # the exchange time the replay has sent everything up to
-    frames_sent: int = 0
-    skipped_trade_ids: list[int] = field(default_factory=list)
-    skipped_depth: list[tuple[int, int]] = field(default_factory=list)  # (U, u) of each omitted diff
-
-    def copy(self) -> StreamStats:
-        return replace(self, skipped_trade_ids=list(self.skipped_trade_ids), skipped_depth=list(self.skipped_depth))
-
-    def to_dict(self) -> dict[str, object]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
-
-
-class Subscriber:
-    """One open WebSocket: its queue of frames and what it asked for."""
-
-    def __init__(
-        self, ws: web.WebSocketResponse, request: web.Request, *, sbe: bool, micros: bool, opened: float
-    ) -> None:
-        self.ws = ws
-        self.transport = request.transport
-        self.ip = request.remote or "unknown"
-        self.sbe = sbe
-        self.micros = micros
-        self.opened = opened
-        self.queue: deque[Frame] = deque()
-        self.ready = asyncio.Event()
-        self.pong = asyncio.Event()
-        self.ping_payload = b""
-        self.overflow = False
-        self.shutdown_notified = False
-        self.close_reason: str | None = None
-        self.variants: list[tuple[Channel, Variant]] = []
-
-    def push(self, frames: list[Frame], limit: int) -> None:
-        if len(self.queue) + len(frames) > limit:
-            self.overflow = True
-        else:
-            self.queue.extend(frames)
-        self.ready.set()
+def _no_sbe() -> bytes:
+    raise StreamError("this stream has no SBE form (JSON only)")
 
 
 class StreamHub:
@@ -165,9 +80,11 @@ class StreamHub:
         self.keys = ApiKeys(config.api_keys)
         self.attempts = ConnectionAttemptLimiter(config.attempt_limit, config.attempt_window_s)
         self.timelines = {
-            sym: SymbolTimeline(m.tape, depth20_interval_us=config.depth20_interval_us)
+            sym: SymbolTimeline(m.tape, depth20_interval_us=config.depth20_interval_us, aggs=m.aggs)
             for sym, m in state.markets.items()
         }
+        self.periodic = {sym: PeriodicSource(state.markets[sym], tl) for sym, tl in self.timelines.items()}
+        self._ticks: dict[Channel, int] = {}  # periodic channel with subscribers → its next tick (µs)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.subscribers: set[Subscriber] = set()
         self._subs: dict[Channel, dict[Variant, set[Subscriber]]] = {}
@@ -232,27 +149,59 @@ class StreamHub:
             self._wake.set()
 
     # --- subscriptions --------------------------------------------------------------------------------------
-    def register(self, sub: Subscriber, channels: list[tuple[Channel, Variant]]) -> None:
+    def register(self, sub: Subscriber, specs: list[StreamSpec]) -> None:
         self.subscribers.add(sub)
-        for channel, variant in channels:
-            self._subs.setdefault(channel, {}).setdefault(variant, set()).add(sub)
-            sub.variants.append((channel, variant))
+        self.subscribe(sub, specs)
         with self._cond:
             self._stats.connections_opened += 1
             self._stats.connections_open = len(self.subscribers)
             self._cond.notify_all()
 
-    def unregister(self, sub: Subscriber) -> None:
-        if sub not in self.subscribers:
-            return
-        self.subscribers.discard(sub)
-        for channel, variant in sub.variants:
+    def subscribe(self, sub: Subscriber, specs: list[StreamSpec]) -> None:
+        """Add streams to a connection (a name already there is left as it is); events from now on."""
+        for spec in specs:
+            if spec.name in sub.streams:
+                continue
+            channel: Channel = (spec.symbol, spec.kind)
+            variant = sub.variant(spec.name)
+            self._subs.setdefault(channel, {}).setdefault(variant, set()).add(sub)
+            sub.streams[spec.name] = (channel, variant)
+            if isinstance(spec.kind, str) and channel not in self._ticks:
+                period = PERIODS_US[spec.kind]
+                now = self.state.now_us()
+                self._ticks[channel] = now - now % period + period
+
+    def unsubscribe(self, sub: Subscriber, names: list[str]) -> None:
+        for name in names:
+            entry = sub.streams.pop(name, None)
+            if entry is None:
+                continue
+            channel, variant = entry
             by_variant = self._subs.get(channel, {})
             group = by_variant.get(variant)
             if group is not None:
                 group.discard(sub)
                 if not group:
                     del by_variant[variant]
+            if not by_variant:
+                self._subs.pop(channel, None)
+                self._ticks.pop(channel, None)
+
+    def set_combined(self, sub: Subscriber, flag: bool) -> None:
+        """``SET_PROPERTY combined``: re-register every stream of the connection under its new payload form."""
+        if sub.sbe or sub.combined == flag:
+            sub.combined = flag
+            return
+        specs = [StreamSpec(name, ch[0], ch[1]) for name, (ch, _) in sub.streams.items()]
+        self.unsubscribe(sub, list(sub.streams))
+        sub.combined = flag
+        self.subscribe(sub, specs)
+
+    def unregister(self, sub: Subscriber) -> None:
+        if sub not in self.subscribers:
+            return
+        self.subscribers.discard(sub)
+        self.unsubscribe(sub, list(sub.streams))
         with self._cond:
             self._stats.connections_open = len(self.subscribers)
             self._cond.notify_all()
@@ -277,28 +226,79 @@ class StreamHub:
             now = clock.now_us()
             emitted = 0
             for sym, tl in self.timelines.items():
-                pos, stop = cursors[sym], tl.position_after(now)
-                while pos < stop:
-                    try:
-                        self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
-                    except (MalformedRecordError, ValueError) as exc:
-                        self.count("events_unencodable")
-                        log.error("stream event not encodable, skipped", extra={"symbol": sym, "error": str(exc)})
-                    pos += 1
-                    emitted += 1
-                    if emitted % _CATCH_UP_BATCH == 0:
-                        cursors[sym] = pos
-                        await asyncio.sleep(0)  # let pings, handshakes and writers run during a catch-up
-                cursors[sym] = pos
+                # Periodic ticks interleave with the real-time events in exchange-time order.
+                while (due := self._next_tick(sym, now)) is not None:
+                    tick, channel = due
+                    pos = cursors[sym]
+                    cursors[sym] = await self._advance(tl, pos, tl.position_after(tick))
+                    emitted += cursors[sym] - pos
+                    self._emit_tick(channel, tick)
+                pos = cursors[sym]
+                cursors[sym] = await self._advance(tl, pos, tl.position_after(now))
+                emitted += cursors[sym] - pos
             with self._cond:
                 self._stats.events_emitted += emitted
                 self._stats.replayed_up_to_us = now
                 self._cond.notify_all()
             await self._wait_for_next(now, cursors)
 
+    async def _advance(self, tl: SymbolTimeline, pos: int, stop: int) -> int:
+        """Emit the timeline's events ``pos..stop-1``; the new cursor."""
+        done = 0
+        while pos < stop:
+            try:
+                self._emit(tl, int(tl.kind[pos]), int(tl.index[pos]))
+            except (MalformedRecordError, StreamError, ValueError) as exc:
+                self.count("events_unencodable")
+                log.error("stream event not encodable, skipped", extra={"symbol": tl.symbol, "error": str(exc)})
+            pos += 1
+            done += 1
+            if done % _CATCH_UP_BATCH == 0:
+                await asyncio.sleep(0)  # let pings, handshakes and writers run during a catch-up
+        return pos
+
+    def _next_tick(self, symbol: str, now: int) -> tuple[int, Channel] | None:
+        due = [(t, ch) for ch, t in self._ticks.items() if ch[0] == symbol and t <= now]
+        if not due:
+            return None
+        tick, channel = min(due, key=lambda d: d[0])
+        period = PERIODS_US[str(channel[1])]
+        following = tick + period
+        if now - following > _CATCH_UP_US:
+            following = now - now % period  # the clock jumped far ahead: no use replaying a minute of stale ticks
+        self._ticks[channel] = following
+        return tick, channel
+
+    def _emit_tick(self, channel: Channel, tick: int) -> None:
+        variants = self._subs.get(channel)
+        if not variants:
+            return
+        symbol, kind = channel
+        period = PERIODS_US[str(kind)]
+        bodies: dict[bool, list[bytes]] = {}
+        try:
+            for (_, name, micros), subs in variants.items():
+                if not subs:
+                    continue
+                if micros not in bodies:
+                    bodies[micros] = self.periodic[symbol].body(str(kind), tick, tick - period, micros)
+                raw = bodies[micros]
+                if not raw:
+                    continue
+                frames: list[Frame] = (
+                    [combined(name, b) for b in raw] if name is not None else [b.decode() for b in raw]
+                )
+                for sub in subs:
+                    sub.push(frames, self.config.send_queue_limit)
+        except (MalformedRecordError, StreamError, ValueError) as exc:
+            self.count("events_unencodable")
+            log.error("periodic stream body not buildable, skipped", extra={"stream": kind, "error": str(exc)})
+        self.count("ticks_emitted")
+
     async def _wait_for_next(self, now: int, cursors: dict[str, int]) -> None:
         assert self._wake is not None
         upcoming = [int(tl.key[cursors[s]]) for s, tl in self.timelines.items() if cursors[s] < len(tl)]
+        upcoming += list(self._ticks.values())
         speed = getattr(self.state.clock, "speed", None)
         if upcoming and isinstance(speed, int | float) and speed > 0:
             wait = min(max((min(upcoming) - now) / speed / 1e6, 0.0), _MAX_WAIT_S)
@@ -327,9 +327,13 @@ class StreamHub:
             trades = self._without_skipped(tl.trades_of_group(index))
             if not trades:
                 return
-            event_time = trades[0].ts_event
-            sbe = lambda: encode_trades_event(tl.trades_event(trades))  # noqa: E731
+            event_time = tl.group_event_time(index)
+            sbe = lambda: encode_trades_event(tl.trades_event(trades, event_time))  # noqa: E731
             bodies = lambda micros: [trade_json(t, event_time=event_time, micros=micros) for t in trades]  # noqa: E731
+        elif kind == KIND_AGG_TRADE:
+            row, agg_time = tl.agg_trade(index)
+            sbe = _no_sbe
+            bodies = lambda micros: [agg_trade_json(tl.symbol, row, event_time=agg_time, micros=micros)]  # noqa: E731
         elif kind == KIND_BBA:
             bba = tl.best_bid_ask(index)
             sbe = lambda: encode_best_bid_ask(bba)  # noqa: E731
@@ -503,7 +507,8 @@ class StreamHub:
         notified = [s for s in self.subscribers if not s.shutdown_notified]
         for sub in notified:
             sub.shutdown_notified = True
-            sub.push([server_shutdown_json(now, micros=sub.sbe or sub.micros)], self.config.send_queue_limit + 1)
+            frame = server_shutdown_json(now, micros=sub.sbe or sub.micros, wrapped=sub.combined and not sub.sbe)
+            sub.push([frame], self.config.send_queue_limit + 1)
         self.count("shutdowns_sent", len(notified))
         self.spawn(self._close_after(notified, grace))
         return len(notified)

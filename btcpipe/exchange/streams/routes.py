@@ -11,10 +11,16 @@ URL layout (same aiohttp app and port as REST; ``ex.ws_url`` is ``ws://127.0.0.1
   ``@bookTicker``, ``@depth`` / ``@depth@100ms`` (``depthUpdate``), ``@depth20`` / ``@depth20@100ms`` (partial
   book); combined frames are ``{"stream": <name as requested>, "data": ...}``; ``?timeUnit=MICROSECOND``
   gives µs times (default ms). Symbols lowercase in names.
+- Bare ``/ws``, ``/stream`` (and ``/json/...``), or a path segment without ``@`` (ccxt's ``/ws/0``), open a
+  connection with no stream; on any connection ``SUBSCRIBE`` / ``UNSUBSCRIBE`` / ``LIST_SUBSCRIPTIONS`` /
+  ``SET_PROPERTY``/``GET_PROPERTY combined`` text frames act live (``control.py``), at most 5 incoming
+  messages (pings, pongs, control frames) a second, else the connection is closed (1008). More JSON streams
+  (aggTrade, klines, partial books, tickers) are listed in ``formats.py``.
 - Refusals before the upgrade: 401 (no key) / 403 (unknown key) on SBE, 400 (unknown stream or symbol),
   429 + ``Retry-After`` beyond ``attempt_limit`` connection attempts per ``attempt_window_s`` per IP.
 - ``serverShutdown`` is a text frame ``{"e":"serverShutdown","E":...}`` (µs on SBE and on JSON with
-  ``timeUnit=MICROSECOND``, else ms); the server closes those connections (1001) after the grace period.
+  ``timeUnit=MICROSECOND``, else ms), wrapped ``{"stream":"!serverShutdown","data":...}`` on combined JSON;
+  the server closes those connections (1001) after the grace period.
   Pings carry a counter payload; a pong with that payload must come back within ``pong_timeout_s`` or the
   server closes with 1008. Connections older than ``max_connection_age_s`` are closed with 1001.
 
@@ -55,14 +61,16 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from btcpipe.domain.errors import ConfigError, ExchangeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.exchange.state import EXCHANGE
 from btcpipe.exchange.streams.auth import API_KEY_HEADER
+from btcpipe.exchange.streams.connection import StreamConfig, StreamStats, Subscriber
+from btcpipe.exchange.streams.control import ControlPort, handle_control
 from btcpipe.exchange.streams.formats import StreamNameError, WireFormat, parse_stream_list
-from btcpipe.exchange.streams.hub import Channel, StreamConfig, StreamHub, StreamStats, Subscriber, Variant
+from btcpipe.exchange.streams.hub import StreamHub
 from btcpipe.exchange.streams.random_faults import StreamFaultKind
 from btcpipe.infra.clocks import ReplayClock
 
@@ -117,12 +125,16 @@ async def _serve(request: web.Request, fmt: WireFormat, names: str, combined: bo
     ws = web.WebSocketResponse(autoping=False, max_msg_size=64 * 1024, timeout=hub.config.close_timeout_s)
     loop = asyncio.get_running_loop()
     sub = Subscriber(ws, request, sbe=fmt == "sbe", micros=micros, opened=loop.time())
-    channels: list[tuple[Channel, Variant]] = [
-        ((s.symbol, s.kind), (fmt == "sbe", s.name if combined and fmt == "json" else None, micros)) for s in specs
-    ]
+    sub.combined = combined
     # Subscribed before the 101 goes out: a client that has its handshake answer is already receiving, and
     # events of that instant queue up until the writer starts.
-    hub.register(sub, channels)
+    hub.register(sub, specs)
+    port = ControlPort(
+        fmt=fmt, symbols=list(hub.timelines), max_streams=hub.config.max_streams,
+        subscribed=lambda: list(sub.streams), subscribe=lambda new: hub.subscribe(sub, new),
+        unsubscribe=lambda names: hub.unsubscribe(sub, names), combined=lambda: sub.combined,
+        set_combined=lambda flag: hub.set_combined(sub, flag),
+    )
     tasks: list[asyncio.Task[None]] = []
     try:
         await ws.prepare(request)
@@ -133,12 +145,21 @@ async def _serve(request: web.Request, fmt: WireFormat, names: str, combined: bo
             asyncio.create_task(hub.age_limit(sub)),
         ]
         async for msg in ws:
+            if msg.type == WSMsgType.ERROR:
+                break
+            if not sub.rate.allow(loop.time()):
+                # Binance's limit: 5 incoming messages (pings, pongs, control frames) a second, else disconnect.
+                hub.count("closed_message_rate")
+                log.info("stream client sent too many messages, closing", extra={"ip": ip})
+                await hub.close(sub, WSCloseCode.POLICY_VIOLATION, "too many messages: more than 5 per second")
+                break
             if msg.type == WSMsgType.PING:
                 await ws.pong(msg.data)
             elif msg.type == WSMsgType.PONG:
                 hub.on_pong(sub, msg.data)
-            elif msg.type == WSMsgType.ERROR:
-                break
+            elif msg.type == WSMsgType.TEXT:
+                hub.count("control_requests")
+                sub.push([handle_control(msg.data, port)], hub.config.send_queue_limit + 1)
     finally:
         hub.unregister(sub)
         for task in tasks:
@@ -151,7 +172,7 @@ async def _serve(request: web.Request, fmt: WireFormat, names: str, combined: bo
 
 
 async def _sbe_single(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "sbe", request.match_info["stream"], combined=False)
+    return await _serve(request, "sbe", request.match_info.get("stream", ""), combined=False)
 
 
 async def _sbe_combined(request: web.Request) -> web.StreamResponse:
@@ -159,7 +180,7 @@ async def _sbe_combined(request: web.Request) -> web.StreamResponse:
 
 
 async def _json_single(request: web.Request) -> web.StreamResponse:
-    return await _serve(request, "json", request.match_info["stream"], combined=False)
+    return await _serve(request, "json", request.match_info.get("stream", ""), combined=False)
 
 
 async def _json_combined(request: web.Request) -> web.StreamResponse:
@@ -170,10 +191,13 @@ def add_stream_routes(app: web.Application, config: StreamConfig | None = None) 
     """Add the SBE and JSON stream endpoints to an exchange app (before it starts); returns their hub."""
     hub = StreamHub(app[EXCHANGE], config or StreamConfig())
     app[STREAMS] = hub
-    app.router.add_get("/ws/{stream:.+}", _sbe_single)
-    app.router.add_get("/stream", _sbe_combined)
-    app.router.add_get("/json/ws/{stream:.+}", _json_single)
-    app.router.add_get("/json/stream", _json_combined)
+    # Bare /ws and /stream (no stream yet) are for clients that connect first and SUBSCRIBE afterwards.
+    for prefix, single, both in (("", _sbe_single, _sbe_combined), ("/json", _json_single, _json_combined)):
+        app.router.add_get(f"{prefix}/ws", single)
+        app.router.add_get(f"{prefix}/ws/", single)
+        app.router.add_get(prefix + "/ws/{stream:.+}", single)
+        app.router.add_get(f"{prefix}/stream", both)
+        app.router.add_get(f"{prefix}/stream/", both)
     app.on_startup.append(hub.on_startup)
     app.on_shutdown.append(hub.on_shutdown)
     app.on_cleanup.append(hub.on_cleanup)

@@ -20,13 +20,14 @@ import numpy as np
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.records import BestBidAsk, DepthDiff, DepthSnapshot, Level, Trade
-from btcpipe.domain.tape import I64, MarketTape
+from btcpipe.domain.tape import I64, AggTradeTape, MarketTape
 from btcpipe.exchange.book import BookReplayer
 
 KIND_TRADE = 0
 KIND_BBA = 1
 KIND_DEPTH = 2
 KIND_DEPTH20 = 3
+KIND_AGG_TRADE = 4  # after its last fill's other events on a tie: an aggTrade is known once its taker is done
 DEPTH20_LEVELS = 20
 
 
@@ -61,7 +62,9 @@ class StreamBook:
 class SymbolTimeline:
     """One symbol's stream events: ``key`` (µs, sorted), ``kind`` and ``index`` (into the kind's column)."""
 
-    def __init__(self, tape: MarketTape, *, depth20_interval_us: int = 50_000) -> None:
+    def __init__(
+        self, tape: MarketTape, *, depth20_interval_us: int = 50_000, aggs: AggTradeTape | None = None
+    ) -> None:
         if depth20_interval_us <= 0:
             raise ConfigError(f"depth20 interval must be positive, got {depth20_interval_us}")
         self.symbol = tape.symbol.upper()
@@ -74,11 +77,24 @@ class SymbolTimeline:
             new_group[1:] = trades.ts_event[1:] != trades.ts_event[:-1]
             if trades.taker_order is not None:
                 new_group[1:] |= trades.taker_order[1:] != trades.taker_order[:-1]
+            if trades.event_time is not None:
+                new_group[1:] |= trades.event_time[1:] != trades.event_time[:-1]
         self.group_start: I64 = np.flatnonzero(new_group).astype(np.int64)
         self.group_stop: I64 = np.append(self.group_start[1:], n).astype(np.int64)
-        keys = [_running_max(trades.ts_event)[self.group_start]]
+        # A trade goes out at its event time when the tape has one (as depth diffs, keyed by their E), so the
+        # replay keeps the recording's order of trades against book updates.
+        sent_at = trades.ts_event if trades.event_time is None else trades.event_time
+        sent_key = _running_max(sent_at)
+        keys = [sent_key[self.group_start]]
         kinds = [np.full(len(self.group_start), KIND_TRADE, dtype=np.int8)]
         idx = [np.arange(len(self.group_start), dtype=np.int64)]
+        self.aggs = aggs
+        self.agg_last_trade: I64 = np.zeros(0, dtype=np.int64)
+        if aggs is not None and len(aggs):
+            self.agg_last_trade = np.searchsorted(trades.id, aggs.last_trade_id).astype(np.int64)
+            keys.append(sent_key[self.agg_last_trade])
+            kinds.append(np.full(len(aggs), KIND_AGG_TRADE, dtype=np.int8))
+            idx.append(np.arange(len(aggs), dtype=np.int64))
         tickers, depth = tape.best_bid_asks, tape.depth
         if tickers is not None and len(tickers):
             keys.append(_running_max(tickers.ts_event))
@@ -126,9 +142,25 @@ class SymbolTimeline:
             )
         ]
 
-    def trades_event(self, trades: list[Trade]) -> TradesEvent:
-        ts = trades[0].ts_event
-        return TradesEvent(self.symbol, ts, ts, tuple(trades), self.exponent, self.exponent)
+    def group_event_time(self, group: int) -> int:
+        """The stream's event time ``E`` of a trade group: the recording's own, else the trade time."""
+        t = self.tape.trades
+        lo = int(self.group_start[group])
+        return int(t.ts_event[lo] if t.event_time is None else t.event_time[lo])
+
+    def trades_event(self, trades: list[Trade], event_time: int) -> TradesEvent:
+        return TradesEvent(self.symbol, event_time, trades[0].ts_event, tuple(trades), self.exponent, self.exponent)
+
+    def agg_trade(self, i: int) -> tuple[tuple[int, int, int, int, int, int, bool], int]:
+        """(aggTrade i as (a, p, q, f, l, T, m), its event time: that of its last fill)."""
+        a = self.aggs
+        assert a is not None
+        t = self.tape.trades
+        last = int(self.agg_last_trade[i])
+        event = int(t.ts_event[last] if t.event_time is None else t.event_time[last])
+        row = (int(a.agg_id[i]), int(a.price[i]), int(a.qty[i]), int(a.first_trade_id[i]), int(a.last_trade_id[i]),
+               int(a.ts_event[i]), bool(a.is_buyer_maker[i]))
+        return row, event
 
     def best_bid_ask(self, i: int) -> BestBidAsk:
         b = self.tape.best_bid_asks

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import logging
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -61,6 +62,14 @@ def test_shift_tape_moves_every_time_and_keeps_ids_prices_and_quantities() -> No
     assert tape.initial_book is not None
     assert moved.initial_book.last_update_id == tape.initial_book.last_update_id
     assert moved.initial_book.bids == tape.initial_book.bids
+
+
+def test_shift_tape_moves_the_recorded_event_times_with_the_trades() -> None:
+    tape = simulate(SimConfig(seed=1, duration_s=30))
+    recorded = replace(tape, trades=replace(tape.trades, event_time=tape.trades.ts_event + 1_500))  # E = T + 1.5 ms
+    moved = shift_tape(recorded, 7 * US_PER_SEC)
+    assert moved.trades.event_time is not None
+    assert np.array_equal(moved.trades.event_time, moved.trades.ts_event + 1_500)
 
 
 def test_recorded_market_plays_its_last_seconds_live_shifted_by_whole_seconds() -> None:
