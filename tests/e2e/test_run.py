@@ -148,7 +148,7 @@ def test_run_names_the_failed_stage_and_exits_nonzero(tmp_path: Path) -> None:
     assert summary["failed_stage"] == "train"
     done = {s["name"]: s["ok"] for s in summary["stages"]}
     assert done == {"exchange": True, "backfill": True, "check": True, "features": True, "train": False}
-    assert (out / "report.html").read_text().count("FAILED at stage 'train'") == 1
+    assert (out / "report.html").read_text().count("FAILED at stage “train”") == 1  # the headline names it
 
 
 def test_run_refuses_binance_without_allow_network(tmp_path: Path) -> None:
