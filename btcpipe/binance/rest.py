@@ -1,9 +1,16 @@
 """A synchronous client for Binance's public spot REST market data, paced by the weight the server reports.
 
-Every response carries ``X-MBX-USED-WEIGHT-1M``. The client remembers it and, before a request that would
-take the minute's total past ``weight_limit × weight_budget_share``, waits for the window to roll, so a
-normal run never meets a 429. When one comes anyway (another process on the same IP), 429/418 wait the
-``Retry-After`` the server asks for. 5xx, timeouts, dropped connections and malformed (truncated) bodies are
+Every response carries ``X-MBX-USED-WEIGHT-1M``. The client keeps it in a ``WeightBudget`` (shared by
+every client of the process that talks to the same endpoint, ``weights.shared_budget``) and, before a
+request that would take the minute's total past its priority's ceiling (live: ``weight_limit ×
+weight_budget_share``; bulk, for backfill pages: that minus the live reserve), waits for the window to
+roll, so a normal run never meets a 429 and a backfill never starves the live path's snapshots and gap
+fills. When a 429 comes anyway (another process on the same IP), 429/418 wait the ``Retry-After`` the
+server asks for.
+
+Given a ``stop`` (``btcpipe.infra.shutdown``), every wait (window, Retry-After, backoff) ends when it is
+set, and the HTTP request itself runs where a stop abandons it: the call raises ``RequestCancelledError``
+within a fraction of a second of the stop, whatever the server does. 5xx, timeouts, dropped connections and malformed (truncated) bodies are
 retried with capped exponential backoff and equal jitter (``btcpipe.domain.backoff``); after ``max_retries``
 the error names the request.
 
@@ -14,6 +21,7 @@ the retry loop, so a body that is valid JSON but not a valid page is retried lik
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import random
@@ -28,7 +36,7 @@ import orjson
 import pyarrow as pa
 
 from btcpipe.binance.rest_parsing import TimeUnit, agg_trades_table, klines_table, trades_table
-from btcpipe.binance.weights import MAX_PAGE_WEIGHT, WEIGHTS, depth_weight
+from btcpipe.binance.weights import LIVE, MAX_PAGE_WEIGHT, WEIGHTS, Priority, WeightBudget, depth_weight, shared_budget
 from btcpipe.domain.backoff import backoff_delay
 from btcpipe.domain.errors import (
     ConfigError,
@@ -38,8 +46,10 @@ from btcpipe.domain.errors import (
     ExchangeServerError,
     MalformedResponseError,
     RateLimitedError,
+    RequestCancelledError,
 )
 from btcpipe.domain.time import US_PER_MS
+from btcpipe.infra.shutdown import Interrupted, StopSignal, call_interruptibly
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +81,7 @@ class RestStats:
     server_errors: int = 0  # 5xx answers
     transport_errors: int = 0  # timeouts, refused or dropped connections
     malformed: int = 0  # bodies that did not parse
+    cancelled: int = 0  # requests and waits given up because the process is stopping
     by_status: dict[int, int] = field(default_factory=dict)
 
 
@@ -92,7 +103,11 @@ class BinanceRestClient:
         *,
         weight_limit: int = 6000,
         weight_budget_share: float = 0.8,
+        live_reserve_share: float = 0.2,
         weight_window_s: float = 60.0,
+        budget: WeightBudget | None = None,
+        priority: Priority = LIVE,
+        stop: StopSignal | None = None,
         timeout: float = 10.0,
         max_retries: int = 8,
         max_rate_limit_waits: int = 10,
@@ -105,6 +120,10 @@ class BinanceRestClient:
         rng: random.Random | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        """``budget``: the weight budget to spend (``shared_budget(base_url, ...)`` for one shared by the
+        process's clients of this endpoint); without one the client keeps its own from ``weight_limit``,
+        ``weight_budget_share``, ``live_reserve_share`` and ``weight_window_s``. ``priority``: ``"live"``
+        (snapshots, gap fills) or ``"bulk"`` (backfill pages, which leave the live reserve unused)."""
         if not 0 < weight_budget_share <= 1:
             raise ConfigError(f"weight_budget_share must be in (0, 1], got {weight_budget_share}")
         if not (math.isfinite(weight_window_s) and weight_window_s > 0):
@@ -116,9 +135,14 @@ class BinanceRestClient:
                 f"({MAX_PAGE_WEIGHT}); raise the weight limit"
             )
         self.base_url = base_url.rstrip("/")
-        self.weight_limit = weight_limit
-        self.weight_budget = max(1, int(weight_limit * weight_budget_share))
-        self.weight_window_s = weight_window_s
+        # A private budget keeps a reserve only when the share leaves room for one.
+        reserve = live_reserve_share if live_reserve_share < weight_budget_share else 0.0
+        self.budget = budget or WeightBudget(weight_limit, budget_share=weight_budget_share,
+                                             live_reserve_share=reserve, window_s=weight_window_s, clock=clock)
+        self.priority: Priority = priority
+        self.weight_limit = self.budget.weight_limit
+        self.weight_budget = self.budget.ceiling(priority)
+        self.weight_window_s = self.budget.window_s
         self.max_retries = max_retries
         self.max_rate_limit_waits = max_rate_limit_waits
         self.max_retry_after_s = max_retry_after_s
@@ -126,17 +150,22 @@ class BinanceRestClient:
         self.backoff_cap_s = backoff_cap_s
         self.time_unit: TimeUnit = time_unit
         self.stats = RestStats()
+        self._stop = stop
         self._sleep = sleep
         self._clock = clock
         self._rng = rng or random.Random()
-        # Our view of the server's weight window: the last reported total (plus what we sent since
-        # when a response lacked the header) and the latest instant the window can have started.
-        self._used = 0
-        self._window_start: float | None = None
         headers = {"Accept": "application/json", "User-Agent": "btcpipe-backfill"}
         if time_unit == "us":
             headers["X-MBX-TIME-UNIT"] = "MICROSECOND"
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout, headers=headers, transport=transport)
+
+    @classmethod
+    def shared(cls, base_url: str, *, weight_limit: int = 6000, weight_budget_share: float = 0.8,
+               live_reserve_share: float = 0.2, weight_window_s: float = 60.0, **kwargs: Any) -> BinanceRestClient:
+        """A client spending the process's one budget for ``base_url`` (made with these settings first)."""
+        budget = shared_budget(base_url, weight_limit=weight_limit, budget_share=weight_budget_share,
+                               live_reserve_share=live_reserve_share, window_s=weight_window_s)
+        return cls(base_url, budget=budget, **kwargs)
 
     # --- lifecycle ------------------------------------------------------------------------------------
     def close(self) -> None:
@@ -212,47 +241,54 @@ class BinanceRestClient:
         unit = self.time_unit
         return self._get(path, params, WEIGHTS[path], expect=list, validate=lambda body: parse(body, time_unit=unit))
 
-    def _wait(self, seconds: float) -> None:
-        if seconds > 0:
-            self.stats.waited_s += seconds
-            self._sleep(seconds)
-
-    def _pace(self, weight: int) -> None:
-        """Wait until sending ``weight`` more keeps the window's total within the budget."""
-        while True:
-            now = self._clock()
-            if self._window_start is not None and now >= self._window_start + self.weight_window_s:
-                # Every weight we know of was counted in a window that has rolled by now.
-                self._used = 0
-                self._window_start = None
-            if self._used + weight <= self.weight_budget or self._window_start is None:
-                return
-            wait = self._window_start + self.weight_window_s - now
-            self.stats.window_waits += 1
-            log.info(
-                "weight budget reached; waiting for the window to roll",
-                extra={"used_weight": self._used, "budget": self.weight_budget, "wait_s": round(wait, 3)},
-            )
-            self._wait(wait)
-
-    def _note_weight(self, header: str | None, weight: int) -> None:
-        now = self._clock()
-        reported: int | None = None
-        if header is not None:
-            try:
-                reported = int(header)
-            except ValueError:
-                reported = None
-        if reported is None:
-            self._used += weight
-            if self._window_start is None:
-                self._window_start = now
+    def _wait(self, seconds: float, request: str) -> None:
+        if seconds <= 0:
             return
-        self.stats.max_used_weight = max(self.stats.max_used_weight, reported)
-        # A total below what the same window would show means a new window began, at the latest now.
-        if self._window_start is None or reported < self._used + weight:
-            self._window_start = now
-        self._used = reported
+        self.stats.waited_s += seconds
+        if self._stop is None:
+            self._sleep(seconds)
+            return
+        if self._sleep is time.sleep:
+            if self._stop.wait(seconds):
+                raise self._cancelled(request)
+        else:  # an injected sleep (tests): sleep, then look
+            self._sleep(seconds)
+        if self._stop.is_set():
+            raise self._cancelled(request)
+
+    def _cancelled(self, request: str) -> RequestCancelledError:
+        self.stats.cancelled += 1
+        return RequestCancelledError(f"{request}: cancelled, the process is stopping", request=request)
+
+    def _pace(self, weight: int, request: str) -> None:
+        """Wait until the budget has room for ``weight`` at this client's priority, and take it."""
+        if self._stop is not None and self._stop.is_set():
+            raise self._cancelled(request)
+        wait = self.budget.take(weight, self.priority)
+        if wait <= 0:
+            return
+        self.stats.window_waits += 1
+        log.info(
+            "weight budget reached; waiting for the window to roll",
+            extra={"used_weight": self.budget.used, "budget": self.weight_budget, "priority": self.priority,
+                   "wait_s": round(wait, 3)},
+        )
+        self.budget.waiting(self.priority, +1)
+        try:
+            while wait > 0:
+                # In slices: what other clients of the budget learn meanwhile (a new window) counts at once.
+                self._wait(min(wait, 1.0) if self._sleep is time.sleep else wait, request)
+                wait = self.budget.take(weight, self.priority)
+        finally:
+            self.budget.waiting(self.priority, -1)
+
+    def _send(self, path: str, params: Mapping[str, Any], request: str) -> httpx.Response:
+        if self._stop is None:
+            return self._http.get(path, params=dict(params))
+        try:
+            return call_interruptibly(self._stop, functools.partial(self._http.get, path, params=dict(params)))
+        except Interrupted:
+            raise self._cancelled(request) from None
 
     def _get(
         self,
@@ -267,12 +303,15 @@ class BinanceRestClient:
         failures = 0
         rate_limit_waits = 0
         while True:
-            self._pace(weight)
+            self._pace(weight, request)
             self.stats.requests += 1
             self.stats.weight_sent += weight
             error: ExchangeError
             try:
-                resp = self._http.get(path, params=dict(params))
+                resp = self._send(path, params, request)
+            except RequestCancelledError:
+                self.budget.settle(weight, None)
+                raise
             except httpx.RemoteProtocolError as exc:
                 # The server closed before the promised body was complete: a truncated response.
                 self._note_weight(None, weight)
@@ -300,12 +339,9 @@ class BinanceRestClient:
                     if rate_limit_waits > self.max_rate_limit_waits or retry_after > self.max_retry_after_s:
                         raise limited
                     log.warning(str(limited), extra={"status": status, "retry_after_s": retry_after})
-                    # The window is full as far as the server is concerned.
-                    self._used = max(self._used, self.weight_limit)
-                    self._window_start = self._clock()
-                    self._wait(retry_after)
-                    self._used = 0
-                    self._window_start = None
+                    # The window is full as far as the server is concerned, until Retry-After has passed.
+                    self.budget.full_until(retry_after)
+                    self._wait(retry_after, request)
                     continue
                 if status >= 500:
                     self.stats.server_errors += 1
@@ -344,7 +380,13 @@ class BinanceRestClient:
                 "request failed; retrying",
                 extra={"error": str(error), "attempt": failures, "backoff_s": round(delay, 3)},
             )
-            self._wait(delay)
+            self._wait(delay, request)
+
+    def _note_weight(self, header: str | None, weight: int) -> None:
+        reported = _int_or_none(header)
+        if reported is not None:
+            self.stats.max_used_weight = max(self.stats.max_used_weight, reported)
+        self.budget.settle(weight, reported)
 
 
 def _int_or_none(text: str | None) -> int | None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +13,7 @@ import click
 
 from btcpipe.cli.wiring.bounds import MAX_RUN_S, PORT_OR_ZERO, positive
 from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus
+from btcpipe.cli.wiring.stopping import grace_option, rest_client, start_shutdown
 from btcpipe.domain.errors import BtcpipeError, ConfigError
 
 EXIT_FAILED = 1
@@ -55,6 +55,7 @@ def stream_urls(exchange_url: str, sbe_url: str | None, json_url: str | None) ->
               help="Reconnect a stream that delivered nothing for this many seconds.")
 @click.option("--duration", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
+@grace_option
 @click.option("--metrics-port", type=PORT_OR_ZERO, default=None,
               help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON on stdout.")
@@ -62,7 +63,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     config_path: Path | None, symbols: str | None, exchange_url: str | None, sbe_url: str | None,
     json_url: str | None, api_key_env: str | None, bus_kind: str | None, bus_url: str | None, bus_shards: int,
     bus_prefix: str | None, kinesis_endpoint: str | None, lake_uri: str | None, no_bronze: bool,
-    snapshot_limit: int, silence_timeout: float, duration: float | None, metrics_port: int | None, as_json: bool,
+    snapshot_limit: int, silence_timeout: float, duration: float | None, grace_s: float | None,
+    metrics_port: int | None, as_json: bool,
 ) -> None:
     """Connect to the exchange's market-data streams (SBE with an API key, else the public JSON streams,
     said loudly), and publish every trade, best bid/ask and depth diff Avro-encoded to the bus
@@ -73,8 +75,11 @@ def cli(  # noqa: PLR0917 - click passes every option
     backoff, honours serverShutdown, replaces connections before their maximum age, and reconnects a
     silent stream. The API key is read from the environment and never logged. With BTCPIPE_EMF=1 the key
     metrics also go to stdout as CloudWatch EMF lines (Service=ingestor), every BTCPIPE_EMF_INTERVAL_S.
+
+    SIGTERM/SIGINT (or the end of --duration) stop it within --grace seconds: pending REST requests are given
+    up, what was received is published and written to bronze, and the summary says what was left undone.
     """
-    from btcpipe.binance.rest import BinanceRestClient
+    from btcpipe.binance.weights import LIVE
     from btcpipe.binance.ws_client import MarketStreamClient, StreamSettings
     from btcpipe.cli.wiring.config import load_config, secret
     from btcpipe.infra.emf import start_emf_reporter
@@ -104,10 +109,14 @@ def cli(  # noqa: PLR0917 - click passes every option
             lake = Lake.open(lake_uri or config.lake.uri, endpoint_url=config.lake.s3_endpoint or None)
         metrics = Metrics()
         client = MarketStreamClient(wanted, settings, metrics=metrics)
-        rest = BinanceRestClient(rest_url)
+        shutdown = start_shutdown(config, grace_s, signals=False)
+        rest = rest_client(config, rest_url, priority=LIVE, shutdown=shutdown)
         tracing = open_tracing(config.tracing, "ingestor")
+        # The bus gets half the grace period for what is queued; bronze and the summary need the rest.
         ingestor = Ingestor(client, bus, symbols=wanted, rest=rest, lake=lake, metrics=metrics,
-                            settings=IngestSettings(snapshot_limit=snapshot_limit), tracing=tracing)
+                            settings=IngestSettings(snapshot_limit=snapshot_limit,
+                                                    stop_flush_s=0.5 * shutdown.grace_s), tracing=tracing)
+        shutdown.on_request(ingestor.stop)
         port = metrics_port if metrics_port is not None else config.metrics.port
         if port:
             server = serve_metrics(metrics, config.metrics.host, port, health=ingestor.health,
@@ -120,9 +129,10 @@ def cli(  # noqa: PLR0917 - click passes every option
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, ingestor.stop)
-        await ingestor.run(duration_s=duration)
+        shutdown.install_signal_handlers(loop)
+        if duration is not None:
+            loop.call_later(duration, shutdown.request, "duration")
+        await ingestor.run()
 
     click.echo(json.dumps({"ingest": wanted, "mode": client.mode, "bus": choice.kind,
                            "bronze": None if lake is None else lake.uri()}), err=True)
@@ -137,6 +147,15 @@ def cli(  # noqa: PLR0917 - click passes every option
         tracing.shutdown()
         if emf is not None:
             emf.stop()  # the last snapshot, before the summary
+    stats = ingestor.stats
+    for what, count in stats.abandoned.items():
+        shutdown.note_unfinished(f"{what} requests given up", count=count)
+    if stats.unpublished:
+        shutdown.note_unfinished("payloads the bus did not take", count=stats.unpublished)
+    if ingestor.bronze is not None and ingestor.bronze.pending_rows:
+        shutdown.note_unfinished("bronze rows not written", count=ingestor.bronze.pending_rows)
+    if ingestor.open_gaps:
+        shutdown.note_unfinished("trade gaps left open", count=len(ingestor.open_gaps))
     summary = {
         "mode": client.mode,
         "ingest": asdict(ingestor.stats),
@@ -145,6 +164,8 @@ def cli(  # noqa: PLR0917 - click passes every option
         "bronze": None if ingestor.bronze is None else asdict(ingestor.bronze.stats),
         "books_synced": {s: b.synced for s, b in ingestor.books.items()},
         "gaps": [asdict(g) for g in ingestor.gaps],
+        "rest": asdict(rest.stats),
+        "shutdown": shutdown.finished().to_dict(),
     }
     if as_json:
         click.echo(json.dumps(summary))

@@ -83,6 +83,11 @@ class RateLimitedError(ExchangeError):
         self.retry_after = retry_after
 
 
+class RequestCancelledError(ExchangeError):
+    """A request (or its wait for the weight window, Retry-After or a backoff) was given up because the
+    process is stopping; nothing is known about its outcome."""
+
+
 class ExchangeServerError(ExchangeError):
     """HTTP 5xx: the outcome is unknown; reads may be retried."""
 

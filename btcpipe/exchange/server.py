@@ -147,8 +147,12 @@ class LocalExchange:
         configure: Sequence[AppConfigurer] = (),
         streams: StreamConfig | None = None,
         partial_dump_days: bool = True,
+        shutdown_timeout_s: float = 1.0,
     ) -> None:
+        """``shutdown_timeout_s``: how long ``stop()`` lets requests in flight finish (a request held by a
+        latency fault or a client that reads slowly is cut after it), so the exchange stops in bounded time."""
         _check_loopback(host)
+        self.shutdown_timeout_s = shutdown_timeout_s
         tape_list = [tapes] if isinstance(tapes, MarketTape) else list(tapes)
         self.state = build_state(
             tape_list,
@@ -235,7 +239,8 @@ class LocalExchange:
         loop.close()
 
     async def _serve(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False)
+        self._runner = web.AppRunner(self.app, access_log=None, handle_signals=False,
+                                     shutdown_timeout=self.shutdown_timeout_s)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()

@@ -31,6 +31,10 @@ class ExchangeConfig:
     stream_url: str = ""  # JSON streams
     sbe_url: str = ""  # SBE streams
     api_key_env: str = "BTCPIPE_BINANCE_API_KEY"
+    # REST request weight (one budget per endpoint in a process, shared by backfill and the live path):
+    weight_limit: int = 6000  # the endpoint's REQUEST_WEIGHT per minute per IP
+    weight_budget_share: float = 0.8  # the live path may use this share of it
+    live_reserve_share: float = 0.2  # backfill pages leave this share of the limit to the live path
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,11 @@ class TrackingConfig:
 
 
 @dataclass(frozen=True)
+class ShutdownConfig:
+    grace_s: float = 5.0  # a command exits at most this long after SIGTERM/SIGINT or the end of --duration
+
+
+@dataclass(frozen=True)
 class Config:
     """The whole configuration: the TOML file with environment overrides applied, validated."""
 
@@ -122,6 +131,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     tracing: TracingSettings = field(default_factory=TracingSettings)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    shutdown: ShutdownConfig = field(default_factory=ShutdownConfig)
 
 
 _CHOICES = {

@@ -20,11 +20,17 @@ What it does with each record:
 - all three appended to bronze in batches (trades, bookTicker, depth).
 - ``heartbeat_margin_ms`` after each whole second ``t``, a ``Heartbeat(symbol, t)`` on ``market-heartbeat``
   (``services.ingest.heartbeat``): consumers close ``t`` in a quiet market without waiting for wall time.
+
+Stopping is bounded: REST calls run on daemon threads and are given up the moment ``stop()`` is called (a
+gap fill in progress is abandoned and its gap counted ``abandoned``, a pending depth snapshot is dropped), so
+``run`` goes straight to publishing what it accepted and flushing bronze; the bus gets at most
+``stop_flush_s`` for what is still queued, and whatever it did not take is counted in ``stats.unpublished``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -40,10 +46,11 @@ from btcpipe.binance.rest_parsing import rest_trades, trade_records
 from btcpipe.binance.sbe_schema import TradesEvent
 from btcpipe.binance.ws_messages import MarketEvent, event_kind
 from btcpipe.bus.port import STREAM_BEST_BID_ASK, STREAM_DEPTH, STREAM_HEARTBEAT, STREAM_TRADES, Bus
-from btcpipe.domain.errors import ConfigError, DataError, ExchangeError
+from btcpipe.domain.errors import ConfigError, DataError, ExchangeError, RequestCancelledError
 from btcpipe.domain.messages import Heartbeat
 from btcpipe.domain.records import BestBidAsk, DepthDiff, Trade, TradeGap
 from btcpipe.infra.metrics import Metrics
+from btcpipe.infra.shutdown import in_daemon_thread
 from btcpipe.infra.tracing import NO_TRACING, TraceSpan, Tracing
 from btcpipe.lake.ports import BronzeSink
 from btcpipe.services.ingest.bronze import BronzeWriter
@@ -113,6 +120,7 @@ class IngestSettings:
     heartbeat_margin_ms: float | None = 5.0
     heartbeat_tolerance_ms: float = 500.0  # no heartbeat while events' transit is beyond this (clocks disagree)
     housekeeping_s: float = 0.1
+    stop_flush_s: float = 3.0  # after stop(): at most this long for the bus to take what is queued
 
 
 @dataclass(slots=True)
@@ -130,6 +138,8 @@ class IngestStats:
     snapshots: int = 0
     snapshots_stale: int = 0
     rest_errors: int = 0
+    abandoned: dict[str, int] = field(default_factory=dict)  # REST work given up at stop: gap_fill, depth_snapshot
+    unpublished: int = 0  # payloads the bus had not taken when the stop's flush time ran out
 
 
 @dataclass(slots=True)
@@ -270,18 +280,48 @@ class Ingestor:
         finally:
             self._running = False
             self.source.stop()
+            for symbol in self._snapshot_tasks:
+                self._abandon("depth_snapshot", symbol)
             for task in (house, beats, stopped, *self._snapshot_tasks.values()):
                 task.cancel()
             await asyncio.gather(house, beats, stopped, *self._snapshot_tasks.values(), return_exceptions=True)
             if not source_task.done():
                 source_task.cancel()
                 await asyncio.gather(source_task, return_exceptions=True)
-            await self.publisher.close()
+            self.stats.unpublished = await self.publisher.close(self.settings.stop_flush_s)
             if self.bronze is not None:
                 await self.bronze.flush()
             log.info("ingestor stopped", extra={"events": self.stats.events, "gaps": self.stats.gaps,
-                                                "resyncs": self.stats.resyncs})
+                                                "resyncs": self.stats.resyncs, "abandoned": self.stats.abandoned,
+                                                "unpublished": self.stats.unpublished,
+                                                "open_gaps": len(self._open_gaps)})
         return self.stats
+
+    # --- REST, given up at stop ----------------------------------------------------------------------------
+    async def _rest_call(self, fn: Callable[..., RestPage], *args: Any) -> RestPage:
+        """``fn(*args)`` on a daemon thread; raises ``RequestCancelledError`` as soon as ``stop()`` is called,
+        so neither a slow server nor a weight-window wait can hold up the stop."""
+        assert self._stop_event is not None
+        call = asyncio.ensure_future(in_daemon_thread(fn, *args))
+        stopped = asyncio.ensure_future(self._stop_event.wait())
+        try:
+            await asyncio.wait({call, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if not call.done():
+            call.cancel()
+            raise RequestCancelledError(f"{getattr(fn, '__name__', 'REST call')}: given up, the ingestor is stopping")
+        return call.result()
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep, unless (or until) ``stop()`` is called."""
+        if self._stop_event is not None and not self._stop_event.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_event.wait(), seconds)
+
+    def _abandon(self, what: str, symbol: str) -> None:
+        self.stats.abandoned[what] = self.stats.abandoned.get(what, 0) + 1
+        log.warning("REST work given up at stop", extra={"what": what, "symbol": symbol})
 
     # --- per record --------------------------------------------------------------------------------------
     def _count(self, kind: str, symbol: str) -> None:
@@ -378,7 +418,12 @@ class Ingestor:
         for attempt in range(max(self.settings.gap_fill_attempts, 1)):
             if await self._try_fill(open_gap):
                 return
-            await asyncio.sleep(min(0.05 * 2**attempt, 1.0))
+            if self._stop_requested:
+                # The trades that revealed the gap are published next; the gap stays open, said so.
+                self._fill_outcome(gap.symbol, "abandoned")
+                self._abandon("gap_fill", gap.symbol)
+                return
+            await self._pause(min(0.05 * 2**attempt, 1.0))
         self._fill_outcome(gap.symbol, "deferred")
         self._open_gaps.append(open_gap)
 
@@ -392,8 +437,10 @@ class Ingestor:
         while from_id <= gap.last_missing:
             limit = min(self.settings.gap_fill_page, gap.last_missing - from_id + 1)
             try:
-                page = await asyncio.to_thread(self.rest.historical_trades, symbol, from_id, limit)
+                page = await self._rest_call(self.rest.historical_trades, symbol, from_id, limit)
                 trades = [t for t in _page_trades(page, symbol, self._now_us()) if from_id <= t.id <= gap.last_missing]
+            except RequestCancelledError:
+                return False
             except (ExchangeError, DataError) as exc:
                 self.stats.rest_errors += 1
                 log.warning("gap fill request failed", extra={"symbol": symbol, "from_id": from_id, "error": str(exc)})
@@ -471,8 +518,11 @@ class Ingestor:
         try:
             while sync.needs_snapshot:
                 try:
-                    page = await asyncio.to_thread(self.rest.depth, symbol, self.settings.snapshot_limit)
+                    page = await self._rest_call(self.rest.depth, symbol, self.settings.snapshot_limit)
                     snapshot = parse_depth_snapshot(page.body, symbol, ts_recv=self._now_us())
+                except RequestCancelledError:
+                    self._abandon("depth_snapshot", symbol)
+                    return
                 except (ExchangeError, DataError) as exc:
                     failures += 1
                     self.stats.rest_errors += 1
