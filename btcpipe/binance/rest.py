@@ -6,13 +6,13 @@ request that would take the minute's total past its priority's ceiling (live: ``
 weight_budget_share``; bulk, for backfill pages: that minus the live reserve), waits for the window to
 roll, so a normal run never meets a 429 and a backfill never starves the live path's snapshots and gap
 fills. When a 429 comes anyway (another process on the same IP), 429/418 wait the ``Retry-After`` the
-server asks for.
+server asks for. 5xx, timeouts, dropped connections and malformed (truncated) bodies are retried with
+capped exponential backoff and equal jitter (``btcpipe.domain.backoff``); after ``max_retries`` the error
+names the request.
 
 Given a ``stop`` (``btcpipe.infra.shutdown``), every wait (window, Retry-After, backoff) ends when it is
 set, and the HTTP request itself runs where a stop abandons it: the call raises ``RequestCancelledError``
-within a fraction of a second of the stop, whatever the server does. 5xx, timeouts, dropped connections and malformed (truncated) bodies are
-retried with capped exponential backoff and equal jitter (``btcpipe.domain.backoff``); after ``max_retries``
-the error names the request.
+within a fraction of a second of the stop, whatever the server does.
 
 Each typed method returns a ``RestResponse``: the parsed JSON body, the exact bytes that arrived (bronze
 keeps them) and, for trades/aggTrades/klines, the bronze Arrow table. Parsing into the table happens inside

@@ -13,6 +13,7 @@ import orjson
 from btcpipe.binance.weights import MAX_PAGE_WEIGHT
 from btcpipe.cli.wiring.bounds import finite, positive
 from btcpipe.cli.wiring.engines import engine_options, split_symbols
+from btcpipe.cli.wiring.stopping import exit_status, grace_option, rest_client, start_shutdown
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import day_of, iso, parse_time
 
@@ -103,6 +104,9 @@ class _BarProgress:
               help="Share of the weight limit this run may use before waiting for the window to roll.")
 @click.option("--weight-window", type=positive(3600), default=60.0, show_default=True,
               help="Length of the exchange's weight window in seconds.")
+@click.option("--live-reserve", type=finite(0, 1, max_open=True), default=0.2, show_default=True,
+              help="Share of the weight limit the backfill leaves unused, for the live path's depth snapshots and "
+                   "gap fills (also in other processes on the same IP: the server's used-weight header counts all).")
 @click.option("--page-limit", type=click.IntRange(1, 1000), default=1000, show_default=True,
               help="Rows per REST page (max 1000).")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=8, show_default=True,
@@ -112,6 +116,7 @@ class _BarProgress:
 @click.option("--progress", "progress_mode", type=click.Choice(["auto", "bar", "log", "none"]), default="auto",
               show_default=True, help="Progress display: a bar on a terminal, log lines otherwise.")
 @engine_options
+@grace_option
 def cli(
     *,
     symbol: str,
@@ -130,10 +135,12 @@ def cli(
     weight_limit: int,
     weight_share: float,
     weight_window: float,
+    live_reserve: float,
     page_limit: int,
     max_retries: int,
     compact: bool,
     progress_mode: str,
+    grace_s: float | None,
 ) -> None:
     """Download BTCUSDT-style history into the lake's bronze layer, resumably.
 
@@ -147,12 +154,18 @@ def cli(
     and written on its own, run side by side or on a Ray cluster, and safe to retry. The JSON is then
     {"engine", "results": [one result per task]}.
 
+    SIGTERM/SIGINT stop it within --grace seconds: a pending request or weight-window wait is given up, every
+    page received is in bronze, the result says "stopped", and the exit status is 128 + the signal number.
+    Run the same command again to resume.
+
     \b
     Example:
       btcpipe backfill --kind trades --start 2025-01-01 --end 2025-01-01T01:00 --lake ./lake
     """
     from btcpipe.binance.dumps import DumpsClient
     from btcpipe.binance.rest import BinanceRestClient
+    from btcpipe.binance.weights import BULK
+    from btcpipe.cli.wiring.config import load_config
     from btcpipe.lake.lake import Lake
     from btcpipe.services.backfill import backfill
 
@@ -183,11 +196,14 @@ def cli(
         _BarProgress(title) if mode == "bar" else _LogProgress() if mode == "log" else None
     )
     try:
+        config = load_config()
+        shutdown = start_shutdown(config, grace_s)
         lake = Lake.open(lake_uri, endpoint_url=s3_endpoint)
         client: BinanceRestClient | DumpsClient
         if source == "rest":
-            client = BinanceRestClient(url, weight_limit=weight_limit, weight_budget_share=weight_share,
-                                       weight_window_s=weight_window, max_retries=max_retries)
+            client = rest_client(config, url, priority=BULK, shutdown=shutdown, weight_limit=weight_limit,
+                                 weight_budget_share=weight_share, live_reserve_share=live_reserve,
+                                 weight_window_s=weight_window, max_retries=max_retries)
         else:
             client = DumpsClient(url, max_retries=max_retries)
         with client:
@@ -195,13 +211,19 @@ def cli(
                 with display:
                     result = backfill(client, lake, symbol=symbol.upper(), kind=kind, start_us=start_us,
                                       end_us=end_us, source=source, progress=display, interval=interval,
-                                      page_limit=page_limit, compact=compact)
+                                      page_limit=page_limit, compact=compact, should_stop=shutdown.is_set)
             else:
                 result = backfill(client, lake, symbol=symbol.upper(), kind=kind, start_us=start_us, end_us=end_us,
-                                  source=source, interval=interval, page_limit=page_limit, compact=compact)
+                                  source=source, interval=interval, page_limit=page_limit, compact=compact,
+                                  should_stop=shutdown.is_set)
     except (BtcpipeError, ValueError) as exc:
         raise click.ClickException(f"backfill failed: {exc}") from exc
-    click.echo(orjson.dumps(result.to_dict(), option=orjson.OPT_INDENT_2).decode())
+    if result.stopped is not None:
+        shutdown.note_unfinished("the rest of the span", resume_after_id=result.last_id)
+    out = result.to_dict() | {"shutdown": shutdown.finished().to_dict()}
+    click.echo(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
+    if result.stopped is not None:
+        sys.exit(exit_status(shutdown))
 
 
 def _backfill_days(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Sequence
 from pathlib import Path
 from typing import cast
@@ -12,6 +11,7 @@ import click
 
 from btcpipe.cli.sim import preset_option
 from btcpipe.cli.wiring.bounds import PORT_OR_ZERO, SEED, finite, positive
+from btcpipe.cli.wiring.stopping import grace_option
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.tape import MarketTape
 from btcpipe.domain.time import US_PER_SEC, iso, parse_time
@@ -118,6 +118,9 @@ def cli() -> None:
               help="Seed of the fault draws.")
 @click.option("--partial-dump-days/--whole-dump-days", default=False, show_default=True,
               help="Serve daily dumps for days the tape covers only in part (Binance's files hold whole days).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar="BTCPIPE_CONFIG", show_envvar=True, help="TOML config file (for [shutdown] grace_s).")
+@grace_option
 def serve(  # noqa: PLR0917 - one parameter per click option
     sim_seed: int | None,
     sim_hours: float,
@@ -137,16 +140,22 @@ def serve(  # noqa: PLR0917 - one parameter per click option
     faults: tuple[str, ...],
     fault_seed: int,
     partial_dump_days: bool,
+    config_path: Path | None,
+    grace_s: float | None,
 ) -> None:
     """Serve /api/v3/{ping,time,exchangeInfo,aggTrades,historicalTrades,trades,klines,uiKlines,depth,avgPrice,
     ticker,ticker/24hr,ticker/price,ticker/bookTicker}, daily dumps
     under /data/spot/daily/ and the WebSocket streams (SBE /ws/<stream>, /stream?streams=...; JSON under
-    /json/, see btcpipe.exchange.streams.routes) until Ctrl-C. Prints the base URL first."""
+    /json/, see btcpipe.exchange.streams.routes) until Ctrl-C or SIGTERM, then stops within --grace seconds
+    (requests in flight and stream connections get a second to finish). Prints the base URL first."""
+    from btcpipe.cli.wiring.config import load_config
+    from btcpipe.cli.wiring.stopping import start_shutdown
     from btcpipe.exchange.server import LocalExchange
     from btcpipe.exchange.streams.routes import StreamConfig, replay_clock
 
     rest_faults, stream_faults = parse_faults(faults)
     try:
+        config = load_config(config_path)
         tape = _load_tape(sim_seed, sim_hours, sim_start, recordings, preset)
         clock = (
             None if replay_speed is None else replay_clock(tape, speed=replay_speed, start_offset_s=replay_start)
@@ -183,9 +192,9 @@ def serve(  # noqa: PLR0917 - one parameter per click option
         f"JSON {exchange.ws_url}/json/ws/<stream>",
         err=True,
     )
+    shutdown = start_shutdown(config, grace_s)
     try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        pass
+        shutdown.wait()
     finally:
         exchange.stop()
+        shutdown.finished()

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import gc
 import json
-import signal
 import sys
 from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 
 from btcpipe.cli.wiring.bounds import MAX_RUN_S, PORT_OR_ZERO, finite, positive, redis_url_flag
 from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus, open_store
+from btcpipe.cli.wiring.stopping import grace_option, start_shutdown
 from btcpipe.domain.errors import BtcpipeError
 
 EXIT_FAILED = 1
@@ -57,6 +56,7 @@ EXIT_FAILED = 1
               help="Seconds between archive writes.")
 @click.option("--duration", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
+@grace_option
 @click.option("--metrics-port", type=PORT_OR_ZERO, default=None,
               help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final counts as JSON on stdout.")
@@ -67,7 +67,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     interval: int | None, lateness_ms: int | None, offset_ms: float | None, row_wait_ms: float | None,
     fixed_offset: bool, deadline_ms: float | None,
     stale_after_s: float | None, reload_check_s: float | None, no_fallback: bool, no_archive: bool,
-    archive_every_s: float, duration: float | None, metrics_port: int | None, as_json: bool,
+    archive_every_s: float, duration: float | None, grace_s: float | None, metrics_port: int | None,
+    as_json: bool,
 ) -> None:
     """Predict the 10-second log return of each symbol once a second (or every 2 s), on the second.
 
@@ -80,6 +81,7 @@ def cli(  # noqa: PLR0917 - click passes every option
     the predictions-1s stream and, with their realized returns once known, to the lake's gold archive
     (gold/predictions_1s). Outcomes, latency, shadow MAE/hit rate and feature drift are Prometheus metrics;
     with BTCPIPE_EMF=1 the key ones also go to stdout as CloudWatch EMF lines (Service=inference).
+    SIGTERM/SIGINT stop it within --grace seconds, after archiving the predictions made so far.
     """
     from btcpipe.cli.wiring.config import load_config
     from btcpipe.infra.clocks import SystemClock
@@ -142,11 +144,8 @@ def cli(  # noqa: PLR0917 - click passes every option
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        service.stop()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    shutdown = start_shutdown(config, grace_s)
+    shutdown.on_request(service.stop)
     # Start-up objects (onnxruntime, pyarrow, boto3 ...) live for the whole run: keep them out of GC passes
     # so a full collection never lands inside a tick.
     gc.collect()
@@ -157,6 +156,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     until = clock.now_us() + int(duration * 1_000_000) if duration is not None else None
     try:
         ticks = service.run(until_us=until)
+        if not shutdown.is_set():
+            shutdown.request("duration")
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
@@ -169,6 +170,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         "ticks": ticks, "outcomes": dict(service.counts), "model_version": watcher.current.version,
         "model_swaps": watcher.swaps, "realized": service.shadow.realized_count,
         "archived": service.archive.written if service.archive else 0,
+        "shutdown": shutdown.finished().to_dict(),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))

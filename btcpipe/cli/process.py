@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 import time
 from dataclasses import asdict
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import click
 
 from btcpipe.cli.wiring.bounds import MAX_RUN_S, PORT_OR_ZERO, positive, redis_url_flag
 from btcpipe.cli.wiring.live import bus_choice, bus_options, load_params, open_bus, open_positions, open_store
+from btcpipe.cli.wiring.stopping import grace_option, start_shutdown
 from btcpipe.domain.errors import BtcpipeError
 
 EXIT_FAILED = 1
@@ -54,6 +52,7 @@ EXIT_FAILED = 1
               help="Stop after this many seconds (default: run until SIGINT/SIGTERM).")
 @click.option("--idle-exit", type=positive(MAX_RUN_S), default=None,
               help="Stop after this many seconds without a new event.")
+@grace_option
 @click.option("--metrics-port", type=PORT_OR_ZERO, default=None,
               help="Serve Prometheus /metrics and /healthz on 127.0.0.1:PORT (default: config [metrics]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the final statistics as JSON.")
@@ -62,7 +61,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     bus_shards: int, bus_prefix: str | None, kinesis_endpoint: str | None, store_kind: str | None,
     store_url: str | None, positions_dir: Path | None, params_file: Path | None, lake_uri: str | None,
     no_silver: bool, model: str | None, lateness_ms: int | None, clock_kind: str, ttl_s: int | None, start: str,
-    name: str | None, duration: float | None, idle_exit: float | None, metrics_port: int | None, as_json: bool,
+    name: str | None, duration: float | None, idle_exit: float | None, grace_s: float | None,
+    metrics_port: int | None, as_json: bool,
 ) -> None:
     """Consume trades (and best bid/ask when the schema has 'spread') from the bus and write one feature row
     per symbol per second to the online store, the features-1s stream and the lake's live silver.
@@ -71,6 +71,8 @@ def cli(  # noqa: PLR0917 - click passes every option
     passes t + lateness. Late events are counted, not applied; repeated trade ids are ignored. A restarted
     processor re-reads the trailing window from its stored positions and continues with no hole.
     With BTCPIPE_EMF=1 the key metrics also go to stdout as CloudWatch EMF lines (Service=processor).
+    SIGTERM/SIGINT (or --duration, --idle-exit) stop it within --grace seconds: the rows of closed seconds are
+    written, live silver flushed and the positions committed.
     """
     from btcpipe.cli.wiring.config import load_config
     from btcpipe.infra.clocks import SystemClock
@@ -127,26 +129,20 @@ def cli(  # noqa: PLR0917 - click passes every option
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
 
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    shutdown = start_shutdown(config, grace_s)
     started = time.monotonic()
     last_event = [started]
 
     def should_stop() -> bool:
         now = time.monotonic()
         if duration is not None and now - started >= duration:
-            return True
+            shutdown.request("duration")
         if idle_exit is not None and now - last_event[0] >= idle_exit:
-            return True
-        return stop.is_set()
+            shutdown.request("idle")
+        return shutdown.is_set()
 
     # A bus outage (Redis down, a failover) is waited out: the processor is rebuilt from its positions.
-    ride = ProcessorRide(build, should_stop=should_stop, wait=stop.wait)
+    ride = ProcessorRide(build, should_stop=should_stop, wait=shutdown.wait)
     try:
         processor = ride.start()
         if processor is not None:
@@ -160,7 +156,11 @@ def cli(  # noqa: PLR0917 - click passes every option
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
     finally:
+        current = ride.processor
+        errors_before = 0 if current is None else current.stats.lake_errors + current.stats.commit_errors
         ride.close()
+        if current is not None and current.stats.lake_errors + current.stats.commit_errors > errors_before:
+            shutdown.note_unfinished("final silver flush or position commit failed")
         tracing.shutdown()
         if emf is not None:
             emf.stop()  # the last snapshot, after close() has counted what it flushed
@@ -177,6 +177,7 @@ def cli(  # noqa: PLR0917 - click passes every option
         "consumer_skipped": processor.skipped_payloads(),
         "bus_errors": ride.bus_errors,  # ridden through; "stats" count from the last rebuild
         "rebuilds": ride.rebuilds,
+        "shutdown": shutdown.finished().to_dict(),
     }
     if as_json:
         click.echo(json.dumps(summary, indent=2))

@@ -11,6 +11,7 @@ import click
 
 from btcpipe.cli.wiring.bounds import positive
 from btcpipe.cli.wiring.live import bus_choice, bus_options, open_bus
+from btcpipe.cli.wiring.stopping import exit_status, grace_option, start_shutdown
 from btcpipe.domain.errors import BtcpipeError
 from btcpipe.domain.time import iso, parse_time
 
@@ -31,15 +32,19 @@ EXIT_FAILED = 1
               help="Pace at SPEED × real time (1 = as recorded); default: as fast as the bus takes it.")
 @click.option("--kinds", default="trade,bestbidask,depth", show_default=True,
               help="Which streams to publish: any of trade, bestbidask, depth.")
+@grace_option
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 def cli(  # noqa: PLR0917 - click passes every option
     config_path: Path | None, recordings: tuple[Path, ...], lake_uri: str | None, symbol: str, start: str | None,
     end: str | None, bus_kind: str | None, bus_url: str | None, bus_shards: int, bus_prefix: str | None,
-    kinesis_endpoint: str | None, speed: float | None, kinds: str, as_json: bool,
+    kinesis_endpoint: str | None, speed: float | None, kinds: str, grace_s: float | None, as_json: bool,
 ) -> None:
     """Publish recorded (--recording) or bronze (--lake --start --end) market events onto the bus in exchange
     time: trades as MarketTradeColumns, best bid/ask as BestBidAsk, depth diffs as DepthDelta — the messages
     the ingestor publishes — keyed by symbol, so a processor cannot tell a replay from live data.
+
+    SIGTERM/SIGINT stop it within --grace seconds: what was read is published, the counts say how far it got,
+    and the exit status is 128 + the signal number.
     """
     from btcpipe.cli.wiring.config import load_config
     from btcpipe.services.replay import replay, tape_from_lake, tape_from_recording
@@ -66,15 +71,21 @@ def cli(  # noqa: PLR0917 - click passes every option
                 raise click.BadParameter(f"not a time: {exc}") from exc
             tape = tape_from_lake(Lake.open(lake_uri or ""), symbol.upper(), start_us, end_us)
         bus = open_bus(choice)
-        result = replay(tape, bus, kinds=kind_list, speed=speed)
+        shutdown = start_shutdown(config, grace_s)
+        result = replay(tape, bus, kinds=kind_list, speed=speed, should_stop=shutdown.is_set, sleep=shutdown.wait)
         bus.close()
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)
-    summary = asdict(result) | {"symbol": tape.symbol, "messages": result.messages}
+    report = shutdown.finished()
+    if report.reason is not None:
+        report.unfinished.append(f"replay stopped at {iso(result.last_us) if result.last_us else 'the start'}")
+    summary = asdict(result) | {"symbol": tape.symbol, "messages": result.messages, "shutdown": report.to_dict()}
     if as_json:
         click.echo(json.dumps(summary, indent=2))
     else:
         span = f"{iso(result.first_us)} → {iso(result.last_us)}" if result.first_us and result.last_us else "empty"
         click.echo(f"replayed {tape.symbol} {span}: {result.trades:,} trades in {result.trade_messages:,} batches, "
                    f"{result.best_bid_ask:,} best bid/ask, {result.depth:,} depth diffs in {result.wall_s:.1f}s")
+    if report.reason is not None:
+        sys.exit(exit_status(shutdown))

@@ -20,6 +20,7 @@ the abandoned daemon thread cannot hold up the interpreter's exit the way an exe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -187,10 +188,8 @@ class Shutdown:
         log.error("shutdown overran its grace period; exiting now",
                   extra={"grace_s": self.grace_s, "reason": self._report.reason, "unfinished": unfinished})
         for stream in (sys.stdout, sys.stderr):
-            try:
+            with contextlib.suppress(OSError, ValueError):
                 stream.flush()
-            except (OSError, ValueError):
-                pass
         os._exit(EXIT_OVERRAN)
 
 
@@ -238,17 +237,15 @@ async def in_daemon_thread(fn: Callable[..., T], *args: Any) -> T:
             future.set_result(value)
 
     def target() -> None:
+        value: Any = None
+        error: BaseException | None = None
         try:
             value = fn(*args)
         except BaseException as exc:  # handed to the awaiting task
-            if not loop.is_closed():
-                loop.call_soon_threadsafe(settle, None, exc)
-            return
-        if not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(settle, value, None)
-            except RuntimeError:  # the loop closed between the check and the call
-                pass
+            error = exc
+        # The loop may be gone by now (the call was abandoned and the loop closed): nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, value, error)
 
     threading.Thread(target=target, name="btcpipe-rest-call", daemon=True).start()
     return await future

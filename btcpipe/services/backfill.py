@@ -11,6 +11,10 @@ does not match (or is gone) is quarantined (``btcpipe.lake.repair``). Then every
 ``btcpipe lake check`` would report inside the span (a deleted or quarantined part, a lost page) is fetched
 again by ``fromId`` (REST) — dumps refetch whole days, which fills a day's holes by construction.
 
+A stop (``should_stop()`` true, or the REST client's ``RequestCancelledError`` when its wait or request is
+given up) ends the run after the page in hand is written: the result says ``stopped`` and the next run
+resumes from there. Compaction is left to that next run, so the stop stays quick.
+
 Composition only: the client, the lake and the progress sink are ports, chosen by the CLI.
 """
 
@@ -29,7 +33,7 @@ import pyarrow.compute as pc
 from btcpipe.binance.dumps import DumpDay
 from btcpipe.binance.rest import RestResponse, RestStats
 from btcpipe.binance.rest_parsing import DumpKind, in_time_range
-from btcpipe.domain.errors import ConfigError
+from btcpipe.domain.errors import ConfigError, RequestCancelledError
 from btcpipe.domain.time import US_PER_DAY, day_of, day_start_us, iso
 from btcpipe.lake.lake import Lake
 from btcpipe.lake.repair import IdHole, id_holes, quarantine_bad_parts
@@ -129,6 +133,7 @@ class BackfillResult:
     quarantined: list[dict[str, Any]] = field(default_factory=list)
     holes: list[dict[str, int]] = field(default_factory=list)
     holes_left: int = 0
+    stopped: str | None = None  # why the run ended before the end of the span (it resumes from there)
 
     @property
     def rows_per_s(self) -> float:
@@ -161,48 +166,61 @@ def backfill(
     page_limit: int = 1000,
     compact: bool = True,
     clock: Callable[[], float] = time.monotonic,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> BackfillResult:
-    """Fill bronze ``kind`` for ``symbol`` over ``[start_us, end_us)`` from ``source`` ("rest" or "dumps")."""
+    """Fill bronze ``kind`` for ``symbol`` over ``[start_us, end_us)`` from ``source`` ("rest" or "dumps");
+    ends early, everything fetched written, when ``should_stop()`` turns true."""
     if kind not in KINDS:
         raise ConfigError(f"unknown kind {kind!r}; expected one of {', '.join(KINDS)}")
     if source not in SOURCES:
         raise ConfigError(f"unknown source {source!r}; expected one of {', '.join(SOURCES)}")
     if end_us <= start_us:
         raise ConfigError(f"empty span: end {iso(end_us)} is not after start {iso(start_us)}")
-    run = _Run(lake, BackfillResult(symbol, kind, source, start_us, end_us), progress=progress, clock=clock)
+    run = _Run(lake, BackfillResult(symbol, kind, source, start_us, end_us), progress=progress, clock=clock,
+               should_stop=should_stop)
     # Before anything is appended: a part that contradicts its manifest would fail every overlapping append.
     run.result.quarantined = [asdict(q) for q in quarantine_bad_parts(lake, kind, symbol, start_us, end_us)]
     repairs_holes = kind in ("trades", "aggTrades")
     if repairs_holes and source == "dumps":  # REST finds them once it knows the span's first id
         run.result.holes = _holes(id_holes(lake, kind, symbol, start_us, end_us))
-    if source == "dumps":
-        if kind == "klines":
-            raise ConfigError("dumps hold trades and aggTrades here; backfill klines from REST")
-        if not isinstance(client, DumpSource):
-            raise ConfigError("source 'dumps' needs a dumps client")
-        _backfill_dumps(client, run, "trades" if kind == "trades" else "aggTrades")
-    else:
-        if not isinstance(client, RestSource):
-            raise ConfigError("source 'rest' needs a REST client")
-        try:
+    try:
+        if source == "dumps":
             if kind == "klines":
-                _backfill_klines(client, run, interval, page_limit)
-            else:
-                _backfill_trades(client, run, page_limit)
-        finally:
-            run.take_rest_stats(client)
-    if repairs_holes and (run.result.holes or run.result.quarantined):
+                raise ConfigError("dumps hold trades and aggTrades here; backfill klines from REST")
+            if not isinstance(client, DumpSource):
+                raise ConfigError("source 'dumps' needs a dumps client")
+            _backfill_dumps(client, run, "trades" if kind == "trades" else "aggTrades")
+        else:
+            if not isinstance(client, RestSource):
+                raise ConfigError("source 'rest' needs a REST client")
+            try:
+                if kind == "klines":
+                    _backfill_klines(client, run, interval, page_limit)
+                else:
+                    _backfill_trades(client, run, page_limit)
+            finally:
+                run.take_rest_stats(client)
+    except (_Stopped, RequestCancelledError) as exc:
+        run.result.stopped = f"stopped before the end of the span: {exc}"
+        log.warning("backfill stopped; the next run resumes after the last page written",
+                    extra={"kind": kind, "symbol": symbol, "last_id": run.result.last_id, "pages": run.result.pages})
+    if repairs_holes and run.result.stopped is None and (run.result.holes or run.result.quarantined):
         run.result.holes_left = len(id_holes(lake, kind, symbol, run.result.start_us, run.result.end_us))
-    if compact:
+    if compact and run.result.stopped is None:
         for day in run.days_touched():
             lake.compact(kind, symbol, day)
     return run.finish()
 
 
 # --- the run's bookkeeping ----------------------------------------------------------------------------
+class _Stopped(Exception):  # noqa: N818 - control flow: the stop asked for between pages
+    """``should_stop()`` turned true between two pages."""
+
+
 class _Run:
     def __init__(self, lake: Lake, result: BackfillResult, *, progress: ProgressSink | None,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], should_stop: Callable[[], bool] = lambda: False) -> None:
+        self.should_stop = should_stop
         self.lake = lake
         self.progress = progress
         self.clock = clock
@@ -233,6 +251,8 @@ class _Run:
         log.debug("page written", extra={"kind": r.kind, "symbol": r.symbol, "page": r.pages,
                                          "rows": table.num_rows, "last_id": r.last_id})
         self.report()
+        if self.should_stop():
+            raise _Stopped(f"{r.pages} pages written, last id {r.last_id}")
 
     def report(self, done: bool = False) -> None:
         if self.progress is not None:
@@ -257,8 +277,9 @@ class _Run:
         r = self.result
         r.seconds = self.clock() - self.started
         r.days = [d.isoformat() for d in self.days_touched()]
-        self.report(done=True)
-        log.info("backfill done", extra={k: v for k, v in r.to_dict().items() if k != "days"})
+        self.report(done=r.stopped is None)
+        log.info("backfill done" if r.stopped is None else "backfill stopped",
+                 extra={k: v for k, v in r.to_dict().items() if k != "days"})
         return r
 
 

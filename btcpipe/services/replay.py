@@ -156,7 +156,7 @@ def replay(
     kinds: Sequence[str] = ALL_KINDS,
     speed: float | None = None,
     wall: Callable[[], float] = time.monotonic,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], object] = time.sleep,
     chunk_us: int = 50_000,
     coalesce_trades: bool = False,
     should_stop: Callable[[], bool] = lambda: False,

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,17 +36,27 @@ class Stopped:
 
 
 class Command:
-    """``btcpipe ARGS`` started now; ``stop_when(ready)`` sends SIGTERM once ``ready()`` holds."""
+    """``btcpipe ARGS`` started now, its output in files (a full pipe would block it); ``stop()`` sends SIGTERM
+    and times the exit."""
 
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "btcpipe.cli.main", *args], stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True, env=env or dict(os.environ))
+        self._out = tempfile.TemporaryFile("w+")  # noqa: SIM115 - lives as long as the command
+        self._err = tempfile.TemporaryFile("w+")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "btcpipe.cli.main", *args], stdout=self._out,
+                                     stderr=self._err, text=True, env=env or dict(os.environ))
+
+    def output(self) -> tuple[str, str]:
+        texts = []
+        for f in (self._out, self._err):
+            f.seek(0)
+            texts.append(f.read())
+        return texts[0], texts[1]
 
     def wait_for(self, ready: Callable[[], bool], timeout: float = 60.0, what: str = "the command") -> None:
         deadline = time.monotonic() + timeout
         while not ready():
             if self.proc.poll() is not None:
-                out, err = self.proc.communicate()
+                out, err = self.output()
                 raise AssertionError(f"{what} ended early ({self.proc.returncode}):\n{err[-3000:]}\n{out[-2000:]}")
             if time.monotonic() > deadline:
                 self.kill()
@@ -56,13 +67,15 @@ class Command:
         started = time.monotonic()
         self.proc.send_signal(signum)
         try:
-            out, err = self.proc.communicate(timeout=timeout)
+            self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.kill()
             raise
-        return Stopped(self.proc.returncode, out, err, time.monotonic() - started)
+        exit_s = time.monotonic() - started
+        out, err = self.output()
+        return Stopped(self.proc.returncode, out, err, exit_s)
 
     def kill(self) -> None:
         if self.proc.poll() is None:
             self.proc.kill()
-            self.proc.communicate()
+            self.proc.wait()

@@ -59,6 +59,8 @@ __all__ = ["StreamConfig", "StreamHub", "StreamStats", "Subscriber"]  # the conn
 
 log = logging.getLogger(__name__)
 
+SHUTDOWN_CLOSE_S = 1.0  # at stop: how long stream clients get to answer the close frame
+
 # A frame no SBE decoder accepts: schema id 0xBEEF, template 4242, then noise.
 GARBAGE_SBE = bytes.fromhex("1200924aefbe0000") + b"\xde\xad\xbe\xef" * 6
 GARBAGE_JSON = '{"e":"trade","E":17'  # truncated JSON
@@ -130,7 +132,12 @@ class StreamHub:
 
     async def on_shutdown(self, app: web.Application) -> None:
         subs = list(self.subscribers)
-        await asyncio.gather(*(self.close(s, WSCloseCode.GOING_AWAY, "exchange stopping") for s in subs))
+        closing = [asyncio.ensure_future(self.close(s, WSCloseCode.GOING_AWAY, "exchange stopping")) for s in subs]
+        if closing:
+            # A client that never answers the close frame must not hold up the exchange's bounded stop.
+            _, late = await asyncio.wait(closing, timeout=SHUTDOWN_CLOSE_S)
+            for task in late:
+                task.cancel()
 
     async def on_cleanup(self, app: web.Application) -> None:
         for task in [self._task, *self._background]:
