@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
+import signal
 import sys
 from contextlib import ExitStack
 from pathlib import Path
@@ -14,6 +15,7 @@ import click
 
 from btcpipe.cli.sim import preset_option
 from btcpipe.cli.wiring.bounds import SEED
+from btcpipe.cli.wiring.stopping import grace_option, start_shutdown
 from btcpipe.domain.errors import BtcpipeError
 
 EXIT_FAILED = 1
@@ -59,11 +61,13 @@ def _default_out_dir() -> Path:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar="BTCPIPE_CONFIG", show_envvar=True,
               help="TOML config file (BTCPIPE__SECTION__KEY env vars override it).")
+@grace_option
 def cli(  # noqa: PLR0917 - one parameter per click option
     history: str, duration: str, recordings: tuple[Path, ...], seed: int, preset: str, symbol: str,
     out_dir: Path | None,
     lake_uri: str | None, epochs: int, model_name: str | None, services: bool, start_servers: bool,
     exchange_kind: str, allow_network: bool, offline_only: bool, view: str, config_path: Path | None,
+    grace_s: float | None,
 ) -> None:
     """Run the whole pipeline on this machine, with no servers and no internet by default.
 
@@ -80,7 +84,8 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     8. report    report.html with plots, summary.json and predictions.csv in the run directory.
 
     Prints where the report is. Exits 0 on success; on failure it names the stage that failed, still writes
-    the summary, and exits 1.
+    the summary, and exits 1. SIGTERM/SIGINT end the stage in progress (pending REST requests are given up,
+    the live services flush what they hold), write the summary and exit within --grace seconds.
     """
     from btcpipe.cli.wiring.config import load_config
     from btcpipe.cli.wiring.run import MAX_LIVE_S, RunAdapters, RunOptions, parse_duration
@@ -102,6 +107,16 @@ def cli(  # noqa: PLR0917 - one parameter per click option
     )
     plan = RunPlan(out_dir=out, history_s=history_s, duration_s=duration_s, seed=seed,
                    model_name=model_name or config.model.name, epochs=epochs, live=not offline_only)
+    shutdown = start_shutdown(config, grace_s, signals=False)
+
+    def on_signal(signum: int, frame: object) -> None:
+        first = not shutdown.is_set()
+        shutdown.request(signal.Signals(signum).name)
+        if first:  # ends the stage in progress, as Ctrl-C does; the summary says where the run got to
+            raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     observer = make_view(view, is_tty=sys.stderr.isatty())
     # One line per request or bronze part would drown the run's own lines (the stage summaries keep the counts).
     for noisy in ("httpx", "btcpipe.lake.lake"):
@@ -111,11 +126,12 @@ def cli(  # noqa: PLR0917 - one parameter per click option
         logging.getLogger().setLevel(logging.WARNING)
     with ExitStack() as stack:
         try:
-            wiring = RunAdapters(options, stack, observer=observer, model_name=plan.model_name)
+            wiring = RunAdapters(options, stack, observer=observer, model_name=plan.model_name, shutdown=shutdown)
         except BtcpipeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
         result = run_pipeline(plan, wiring, observer, write_report=lambda r: write_report(r, out))
+    shutdown.finished()
     report = result.stage("report")
     if report is not None and report.ok:
         click.echo(f"report: {report.summary.get('html')}")

@@ -95,6 +95,7 @@ class LiveSettings:
     inference: InferenceSettings = field(default_factory=lambda: InferenceSettings(on_arrival=True))
     view_every_s: float = 0.5
     realize_wait_s: float = REALIZE_WAIT_S  # 0: do not wait for the last predictions' outcomes
+    stop_timeout_s: float = 5.0  # at the end (or a stop): how long the services get, together, to finish
 
 
 class _RecordingArchive(PredictionArchive):
@@ -174,6 +175,8 @@ class _LiveRun:
         self.ingestor: Ingestor | None = None
         self.processor: Processor | None = None
         self.inference: InferenceService | None = None
+        self.ingestor_started: float | None = None  # monotonic
+        self.book_synced_after_s: float | None = None  # from the ingestor's start to its order book's first sync
 
     # --- the stage -------------------------------------------------------------------------------------------
     def run(self) -> LiveResult:
@@ -219,6 +222,7 @@ class _LiveRun:
             raise StageError(STAGE, f"bronze holds no {self.symbol} trades to continue from")
         # The trades since the backfill ended come as a gap at the first stream trade, filled from REST.
         ingestor.sequencers[self.symbol].last_id = last_backfilled
+        self.ingestor_started = time.monotonic()
         self.workers.append(_Worker("ingestor", lambda: asyncio.run(ingestor.run())).start())
         # The processor must read the fill before any live second closes, or those trades would come too late for
         # their seconds: wait until the stream has begun, every gap is filled (a fill in flight is neither open nor
@@ -289,6 +293,7 @@ class _LiveRun:
         deadline = time.monotonic() + START_TIMEOUT_S
         while not ready():
             self._raise_failures()
+            self._note_book()
             if time.monotonic() > deadline:
                 raise StageError(STAGE, f"gave up waiting {START_TIMEOUT_S:.0f} s for {what}")
             time.sleep(0.05)
@@ -302,11 +307,20 @@ class _LiveRun:
         next_view = 0.0
         while inference.thread.is_alive():
             self._raise_failures()
+            self._note_book()
             for delivery in tap.poll(1000, block_ms=50):
                 self.stats.on_bus_trades(delivery.value, self.clock.now_us())
             if time.monotonic() >= next_view:
                 self.view.live_update(self._snapshot())
                 next_view = time.monotonic() + self.s.view_every_s
+
+    def _note_book(self) -> None:
+        """When the live order book first synchronized (the live REST budget must not keep it waiting)."""
+        ingestor, started = self.ingestor, self.ingestor_started
+        if self.book_synced_after_s is None and ingestor is not None and started is not None \
+                and ingestor.book(self.symbol) is not None:
+            self.book_synced_after_s = round(time.monotonic() - started, 3)
+            log.info("live order book synchronized", extra={"after_s": self.book_synced_after_s})
 
     def counters(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -337,11 +351,12 @@ class _LiveRun:
             self.inference.stop()
         if self.ingestor is not None:
             self.ingestor.stop()
+        deadline = time.monotonic() + self.s.stop_timeout_s
         for worker in reversed(self.workers):
-            worker.join(30.0)
+            worker.join(max(0.0, deadline - time.monotonic()))
         for worker in self.workers:
             if worker.thread.is_alive() and worker.error is None:
-                worker.error = StageError(STAGE, f"{worker.name} did not stop within 30 s")
+                worker.error = StageError(STAGE, f"{worker.name} did not stop within {self.s.stop_timeout_s:g} s")
 
     def _raise_failures(self) -> None:
         for worker in self.workers:
@@ -365,6 +380,7 @@ class _LiveRun:
             "last_tick": max(ticked) if ticked else None,
             "skipped": self.stats.skipped(),
             "warmup_trades": self.warmup.get("trades", 0),
+            "book_synced_after_s": self.book_synced_after_s,
             "counters": self.counters(),
             "ingest_events": dict(self.ingestor.stats.events) if self.ingestor else {},
             "stream_mode": getattr(self.ingestor.source, "mode", None) if self.ingestor else None,

@@ -199,8 +199,8 @@ class _Stages:
         except BtcpipeError as exc:
             record.error = str(exc)
             raise StageError(name, str(exc)) from exc
-        except KeyboardInterrupt as exc:  # Ctrl-C: the summary still says how far the run got
-            record.error = "interrupted (Ctrl-C)"
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM: the summary still says how far the run got
+            record.error = "interrupted (SIGINT/SIGTERM)"
             raise StageError(name, record.error) from exc
         except Exception as exc:  # a bug: still name the stage, keep the traceback in the log
             log.exception("unexpected error", extra={"stage": name})

@@ -13,17 +13,22 @@ from collections.abc import Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from btcpipe.cli.wiring.config import Config, secret
 from btcpipe.domain.errors import ConfigError
 from btcpipe.domain.time import Clock
 from btcpipe.infra.clocks import SystemClock
+from btcpipe.infra.shutdown import Shutdown
 from btcpipe.lake.lake import Lake
 from btcpipe.run.market import RunMarket, exchange_market, recorded_market, simulated_market
 from btcpipe.run.orchestrator import ExchangeEndpoints, LiveStage
 from btcpipe.run.view import RunView
 from btcpipe.services.backfill import RestSource
+
+if TYPE_CHECKING:
+    from btcpipe.binance.rest import BinanceRestClient
+    from btcpipe.binance.weights import Priority
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +87,10 @@ class RunOptions:
 class RunAdapters:
     """Implements ``RunWiring``. Servers it starts live on ``stack`` and stop when the run ends."""
 
-    def __init__(self, options: RunOptions, stack: ExitStack, *, observer: RunView, model_name: str) -> None:
+    def __init__(self, options: RunOptions, stack: ExitStack, *, observer: RunView, model_name: str,
+                 shutdown: Shutdown | None = None) -> None:
         self.options = options
+        self.shutdown = shutdown
         self.observer = observer
         self.model_name = model_name
         self.clock: Clock = SystemClock()
@@ -174,9 +181,21 @@ class RunAdapters:
             yield ExchangeEndpoints(exchange.base_url, f"{ws}/json", ws, self.api_key)
 
     def rest_client(self, endpoints: ExchangeEndpoints) -> contextlib.AbstractContextManager[RestSource]:
-        from btcpipe.binance.rest import BinanceRestClient
+        """The backfill's client: bulk priority on the endpoint's one budget, so the live part that follows
+        (and, on Binance, runs beside other backfills of the IP) always finds its reserve."""
+        from btcpipe.binance.weights import BULK
 
-        return BinanceRestClient(endpoints.rest_url)
+        return self._rest(endpoints, BULK)
+
+    def _live_rest(self, endpoints: ExchangeEndpoints) -> BinanceRestClient:
+        from btcpipe.binance.weights import LIVE
+
+        return self._rest(endpoints, LIVE)
+
+    def _rest(self, endpoints: ExchangeEndpoints, priority: Priority) -> BinanceRestClient:
+        from btcpipe.cli.wiring.stopping import rest_client
+
+        return rest_client(self.options.config, endpoints.rest_url, priority=priority, shutdown=self.shutdown)
 
     def live_stage(self) -> LiveStage | None:
         from btcpipe.run.live import LivePipeline, LivePorts
@@ -184,7 +203,7 @@ class RunAdapters:
         bus, store, positions = self._bus_and_store()
         return LivePipeline(
             LivePorts(bus=bus, store=store, lake=self.lake, positions=positions, open_source=_stream_client,
-                      open_rest=_rest_client, clock=self.clock),
+                      open_rest=self._live_rest, clock=self.clock),
             self.observer,
             self._live_settings(),
         )
@@ -256,12 +275,6 @@ def _stream_client(endpoints: ExchangeEndpoints, symbols: Any) -> Any:
         raise ConfigError("the exchange serves no WebSocket streams")
     settings = StreamSettings(sbe_url=endpoints.sbe_url, json_url=endpoints.stream_url, api_key=endpoints.api_key)
     return MarketStreamClient(list(symbols), settings)
-
-
-def _rest_client(endpoints: ExchangeEndpoints) -> Any:
-    from btcpipe.binance.rest import BinanceRestClient
-
-    return BinanceRestClient(endpoints.rest_url)
 
 
 def _without_password(url: str | None) -> str | None:

@@ -7,6 +7,8 @@ tests/integration/test_backfill_rest.py; here every branch is hit deterministica
 from __future__ import annotations
 
 import random
+import threading
+import time
 from collections.abc import Callable
 
 import httpx
@@ -20,6 +22,7 @@ from btcpipe.domain.errors import (
     ExchangeServerError,
     MalformedResponseError,
     RateLimitedError,
+    RequestCancelledError,
 )
 
 AGG = {"a": 1, "p": "10.00000000", "q": "1.00000000", "f": 1, "l": 1, "T": 1735689600010866, "m": False, "M": True}
@@ -200,3 +203,36 @@ def test_valid_json_that_is_not_a_page_is_treated_as_malformed() -> None:
     client = _client(lambda r: httpx.Response(200, json={"unexpected": True}), t, max_retries=1)
     with client, pytest.raises(MalformedResponseError, match="expected a JSON list"):
         client.agg_trades("BTCUSDT", from_id=1)
+
+
+def test_a_stop_ends_a_weight_window_wait_at_once_with_a_cancelled_error() -> None:
+    server = WindowServer(FakeTime(), limit=10_000)
+    stop = threading.Event()
+    client = BinanceRestClient("http://127.0.0.1:1", transport=httpx.MockTransport(server), weight_limit=100,
+                               weight_budget_share=0.5, stop=stop)
+    with client:
+        client.agg_trades("BTCUSDT", from_id=1)  # the window now reads 4 of a budget of 50
+        client.budget.full_until(60.0)  # as after a 429: nothing more for a minute
+        threading.Timer(0.2, stop.set).start()
+        started = time.monotonic()
+        with pytest.raises(RequestCancelledError, match="cancelled, the process is stopping"):
+            client.agg_trades("BTCUSDT", from_id=2)
+        assert time.monotonic() - started < 5.0  # not the minute
+    assert client.stats.cancelled == 1
+    assert server.requests == 1
+
+
+def test_a_stop_abandons_a_request_the_server_does_not_answer() -> None:
+    release = threading.Event()
+
+    def never(request: httpx.Request) -> httpx.Response:
+        release.wait(30)
+        return httpx.Response(200, content=orjson.dumps([AGG]))
+
+    stop = threading.Event()
+    with BinanceRestClient("http://127.0.0.1:1", transport=httpx.MockTransport(never), stop=stop) as client:
+        threading.Timer(0.2, stop.set).start()
+        with pytest.raises(RequestCancelledError):
+            client.agg_trades("BTCUSDT", from_id=1)
+    assert client.stats.cancelled == 1
+    release.set()

@@ -57,7 +57,7 @@ def _run(tmp_path: Path, wiring: _Wiring) -> Any:
 
 @pytest.mark.parametrize(
     ("error", "message"),
-    [(RuntimeError("boom"), "RuntimeError: boom"), (KeyboardInterrupt(), "interrupted (Ctrl-C)"),
+    [(RuntimeError("boom"), "RuntimeError: boom"), (KeyboardInterrupt(), "interrupted (SIGINT/SIGTERM)"),
      (DataError("bad tape"), "bad tape")],
 )
 def test_a_failing_market_fails_the_exchange_stage_by_name_and_still_writes_the_summary(
