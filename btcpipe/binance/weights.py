@@ -120,6 +120,10 @@ class WeightBudget:
             self._roll(self._clock())
             return self._reported + self._in_flight
 
+    def room(self, priority: Priority) -> int:
+        """Weight a request of ``priority`` could take now without waiting (nothing is reserved)."""
+        return max(0, self.ceiling(priority) - self.used)
+
     def _roll(self, now: float) -> None:
         if self._window_start is not None and now >= self._window_start + self.window_s:
             # Every weight we know of was counted in a window that has rolled by now.

@@ -107,6 +107,8 @@ resource "aws_ecs_task_definition" "service" {
       image                  = var.image
       command                = split(" ", each.value.command)
       essential              = true
+      # btcpipe exits within [shutdown] grace_s (5 s) of SIGTERM, buffers flushed; ECS sends SIGKILL after this.
+      stopTimeout            = 30
       user                   = "10001:10001"
       readonlyRootFilesystem = true
       privileged             = false

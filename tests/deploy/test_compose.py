@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
-from support.deploy import cli_problems
+from support.deploy import cli_problems, grace_period_problem
 
 from btcpipe.cli.wiring.config import load_config
 
@@ -212,3 +212,21 @@ def test_everything_the_dockerfile_copies_exists_and_survives_the_dockerignore()
 def test_the_parser_sees_a_root_runtime() -> None:
     stages = dockerfile_stages("FROM a AS builder\nRUN x \\\n  y\nFROM b AS runtime\nUSER root\n")
     assert stages == [("builder", [("RUN", "x    y")]), ("runtime", [("USER", "root")])]
+
+
+def _seconds(duration: str) -> float:
+    """Compose durations: ``30s``, ``1m30s``, ``500ms``."""
+    units = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001, "us": 1e-6}
+    parts = re.findall(r"(\d+(?:\.\d+)?)(h|ms|us|m|s)", duration)
+    assert "".join(n + u for n, u in parts) == duration, f"not a compose duration: {duration!r}"
+    return sum(float(n) * units[u] for n, u in parts)
+
+
+def test_stop_grace_periods_outlast_btcpipes_bounded_stop() -> None:
+    for name, service in _btcpipe_services().items():
+        if service.get("restart") == "no":
+            continue  # one-shot jobs are not stopped
+        grace = load_config(environ=_env(service)).shutdown.grace_s
+        period = _seconds(service.get("stop_grace_period", "10s"))  # compose's default
+        assert grace_period_problem(name, period, grace) is None
+    assert _seconds("1m30s") == 90.0

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from support.deploy import cli_problems
+from support.deploy import cli_problems, grace_period_problem
 
 from btcpipe.cli.wiring.config import load_config
 
@@ -167,3 +167,12 @@ def test_single_writer_components_never_run_twice() -> None:
     for name, deployment in _of_kind("Deployment").items():
         assert deployment["spec"]["replicas"] == 1, name
         assert deployment["spec"]["strategy"]["type"] == "Recreate", name
+
+
+def test_termination_grace_periods_outlast_btcpipes_bounded_stop(tmp_path: Path) -> None:
+    configmap = _of_kind("ConfigMap")["btcpipe-config"]
+    config = load_config(_write(tmp_path, configmap["data"]["config.toml"]), environ={})
+    assert config.shutdown.grace_s == 5.0
+    for name, pod in _pods().items():
+        assert grace_period_problem(name, pod["terminationGracePeriodSeconds"], config.shutdown.grace_s) is None
+    assert grace_period_problem("a pod with 8 s", 8, config.shutdown.grace_s) is not None  # the check can fail

@@ -18,7 +18,7 @@ from typing import Any
 import hcl2
 import pytest
 import yaml
-from support.deploy import cli_problems
+from support.deploy import cli_problems, grace_period_problem
 
 from btcpipe.bus.port import ALL_STREAMS
 from btcpipe.cli.wiring.config import load_config
@@ -141,6 +141,15 @@ def test_one_fargate_service_per_component_running_its_command_as_non_root() -> 
                      'command = split(" ", each.value.command)', "/healthz", 'logDriver = "awslogs"', 'drop = ["ALL"]'):
         assert fragment in containers, fragment
     assert components["ingestor"]["secrets"] == {"BTCPIPE_BINANCE_API_KEY": "${var.binance_api_key_secret_arn}"}
+
+
+def test_ecs_stop_timeout_outlasts_btcpipes_bounded_stop() -> None:
+    containers = _resource("aws_ecs_task_definition", "service")["container_definitions"]
+    match = re.search(r"stopTimeout\s*=\s*(\d+)", containers)
+    assert match is not None, "without stopTimeout ECS sends SIGKILL after its default 30 s"
+    grace = load_config(environ={k: str(v) for k, v in _locals()["environment"].items()}).shutdown.grace_s
+    assert grace_period_problem("ECS stopTimeout", int(match.group(1)), grace) is None
+    assert int(match.group(1)) <= 120  # Fargate's maximum
 
 
 def test_task_environment_is_configuration_btcpipe_accepts_and_enables_emf() -> None:

@@ -55,6 +55,9 @@ def _assert_live_run(proc: subprocess.CompletedProcess[str], out: Path, max_late
     assert all(s["ok"] for s in summary["stages"])
     live = summary["live"]["summary"]
     assert live["stream_mode"] == "sbe"  # the run's API key made the ingestor use the SBE streams
+    # The backfill spent the bulk share of the REST budget; the live reserve lets the depth snapshot go at once.
+    assert live["book_synced_after_s"] is not None
+    assert live["book_synced_after_s"] < 5.0
     # The trades that happened while the offline stages ran came back as one REST-filled gap.
     assert live["counters"]["gaps"] >= 1
     assert live["counters"]["gap_trades_filled"] > 0

@@ -215,3 +215,22 @@ def test_backfill_stops_within_grace_while_waiting_for_the_weight_window(tmp_pat
     ids = Lake.open(str(lake_dir)).read_bronze("trades", SYMBOL).column("id").to_pylist()
     assert len(ids) == result["rows_added"] == 2000
     assert ids == list(range(int(tape.trades.id[0]), int(tape.trades.id[0]) + 2000))
+
+
+def test_run_stops_within_grace_while_its_backfill_waits_for_the_weight_window(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    # A tiny weight budget: the backfill's third page waits for the window to roll.
+    env = {**os.environ, "BTCPIPE__EXCHANGE__WEIGHT_LIMIT": "100", "BTCPIPE_LOG_FORMAT": "json"}
+    cmd = Command("run", "--history", "20m", "--duration", "15s", "--epochs", "2", "--view", "log",
+                  "--out", str(out), "--grace", str(GRACE_S), env=env)
+    cmd.wait_for(lambda: "waiting for the window to roll" in cmd.output()[1], what="the backfill's window wait")
+    done = cmd.stop()
+    print(f"run exit after SIGTERM: {done.exit_s:.2f} s")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.exit_s < GRACE_S + EXIT_SLACK_S
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed_stage"] == "backfill"
+    assert "interrupted" in summary["error"] or "stopping" in summary["error"]
+    # The pages that arrived before the signal are in bronze.
+    held = Lake.open(str(out / "lake")).read_bronze("trades", "BTCUSDT").num_rows
+    assert held == 2000

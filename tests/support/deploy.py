@@ -22,3 +22,17 @@ def cli_problems(argv: list[str]) -> list[str]:
     assert command is not None
     options = {opt for p in command.params for opt in p.opts}
     return [f"{argv[0]} has no option {arg}" for arg in rest if arg.startswith("--") and arg not in options]
+
+
+# What an orchestrator's grace period must leave beyond btcpipe's own stop bound ([shutdown] grace_s): the
+# interpreter's teardown and a loaded node.
+STOP_MARGIN_S = 5.0
+
+
+def grace_period_problem(where: str, grace_period_s: float, btcpipe_grace_s: float) -> str | None:
+    """A deploy file's termination grace period that would SIGKILL btcpipe before its bounded stop is over."""
+    needed = btcpipe_grace_s + STOP_MARGIN_S
+    if grace_period_s < needed:
+        return (f"{where}: grace period {grace_period_s:g} s < [shutdown] grace_s {btcpipe_grace_s:g} s"
+                f" + {STOP_MARGIN_S:g} s")
+    return None
