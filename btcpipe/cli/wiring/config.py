@@ -151,6 +151,10 @@ _RANGES: dict[tuple[str, str], tuple[float, float, bool]] = {
     ("inference", "reload_check_s"): (0, 86_400, True),
     ("metrics", "port"): (0, 65_535, False),  # 0: no endpoint
     ("tracing", "sample_ratio"): (0, 1, False),
+    ("exchange", "weight_limit"): (1, 1_000_000, False),
+    ("exchange", "weight_budget_share"): (0, 1, True),
+    ("exchange", "live_reserve_share"): (0, 1, False),  # and below weight_budget_share (WeightBudget checks)
+    ("shutdown", "grace_s"): (0, 3_600, True),
 }
 _REDIS_URLS = {("bus", "redis_url"), ("store", "redis_url")}
 _HTTP_URLS = {("exchange", "rest_url"), ("lake", "s3_endpoint"), ("bus", "kinesis_endpoint")}
