@@ -98,15 +98,18 @@ class _BarProgress:
 @click.option("--lake", "lake_uri", required=True, help="Lake root: a local directory or s3://bucket/prefix.")
 @click.option("--s3-endpoint", default=None, help="S3 endpoint URL (e.g. a moto_server), for s3:// lakes.")
 @click.option("--interval", default="1m", show_default=True, help="Kline interval (klines only).")
-@click.option("--weight-limit", type=click.IntRange(1, 1_000_000), default=6000, show_default=True,
-              help="The exchange's request-weight limit per window (REST).")
-@click.option("--weight-share", type=finite(0, 1, min_open=True), default=0.8, show_default=True,
-              help="Share of the weight limit this run may use before waiting for the window to roll.")
+@click.option("--weight-limit", type=click.IntRange(1, 1_000_000), default=None,
+              help="The exchange's request-weight limit per window (REST; default: config [exchange] weight_limit, "
+                   "6000).")
+@click.option("--weight-share", type=finite(0, 1, min_open=True), default=None,
+              help="Share of the weight limit the live path may use before waiting for the window to roll; the "
+                   "backfill stops --live-reserve short of it (default: config [exchange] weight_budget_share, 0.8).")
 @click.option("--weight-window", type=positive(3600), default=60.0, show_default=True,
               help="Length of the exchange's weight window in seconds.")
-@click.option("--live-reserve", type=finite(0, 1, max_open=True), default=0.2, show_default=True,
+@click.option("--live-reserve", type=finite(0, 1, max_open=True), default=None,
               help="Share of the weight limit the backfill leaves unused, for the live path's depth snapshots and "
-                   "gap fills (also in other processes on the same IP: the server's used-weight header counts all).")
+                   "gap fills (also in other processes on the same IP: the server's used-weight header counts all; "
+                   "default: config [exchange] live_reserve_share, 0.2).")
 @click.option("--page-limit", type=click.IntRange(1, 1000), default=1000, show_default=True,
               help="Rows per REST page (max 1000).")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=8, show_default=True,
@@ -132,10 +135,10 @@ def cli(
     lake_uri: str,
     s3_endpoint: str | None,
     interval: str,
-    weight_limit: int,
-    weight_share: float,
+    weight_limit: int | None,
+    weight_share: float | None,
     weight_window: float,
-    live_reserve: float,
+    live_reserve: float | None,
     page_limit: int,
     max_retries: int,
     compact: bool,
@@ -175,10 +178,18 @@ def cli(
         raise click.BadParameter(f"cannot read the time: {exc}") from exc
     if end_us <= start_us:
         raise click.BadParameter(f"--end {iso(end_us)} must be after --start {iso(start_us)}")
-    if source == "rest" and int(weight_limit * weight_share) < MAX_PAGE_WEIGHT:
+    try:
+        config = load_config()
+    except BtcpipeError as exc:
+        raise click.ClickException(f"backfill failed: {exc}") from exc
+    cfg = config.exchange
+    limit = cfg.weight_limit if weight_limit is None else weight_limit
+    share = cfg.weight_budget_share if weight_share is None else weight_share
+    reserve = cfg.live_reserve_share if live_reserve is None else live_reserve
+    if source == "rest" and int(limit * share) - int(limit * reserve) < MAX_PAGE_WEIGHT:
         raise click.BadParameter(
-            f"{weight_limit} × --weight-share {weight_share} is below one request's weight ({MAX_PAGE_WEIGHT}): "
-            "the backfill would send one request per window", param_hint="--weight-limit")
+            f"{limit} × (--weight-share {share} − --live-reserve {reserve}) is below one request's weight "
+            f"({MAX_PAGE_WEIGHT}): the backfill would send one request per window", param_hint="--weight-limit")
     url = base_url or DEFAULT_URLS[source]
     if symbols is not None or engine != "serial":
         if source != "dumps":
@@ -196,13 +207,12 @@ def cli(
         _BarProgress(title) if mode == "bar" else _LogProgress() if mode == "log" else None
     )
     try:
-        config = load_config()
         shutdown = start_shutdown(config, grace_s)
         lake = Lake.open(lake_uri, endpoint_url=s3_endpoint)
         client: BinanceRestClient | DumpsClient
         if source == "rest":
-            client = rest_client(config, url, priority=BULK, shutdown=shutdown, weight_limit=weight_limit,
-                                 weight_budget_share=weight_share, live_reserve_share=live_reserve,
+            client = rest_client(config, url, priority=BULK, shutdown=shutdown, weight_limit=limit,
+                                 weight_budget_share=share, live_reserve_share=reserve,
                                  weight_window_s=weight_window, max_retries=max_retries)
         else:
             client = DumpsClient(url, max_retries=max_retries)
