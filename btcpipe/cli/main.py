@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import importlib.util
 import sys
@@ -81,7 +82,13 @@ def main(argv: list[str] | None = None) -> Any:
 
     args = argv if argv is not None else sys.argv[1:]
     configure_logging(service=service_name(args))
-    return cli.main(args=args, prog_name="btcpipe")
+    try:
+        return cli.main(args=args, prog_name="btcpipe")
+    finally:
+        # Everything is written and closed by now. The interpreter's last cyclic collection walks the whole heap
+        # (seconds after `btcpipe run`, with torch, the tape and the lake tables loaded) and would eat into the
+        # stop's grace period; frozen objects are left to the OS.
+        gc.freeze()
 
 
 if __name__ == "__main__":

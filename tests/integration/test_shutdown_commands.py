@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -234,3 +235,26 @@ def test_run_stops_within_grace_while_its_backfill_waits_for_the_weight_window(t
     # The pages that arrived before the signal are in bronze.
     held = Lake.open(str(out / "lake")).read_bronze("trades", "BTCUSDT").num_rows
     assert held == 2000
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_run_stops_within_grace_during_its_live_part_with_the_live_trades_in_bronze(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    cmd = Command("run", "--history", "15m", "--duration", "60s", "--epochs", "2", "--view", "log",
+                  "--out", str(out), "--grace", str(GRACE_S), env={**os.environ, "BTCPIPE_LOG_FORMAT": "json"})
+    cmd.wait_for(lambda: re.search(r'"predictions":\s*[1-9]', cmd.output()[1]) is not None, timeout=240,
+                 what="the live part predicting")
+    done = cmd.stop()
+    print(f"run (live part) exit after SIGTERM: {done.exit_s:.2f} s")
+    assert done.returncode == 1, done.stderr[-3000:]
+    assert done.exit_s < GRACE_S + EXIT_SLACK_S
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["failed_stage"] == "live"
+    assert "interrupted" in summary["error"]
+    # The ingestor flushed on its way out: bronze holds the backfill, the REST fill and the live trades as one
+    # unbroken id run (nothing it received is missing).
+    backfill = next(s for s in summary["stages"] if s["name"] == "backfill")["summary"]
+    ids = Lake.open(str(out / "lake")).read_bronze("trades", "BTCUSDT").column("id").to_pylist()
+    assert ids[-1] > backfill["last_id"]
+    assert ids == list(range(ids[0], ids[-1] + 1))
