@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from types import FrameType
 from typing import Any, Protocol, TypeVar
 
+from btcpipe.domain.errors import ConfigError
+
 log = logging.getLogger(__name__)
 
 DEFAULT_GRACE_S = 5.0
@@ -73,7 +75,7 @@ class Shutdown:
 
     def __init__(self, grace_s: float = DEFAULT_GRACE_S, *, clock: Callable[[], float] = time.monotonic) -> None:
         if not grace_s > 0:
-            raise ValueError(f"the shutdown grace period must be positive, got {grace_s}")
+            raise ConfigError(f"the shutdown grace period must be positive, got {grace_s}")
         self.grace_s = grace_s
         self._clock = clock
         self._event = threading.Event()

@@ -24,7 +24,8 @@ from btcpipe.infra.tracing import EXPORTERS, TracingSettings
 
 @dataclass(frozen=True)
 class ExchangeConfig:
-    """``[exchange]``: which exchange (local or Binance), its URLs and the variable holding the API key."""
+    """``[exchange]``: which exchange (local or Binance), its URLs, the variable holding the API key and the REST
+    weight budget (live ceiling and the reserve a backfill leaves to the live path)."""
 
     kind: str = "local"  # local | binance
     rest_url: str = ""  # empty: the local exchange's own URL (or Binance's public data API for kind=binance)
@@ -113,6 +114,8 @@ class TrackingConfig:
 
 @dataclass(frozen=True)
 class ShutdownConfig:
+    """``[shutdown]``: how long a command may take to stop (docs/OPERATIONS.md#stopping)."""
+
     grace_s: float = 5.0  # a command exits at most this long after SIGTERM/SIGINT or the end of --duration
 
 

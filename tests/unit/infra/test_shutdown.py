@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from btcpipe.domain.errors import ConfigError
 from btcpipe.infra.shutdown import EXIT_OVERRAN, Interrupted, Shutdown, call_interruptibly, in_daemon_thread
 
 
@@ -59,7 +60,7 @@ def test_the_report_says_what_was_left_undone_and_how_long_the_stop_took() -> No
 
 
 def test_a_grace_period_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ConfigError, match="positive"):
         Shutdown(0)
 
 
