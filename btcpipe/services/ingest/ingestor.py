@@ -133,7 +133,7 @@ class IngestStats:
     gaps: int = 0
     gap_ids: int = 0
     gap_trades_filled: int = 0
-    gap_fills: dict[str, int] = field(default_factory=dict)  # by outcome: filled, deferred, unfillable
+    gap_fills: dict[str, int] = field(default_factory=dict)  # by outcome: filled, deferred, unfillable, abandoned
     resyncs: int = 0
     snapshots: int = 0
     snapshots_stale: int = 0
