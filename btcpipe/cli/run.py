@@ -130,7 +130,9 @@ def cli(  # noqa: PLR0917 - one parameter per click option
         except BtcpipeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
-        result = run_pipeline(plan, wiring, observer, write_report=lambda r: write_report(r, out))
+        # A stopping run writes its summary and page without plots: drawing them could outlast the grace period.
+        result = run_pipeline(plan, wiring, observer,
+                              write_report=lambda r: write_report(r, out, with_plots=not shutdown.is_set()))
     shutdown.finished()
     report = result.stage("report")
     if report is not None and report.ok:

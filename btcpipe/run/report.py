@@ -80,17 +80,18 @@ def live_hit_rate_interval(predictions: list[dict[str, Any]]) -> dict[str, float
     return BlockBootstrap(realized, block_s=LIVE_BLOCK_S).scores(yhat)["hit_rate"].as_dict()
 
 
-def write_report(result: RunResult, out_dir: Path) -> dict[str, str]:
-    """Write summary, predictions, plots and the HTML page into ``out_dir``; returns their paths."""
+def write_report(result: RunResult, out_dir: Path, *, with_plots: bool = True) -> dict[str, str]:
+    """Write summary, predictions, plots and the HTML page into ``out_dir``; returns their paths. Without
+    ``with_plots`` (a run that is stopping, within its grace period) the page has no figures."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         doc = summary_document(result)
         if result.live is not None and result.live.predictions:
             _write_predictions(out_dir / PREDICTIONS_FILE, result.live.predictions)
-        plots = _plot_names(doc, out_dir)
+        plots = _plot_names(doc, out_dir) if with_plots else {}
         doc["report"] = {"html": str(out_dir / REPORT_FILE), "plots": [str(out_dir / n) for n in plots.values()]}
         (out_dir / SUMMARY_FILE).write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
-        return render_report(doc, out_dir)
+        return render_report(doc, out_dir, with_plots=with_plots)
     except OSError as exc:
         raise BtcpipeError(f"cannot write the run report in {out_dir}: {exc}") from exc
 
@@ -127,11 +128,12 @@ def _plot_names(doc: dict[str, Any], out_dir: Path) -> dict[str, str]:
     return names
 
 
-def render_report(doc: dict[str, Any], out_dir: Path) -> dict[str, str]:
-    """Draw the plots the summary has material for and write ``report.html``; returns the paths."""
+def render_report(doc: dict[str, Any], out_dir: Path, *, with_plots: bool = True) -> dict[str, str]:
+    """Draw the plots the summary has material for (unless not ``with_plots``) and write ``report.html``;
+    returns the paths."""
     from btcpipe.run import report_plots
 
-    plots = _plot_names(doc, out_dir)
+    plots = _plot_names(doc, out_dir) if with_plots else {}
     train = report_html.stage(doc, "train") or {}
     if "ruler" in plots:
         rows = [(name, d.get("r2") or {}) for name, d in report_html.ruler_rows(train)]
