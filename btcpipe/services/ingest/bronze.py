@@ -196,12 +196,19 @@ class BronzeWriter:
             batches.extend(self._ready)
             self._rows, self._ready, self._pending, self._oldest = {}, [], 0, None
             failed: list[_Ready] = []
-            for batch in batches:
+            for done, batch in enumerate(batches):
                 try:
                     result = await asyncio.to_thread(
                         self.lake.append_bronze, batch.kind, batch.symbol, batch.table,
                         raw=batch.raw, raw_format=batch.raw_format, source=batch.source,
                     )
+                except asyncio.CancelledError:
+                    # Cancelled mid-flush (the ingestor stopping): what was not written yet goes back for the
+                    # final flush. The batch in flight too: its append may or may not land, and a second append
+                    # of the same rows adds nothing (bronze appends are idempotent).
+                    self._ready = failed + batches[done:] + self._ready
+                    self._oldest = self._oldest or self._monotonic()
+                    raise
                 except BtcpipeError as exc:
                     failed.append(batch)
                     self.stats.failures += 1
