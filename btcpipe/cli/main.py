@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "replay": ("btcpipe.cli.replay", "replay a recording or bronze span onto the bus"),
     "parity": ("btcpipe.cli.parity", "prove online features equal offline features"),
     "cluster": ("btcpipe.cli.scale.cluster", "a local multi-node Ray cluster on loopback (--engine ray)"),
+    "flink": ("btcpipe.cli.scale.flink", "live features on Apache Flink (its own venv: make flink-venv)"),
     "feast": ("btcpipe.cli.scale.feast", "write a Feast feature repo over the lake's silver (optional wrapper)"),
     "report": ("btcpipe.cli.run:report_cli", "rebuild a run's report.html from its summary.json"),
 }

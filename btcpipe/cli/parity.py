@@ -29,17 +29,23 @@ EXIT_FAILED = 2
               help="Processor lateness in exchange time (default: 200 ms of wall time = 200 × speed).")
 @click.option("--timeout", "timeout_s", type=finite(1.0, 86_400), default=600.0, show_default=True,
               help="Give up on the live run after this many wall seconds.")
+@click.option("--engine", type=click.Choice(["processor", "flink"]), default="processor", show_default=True,
+              help="processor: the whole live path on loopback; flink: the PyFlink job (in .venv-flink) over "
+                   "the tape's bus payloads (make flink-venv).")
+@click.option("--parallelism", type=click.IntRange(1, 16), default=1, show_default=True,
+              help="Flink parallelism of the keyed operator (with --engine flink).")
 @click.option("--json", "as_json", is_flag=True, help="Print the whole comparison as JSON (else a summary).")
 def cli(  # noqa: PLR0917 - click passes every option
     recordings: tuple[Path, ...], sim_seconds: int | None, seed: int, params_file: Path | None, speed: float,
-    lateness_ms: int | None, timeout_s: float, as_json: bool,
+    lateness_ms: int | None, timeout_s: float, engine: str, parallelism: int, as_json: bool,
 ) -> None:
     """Replay a recording (or a simulated tape) through local exchange → SBE WebSocket → ingestor → bus →
     processor → online store, build the same span with the batch builder, and compare every row and
     every value. Prints the rows compared, rows missing on either side and the largest absolute
     difference per feature; warm-up rows (without their whole 60 s lookback on the live side) are
     listed apart with the reason. Exit status 0 only when every compared value is equal (1 otherwise,
-    2 when the run itself failed).
+    2 when the run itself failed). ``--engine flink`` replays the tape's bus payloads through the Flink
+    job instead (bounded file source; the batch side is computed here) with the same verdict.
     """
     from btcpipe.cli.wiring.live import load_params
     from btcpipe.run.parity import run_parity
@@ -55,7 +61,12 @@ def cli(  # noqa: PLR0917 - click passes every option
             from btcpipe.market.simulator import SimConfig, simulate
 
             tape = simulate(SimConfig(seed=seed, duration_s=sim_seconds or 3600))
-        report = run_parity(tape, params, speed=speed, lateness_ms=lateness_ms, timeout_s=timeout_s)
+        if engine == "flink":
+            from btcpipe.run.flink_parity import run_flink_parity
+
+            report = run_flink_parity(tape, params, parallelism=parallelism, timeout_s=timeout_s)
+        else:
+            report = run_parity(tape, params, speed=speed, lateness_ms=lateness_ms, timeout_s=timeout_s)
     except BtcpipeError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(EXIT_FAILED)

@@ -33,10 +33,9 @@ from pyflink.datastream.functions import FlatMapFunction, KeyedProcessFunction, 
 from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from btcpipe.domain.errors import DataError
+from btcpipe.engines.flink.elements import apply_payloads, element_of, parse_row_line, row_line
 from btcpipe.features.spec import FeatureParams, schema_hash
 from btcpipe.features.symbol_state import SymbolFeatureState
-
-from btcpipe.engines.flink.elements import apply_payloads, element_of, parse_row_line, row_line
 
 log = logging.getLogger(__name__)
 US_PER_MS = 1000
@@ -176,7 +175,7 @@ def build(env: StreamExecutionEnvironment, args: argparse.Namespace, params: Fea
 
 def environment(args: argparse.Namespace) -> StreamExecutionEnvironment:
     config = Configuration()
-    config.set_string("python.execution-mode", args.execution_mode)
+    config.set_string("python.execution-mode", "process")  # thread mode restarted the job here; not used
     # the workers run this very interpreter (the venv with pyflink), not whatever `python` is on PATH
     config.set_string("python.executable", sys.executable)
     config.set_string("python.client.executable", sys.executable)
@@ -201,7 +200,6 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--monitor-ms", type=int, default=200)
     p.add_argument("--out-of-orderness-ms", type=int, default=0)
     p.add_argument("--parallelism", type=int, default=1)
-    p.add_argument("--execution-mode", choices=("process", "thread"), default="process")
     p.add_argument("--checkpoint-dir", default="")
     p.add_argument("--checkpoint-ms", type=int, default=0)
     p.add_argument("--restart-attempts", type=int, default=3)
