@@ -4,11 +4,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-# Debian packages the tests need: real servers, static checkers, and a headless browser for the report.
-APT_PACKAGES := redis-server prometheus prometheus-alertmanager docker-compose chromium
+# Debian packages the tests need: real servers, static checkers, a headless browser for the report, Java for Flink.
+APT_PACKAGES := redis-server prometheus prometheus-alertmanager docker-compose chromium openjdk-17-jre-headless
 PYTEST_ARGS ?=
 
-.PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean feast-venv conformance
+.PHONY: run test lint imports typecheck pytest bench fuzz install system-deps clean feast-venv conformance flink-venv
 # Feast's pins (pandas 2, redis 7) conflict with ours: it lives in its own venv (tests/integration/test_feast.py
 # builds it too when it is missing). `btcpipe feast init` writes a repo for it; docs/SCALE.md.
 FEAST_VERSION := 0.67.0
@@ -29,6 +29,19 @@ $(FEAST_VENV)/.installed:
 	@touch $@
 
 feast-venv: $(FEAST_VENV)/.installed
+
+# PyFlink pins numpy 2.1.3, pyarrow 16.1 and pandas 2.2.3 (through apache-beam): the Flink job runs in its own
+# venv (Java 17 from system-deps); btcpipe's pure core runs there too. tests/integration/test_flink.py builds it
+# when missing; `btcpipe flink` and `btcpipe parity --engine flink` use it. docs/SCALE.md.
+FLINK_VERSION := 2.3.0
+FLINK_VENV := .venv-flink
+
+$(FLINK_VENV)/.installed:
+	$(PYTHON) -m venv $(FLINK_VENV)
+	$(FLINK_VENV)/bin/pip install --quiet apache-flink==$(FLINK_VERSION)
+	@touch $@
+
+flink-venv: $(FLINK_VENV)/.installed
 
 # Installs the Debian packages that are missing (as root, or with sudo when it is there).
 system-deps:
@@ -74,4 +87,4 @@ fuzz: install  # every boundary decoder, 100 000 mutated inputs each (about 6 mi
 	$(BIN)/python bench/fuzz_decoders.py --inputs 100000
 
 clean:
-	rm -rf $(VENV) $(FEAST_VENV) .venv-clients .mypy_cache .ruff_cache .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(FEAST_VENV) $(FLINK_VENV) .venv-clients .mypy_cache .ruff_cache .pytest_cache build *.egg-info
