@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.flink import ensure_flink_python
+from support.processor import sim_tape
 
 from btcpipe.domain.messages import Heartbeat
 from btcpipe.domain.time import US_PER_SEC, floor_sec
@@ -30,8 +32,6 @@ from btcpipe.run.parity import ParityReport, batch_rows, compare_rows
 from btcpipe.services.replay import tape_from_recording
 from btcpipe.store.redis_store import RedisOnlineStore
 from btcpipe.wire.codec import encode_heartbeat
-from support.flink import ensure_flink_python
-from support.processor import sim_tape
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -55,7 +55,8 @@ def test_flink_rows_equal_the_batch_builders_on_a_real_recording(
     recording = next(p for p in recording_paths if day in p.name)
     report = run_flink_parity(tape_from_recording([recording]), work_dir=tmp_path)
     assert report.ok, _summary(report)
-    assert report.rows_compared > 200 and report.live["repeated_rows"] == 0
+    assert report.rows_compared > 200
+    assert report.live["repeated_rows"] == 0
 
 
 def test_flink_restores_from_its_checkpoint_after_a_failure_with_no_row_missing_or_repeated(
@@ -66,7 +67,8 @@ def test_flink_restores_from_its_checkpoint_after_a_failure_with_no_row_missing_
                               fail_after=2000)
     assert report.live["injected_failure"], "the failure was not injected"
     assert report.ok, _summary(report)
-    assert report.live["repeated_rows"] == 0 and report.rows_compared > 200
+    assert report.live["repeated_rows"] == 0
+    assert report.rows_compared > 200
     assert any((tmp_path / "checkpoints").glob("*/chk-*")), "no checkpoint was taken"
 
 
@@ -114,7 +116,8 @@ def test_streaming_source_closes_the_last_second_only_when_a_heartbeat_moves_the
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=60)
     got, repeated = read_rows(out, tape.symbol)
-    assert repeated == 0 and max(got) == last_row
+    assert repeated == 0
+    assert max(got) == last_row
     bars_from = min(got) - US_PER_SEC
     frame = batch_rows(tape, params, bars_from=bars_from, end_us=last_row + US_PER_SEC)
     report = compare_rows(got, frame, complete_from=bars_from + WINDOW_BARS * US_PER_SEC,
@@ -123,6 +126,7 @@ def test_streaming_source_closes_the_last_second_only_when_a_heartbeat_moves_the
     store = RedisOnlineStore(RedisOptions(url=redis_url))
     try:
         vector = store.get_features(tape.symbol, last_row)
-        assert vector is not None and np.array_equal(np.array(vector.values), np.array(got[last_row]), equal_nan=True)
+        assert vector is not None
+        assert np.array_equal(np.array(vector.values), np.array(got[last_row]), equal_nan=True)
     finally:
         store.close()

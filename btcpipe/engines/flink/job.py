@@ -34,6 +34,7 @@ from pyflink.datastream.state import ListStateDescriptor, ValueStateDescriptor
 
 from btcpipe.domain.errors import DataError
 from btcpipe.engines.flink.elements import apply_payloads, element_of, parse_row_line, row_line
+from btcpipe.engines.flink.options import parse_args
 from btcpipe.features.spec import FeatureParams, schema_hash
 from btcpipe.features.symbol_state import SymbolFeatureState
 
@@ -183,30 +184,13 @@ def environment(args: argparse.Namespace) -> StreamExecutionEnvironment:
     config.set_string("restart-strategy.fixed-delay.attempts", str(args.restart_attempts))
     config.set_string("restart-strategy.fixed-delay.delay", "500 ms")
     if args.checkpoint_dir:
-        config.set_string("execution.checkpointing.dir", Path(args.checkpoint_dir).resolve().as_uri())
+        where = args.checkpoint_dir
+        config.set_string("execution.checkpointing.dir", where if "://" in where else Path(where).resolve().as_uri())
     env = StreamExecutionEnvironment.get_execution_environment(config)
     env.set_parallelism(args.parallelism)
     if args.checkpoint_ms:
         env.enable_checkpointing(args.checkpoint_ms)
     return env
-
-
-def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m btcpipe.engines.flink.job", description=__doc__.split("\n")[0])
-    p.add_argument("--input", required=True, help="a file of base64 payload lines, or a directory (with --follow)")
-    p.add_argument("--output", required=True, help="feature rows, one JSON line each")
-    p.add_argument("--params", required=True, help="feature params JSON")
-    p.add_argument("--follow", action="store_true", help="monitor --input for new files; run until stopped")
-    p.add_argument("--monitor-ms", type=int, default=200)
-    p.add_argument("--out-of-orderness-ms", type=int, default=0)
-    p.add_argument("--parallelism", type=int, default=1)
-    p.add_argument("--checkpoint-dir", default="")
-    p.add_argument("--checkpoint-ms", type=int, default=0)
-    p.add_argument("--restart-attempts", type=int, default=3)
-    p.add_argument("--redis-url", default="")
-    p.add_argument("--fail-after", type=int, default=0, help="(tests) fail once after this many payloads")
-    p.add_argument("--fail-marker", default="")
-    return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -6,19 +6,26 @@ import math
 
 import numpy as np
 import pytest
+from support.processor import trade
 
 from btcpipe.domain.errors import DataError
 from btcpipe.domain.messages import Heartbeat
 from btcpipe.domain.records import BestBidAsk
 from btcpipe.domain.time import US_PER_SEC
 from btcpipe.engines.flink.elements import (
-    BEST_BID_ASK_KIND, HEARTBEAT_KIND, TRADES, apply_payloads, element_of, encode_line, parse_row_line, row_line,
+    BEST_BID_ASK_KIND,
+    HEARTBEAT_KIND,
+    TRADES,
+    apply_payloads,
+    element_of,
+    encode_line,
+    parse_row_line,
+    row_line,
 )
 from btcpipe.features.spec import FeatureParams
 from btcpipe.features.streaming import FeatureRow
 from btcpipe.features.symbol_state import SymbolFeatureState
 from btcpipe.wire.codec import encode_best_bid_ask, encode_heartbeat, encode_trades
-from support.processor import trade
 
 T0 = 1_723_075_200 * US_PER_SEC
 
@@ -34,7 +41,8 @@ def test_trade_payload_is_keyed_by_symbol_and_timed_by_its_newest_trade() -> Non
 def test_heartbeat_moves_the_bounded_watermark_exactly_to_its_time() -> None:
     t = T0 + 5 * US_PER_SEC
     e = element_of(encode_line(encode_heartbeat(Heartbeat("BTCUSDT", t))), 250)
-    assert e is not None and e.kind == HEARTBEAT_KIND
+    assert e is not None
+    assert e.kind == HEARTBEAT_KIND
     # Flink's watermark is the newest timestamp − bound − 1 ms: it reaches t, closing the row ending at t
     assert e.ts_ms - 250 - 1 == t // 1000 == e.timer_ms
 
@@ -42,7 +50,8 @@ def test_heartbeat_moves_the_bounded_watermark_exactly_to_its_time() -> None:
 def test_best_bid_ask_payload_is_timed_by_its_event() -> None:
     bba = BestBidAsk("ETHUSDT", T0 + 2_000_001, 7, 3_000_000_000_000, 1, 3_000_100_000_000, 1, -8, -8)
     e = element_of(encode_line(encode_best_bid_ask(bba)), 0)
-    assert e is not None and (e.symbol, e.kind, e.ts_ms) == ("ETHUSDT", BEST_BID_ASK_KIND, (T0 + 2_000_001) // 1000)
+    assert e is not None
+    assert (e.symbol, e.kind, e.ts_ms) == ("ETHUSDT", BEST_BID_ASK_KIND, (T0 + 2_000_001) // 1000)
 
 
 def test_a_line_that_is_not_a_payload_is_a_data_error() -> None:
@@ -56,7 +65,8 @@ def test_row_lines_round_trip_every_bit_nan_included() -> None:
     values = np.array([0.1 + 0.2, math.nan, -0.0, 5e-324, 1e308])
     row = FeatureRow("BTCUSDT", T0, values, tuple("abcde"), 3)
     back = parse_row_line(row_line(row))
-    assert back.ts_sec == T0 and back.n_trades == 3
+    assert back.ts_sec == T0
+    assert back.n_trades == 3
     assert np.array_equal(np.array(back.values).view(np.int64), values.view(np.int64))
 
 
