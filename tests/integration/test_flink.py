@@ -65,11 +65,12 @@ def test_flink_restores_from_its_checkpoint_after_a_failure_with_no_row_missing_
     recording = next(p for p in recording_paths if "20240808" in p.name)
     report = run_flink_parity(tape_from_recording([recording]), work_dir=tmp_path, checkpoint_ms=300,
                               fail_after=2000)
+    # FailOnce raises only once a checkpoint has completed, so the restart restores from it (Flink deletes the
+    # checkpoint when the job finishes)
     assert report.live["injected_failure"], "the failure was not injected"
     assert report.ok, _summary(report)
     assert report.live["repeated_rows"] == 0
     assert report.rows_compared > 200
-    assert any((tmp_path / "checkpoints").glob("*/chk-*")), "no checkpoint was taken"
 
 
 def _wait(what: str, ok: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path, timeout_s: float) -> None:
