@@ -9,7 +9,9 @@ first row with its whole 60 s lookback) are reported apart, as in ``btcpipe.run.
 
 from __future__ import annotations
 
+import heapq
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from btcpipe.bus.port import STREAM_TRADES
@@ -29,12 +31,14 @@ from btcpipe.wire.codec import TradeColumns, encode_best_bid_ask, encode_trade_c
 PATH = "bus payloads (file) → Flink: decode → watermarks → key_by(symbol) → SymbolFeatureState in managed state"
 
 
-def write_payloads(tape: MarketTape, path: Path, *, with_best_bid_ask: bool = True) -> int:
-    """The tape's trades (and best bid/ask) as base64 bus payload lines in exchange time; returns the count."""
+def write_payloads(tapes: MarketTape | Sequence[MarketTape], path: Path, *, with_best_bid_ask: bool = True) -> int:
+    """The tapes' trades (and best bid/ask) as base64 bus payload lines merged in exchange time; returns the count."""
     kinds = ("trade", "bestbidask") if with_best_bid_ask else ("trade",)
+    tape_list = [tapes] if isinstance(tapes, MarketTape) else list(tapes)
+    events = heapq.merge(*(market_events(t, kinds) for t in tape_list), key=lambda e: (e[0], e[1]))
     n = 0
     with path.open("w") as f:
-        for _, _, stream, item in market_events(tape, kinds):
+        for _, _, stream, item in events:
             if stream == STREAM_TRADES:
                 assert isinstance(item, TradeColumns)
                 payload = encode_trade_columns(item)

@@ -22,7 +22,7 @@ from support.processor import sim_tape
 from btcpipe.domain.messages import Heartbeat
 from btcpipe.domain.time import US_PER_SEC, floor_sec
 from btcpipe.engines.flink.elements import encode_line
-from btcpipe.engines.flink.launch import JobOptions, start_job
+from btcpipe.engines.flink.launch import JobOptions, run_job, start_job
 from btcpipe.features.batch import fit_params
 from btcpipe.features.inputs import TradeArrays
 from btcpipe.features.spec import WINDOW_BARS, schema_hash
@@ -131,3 +131,21 @@ def test_streaming_source_closes_the_last_second_only_when_a_heartbeat_moves_the
         assert np.array_equal(np.array(vector.values), np.array(got[last_row]), equal_nan=True)
     finally:
         store.close()
+
+
+def test_two_symbols_at_parallelism_two_each_equal_their_batch_rows(flink_python: Path, tmp_path: Path) -> None:
+    tapes = [sim_tape("BTCUSDT", seed=5, duration_s=300), sim_tape("ETHUSDT", seed=6, duration_s=300)]
+    params = fit_params(TradeArrays.from_tape(tapes[0].trades, tapes[0].exponent).qty, with_spread=False)
+    payloads, out, work = tmp_path / "payloads.txt", tmp_path / "rows.jsonl", tmp_path / "work"
+    write_payloads(tapes, payloads, with_best_bid_ask=False)
+    run_job(JobOptions(payloads, out, params, work, parallelism=2))
+    for tape in tapes:
+        got, repeated = read_rows(out, tape.symbol)
+        assert repeated == 0
+        bars_from = min(got) - US_PER_SEC
+        last_row = floor_sec(int(tape.trades.ts_event[-1])) + US_PER_SEC
+        frame = batch_rows(tape, params, bars_from=bars_from, end_us=last_row + US_PER_SEC)
+        report = compare_rows(got, frame, complete_from=bars_from + WINDOW_BARS * US_PER_SEC, report=ParityReport(
+            tape.symbol, "flink p=2", schema_hash(params), params.to_json()))
+        assert report.ok, _summary(report)
+        assert report.rows_compared >= 230
