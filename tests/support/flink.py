@@ -27,7 +27,7 @@ def ensure_flink_python() -> Path:
     venv = REPO / FLINK_VENV
     with (REPO / f"{FLINK_VENV}.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if not (venv / ".installed").exists():
+        if not (venv / ".installed").exists() or not (venv / "bin" / "python").exists():
             if shutil.which("java") is None:
                 pytest.fail("Java is missing: make system-deps installs openjdk-17-jre-headless")
             shutil.rmtree(venv, ignore_errors=True)  # nothing, or a half-built venv from an interrupted run
