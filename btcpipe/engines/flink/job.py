@@ -82,6 +82,8 @@ class FailOnce(MapFunction):
 
 
 class EventTime(TimestampAssigner):
+    """An element's Flink event time, its ``ts_ms`` field (a heartbeat's is set so the watermark reaches its time)."""
+
     def extract_timestamp(self, value: Any, record_timestamp: int) -> int:
         return int(value[2])
 
