@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from btcpipe.lake.manifest import table_to_parquet
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "unit"))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # support.features
 
 import pandas_features
 from support.features import bronze_trades_table
